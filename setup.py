@@ -1,0 +1,37 @@
+"""wae-jax: Wasserstein Auto-Encoders in JAX, from a laptop CPU to TPU sweeps."""
+import setuptools
+
+setuptools.setup(
+    name="wae-jax",
+    version="0.1.0",
+    description="Wasserstein Auto-Encoders (WAE-MMD, WAE-GAN) and the VAE baseline in JAX/Flax",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["wae_jax", "wae_jax.configs", "wae_jax.launch"],
+    package_dir={"wae_jax.launch": "launch"},
+    package_data={"wae_jax": ["assets/*.npz"]},
+    install_requires=[
+        "jax>=0.10",
+        "flax>=0.12",
+        "optax>=0.2.8",
+        "ml-collections>=1.1",
+        "orbax-checkpoint>=0.12",
+        "clu>=0.0.12",
+        "tensorflow-datasets>=4.9.9",
+        # TensorBoard event files (clu's SummaryWriter) and tfds preparation need TF.
+        "tensorflow-cpu>=2.20",
+        "numpy",
+        "pillow",
+        "matplotlib",
+        "pandas",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-timeout"],
+    },
+    entry_points={
+        "console_scripts": [
+            "wae-train=wae_jax.train:main",
+        ],
+    },
+)

@@ -21,6 +21,7 @@ setuptools.setup(
         "tensorflow-datasets>=4.9.9",
         # TensorBoard event files (clu's SummaryWriter) and tfds preparation need TF.
         "tensorflow-cpu>=2.20",
+        "tensorboard",
         "numpy",
         "pillow",
         "matplotlib",
@@ -32,6 +33,10 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "wae-train=wae_jax.train:main",
+            "wae-launch=wae_jax.launch.cli:main",
+            "wae-sweep=wae_jax.sweep:main",
+            "wae-results=wae_jax.results:main",
+            "wae-eval=wae_jax.evaluate:main",
         ],
     },
 )

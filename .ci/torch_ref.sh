@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the tests that compare against PyTorch references (pytest -m torch_ref).
+#
+# torch is a test-only dependency, so it lives in its own venv (.venv-ref, gitignored) and never
+# leaks into the main environment. The venv is created on first use and reused afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+VENV=.venv-ref
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+# Pinned: the Inception port under test is pytorch-fid's, and the CPU numbers are compared
+# against exactly these builds.
+"$VENV/bin/pip" install --quiet --disable-pip-version-check \
+  "torch==2.14.1" "torchvision==0.29.1" pytorch-fid
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -e ".[test]"
+
+export JAX_PLATFORMS=cpu
+exec "$VENV/bin/python" -m pytest -m torch_ref -q "$@"

@@ -1,0 +1,1 @@
+"""Wasserstein Auto-Encoders in JAX."""

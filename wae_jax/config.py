@@ -1,0 +1,242 @@
+"""Experiment configs: the defaults every config shares, and their validation.
+
+Configs are data (`ml_collections.ConfigDict`). The files in `wae_jax/configs/` start from
+`mnist()` or `celeba()` below, set what their algorithm needs, and accept the argument
+`debug` for a small preset that trains on a laptop CPU in a couple of minutes. `validate`
+runs once at start-up, before anything is compiled, and stops with one line that names the
+bad field.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import ml_collections
+
+ALGOS = ("wae_mmd", "wae_gan", "vae")
+ARCHS = ("dcgan", "resnet")
+ENCODERS = ("deterministic", "gaussian")
+KERNELS = ("imq", "rbf")
+RECON_COSTS = ("l2sq", "l2", "l1")
+# Weights of the reconstruction costs in the public WAE code.
+RECON_SCALES = {"l2sq": 0.05, "l2": 0.2, "l1": 0.02}
+# The public code sums the IMQ kernel over these multiples of C = 2 * z_dim * prior_var.
+IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+TFDS_DATASETS = ("mnist", "fashion_mnist", "celeb_a")
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
+
+
+class ConfigError(ValueError):
+  """A config field has a bad value; the message names the field."""
+
+
+def mnist() -> ml_collections.ConfigDict:
+  """The paper's MNIST setting (Tolstikhin et al. 2018, Sec. 4), shared by its algorithms."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.algo = "wae_mmd"
+  c.z_dim = 8
+  c.prior_var = 1.0
+  c.lam = 10.0
+  c.batch_size = 100
+  c.num_steps = 100 * 600  # 100 epochs of the 60k training images.
+  c.multihost = False  # True on a multi-host TPU slice: calls jax.distributed.initialize().
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "tfds:mnist"
+  c.data.heldout = 10_000  # The public code holds out the last 10k images.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.arch = "dcgan"
+  c.model.width = 1.0  # Multiplies every channel count (1024 at the widest layer).
+  c.model.encoder = "deterministic"
+  c.model.enc_layers = 4
+  c.model.dec_layers = 3  # 7x7x1024 -> 14x14x512 -> 28x28x256 -> 28x28x1.
+  c.model.kernel_size = 4
+  c.model.input_noise = 0.01  # N(0, 0.01^2) on deterministic encoders' inputs while training.
+  c.model.init_std = 0.01
+
+  c.recon = ml_collections.ConfigDict()
+  c.recon.cost = "l2sq"
+  c.recon.scale = RECON_SCALES["l2sq"]
+
+  c.mmd = ml_collections.ConfigDict()
+  c.mmd.kernel = "imq"
+  c.mmd.scales = IMQ_SCALES
+  c.mmd.block_size = 1024
+
+  c.gan = ml_collections.ConfigDict()
+  c.gan.lr = 5e-4
+  c.gan.layers = 4
+  c.gan.units = 512
+  c.gan.p_trick = False
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 1e-3
+  c.optim.b1 = 0.5
+  c.optim.b2 = 0.999
+  # Learning rate divided by decay_factors[i] after decay_epochs[i] epochs (not cumulative).
+  c.optim.decay_epochs = (30, 50, 100)
+  c.optim.decay_factors = (2.0, 5.0, 10.0)
+
+  # Encoder pre-training: match mean and covariance of Q_Z to P_Z before the main loop.
+  c.pretrain = ml_collections.ConfigDict()
+  c.pretrain.max_steps = 0  # The public code uses up to 200; 0 turns it off.
+  c.pretrain.tol = 0.1
+
+  c.log_every = 100
+  c.ckpt_every = 1000
+  c.keep_ckpts = 3
+  c.eval_every = 10_000  # Sample/reconstruction grids and held-out metrics; also at the end.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.num_samples = 1000  # Prior samples whose sharpness is reported.
+  c.eval.batch_size = 500
+  return c
+
+
+def celeba() -> ml_collections.ConfigDict:
+  """The paper's CelebA setting: 64x64x3 close crops, 5x5 kernels, d_z = 64."""
+  c = mnist()
+  c.z_dim = 64
+  c.prior_var = 2.0  # The paper's value; the public code's config file uses 1.
+  c.lam = 100.0
+  c.num_steps = 55 * 1826  # 55 epochs of the 182,599 training images at batch 100.
+  c.data.source = "tfds:celeb_a"
+  c.data.heldout = 20_000
+  c.model.dec_layers = 4  # 8x8x1024 -> 16x16x512 -> 32x32x256 -> 64x64x128 -> 64x64x3.
+  c.model.kernel_size = 5
+  c.gan.units = 1024
+  c.optim.decay_epochs = (30, 50)
+  c.optim.decay_factors = (2.0, 5.0)
+  return c
+
+
+def debug(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a config to run on a laptop CPU in about a minute, on the bundled MNIST."""
+  c.data.source = "bundled:mnist"
+  c.data.heldout = 1000
+  c.model.width = 1 / 16  # 1024 -> 64 channels at the widest layer.
+  c.model.dec_layers = 3  # 28x28 images: 7x7 at the decoder's first layer.
+  c.gan.units = 64
+  c.batch_size = 64  # Divides by 8 devices, so tests shard it over 8 simulated CPUs.
+  c.num_steps = 1200
+  c.optim.decay_epochs = (10, 15)
+  c.optim.decay_factors = (2.0, 5.0)
+  c.mmd.block_size = 256
+  c.log_every = 100
+  c.ckpt_every = 400
+  c.eval_every = 1200
+  c.eval.num_samples = 256
+  return c
+
+
+def with_arg(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Applies a config file's argument (`name:arg`); only `debug` (or nothing) is known."""
+  if arg in (None, ""):
+    return c
+  if arg == "debug":
+    return debug(c)
+  raise ConfigError(f"config argument: unknown preset {arg!r} (known: debug)")
+
+
+def resolve(spec: str) -> str:
+  """Maps `name[:arg]` of a bundled config to `path[:arg]`; paths pass through unchanged."""
+  path, sep, arg = spec.partition(":")
+  if not path.endswith(".py") and os.sep not in path:
+    bundled = os.path.join(CONFIG_DIR, path + ".py")
+    if not os.path.exists(bundled):
+      known = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py") and f[0] != "_")
+      raise ConfigError(f"--config: no config named {path!r} (known: {', '.join(known)})")
+    path = bundled
+  return path + sep + arg
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+  """Loads `name[:arg]` (e.g. `mnist_wae_mmd:debug`) without the command line."""
+  name, _, arg = spec.partition(":")
+  if name.endswith(".py") or os.sep in name:
+    spec_ = importlib.util.spec_from_file_location("_wae_config", name)
+    module = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(module)
+  else:
+    resolve(spec)  # Raises a ConfigError for unknown names.
+    module = importlib.import_module(f"wae_jax.configs.{name}")
+  return module.get_config(arg or None)
+
+
+def flatten(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+  """`{'mmd.kernel': 'imq', ...}`: the form `metrics.json` and the results table use."""
+  out = {}
+  for key, value in c.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      out.update(flatten(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def _check(ok: bool, field: str, message: str) -> None:
+  if not ok:
+    raise ConfigError(f"config.{field}: {message}")
+
+
+def _get(c: ml_collections.ConfigDict, field: str) -> Any:
+  for part in field.split("."):
+    c = c[part]
+  return c
+
+
+def _one_of(c: ml_collections.ConfigDict, field: str, allowed: tuple[str, ...]) -> None:
+  value = _get(c, field)
+  _check(value in allowed, field, f"unknown value {value!r} (expected one of {', '.join(allowed)})")
+
+
+def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Checks every field a run depends on; raises ConfigError naming the first bad one.
+
+  Data sources are checked here only for their form; whether a directory holds usable
+  data is found out by `data.load`, which raises the same error type.
+  """
+  _one_of(c, "algo", ALGOS)
+  _one_of(c, "model.arch", ARCHS)
+  _one_of(c, "model.encoder", ENCODERS)
+  _one_of(c, "mmd.kernel", KERNELS)
+  _one_of(c, "recon.cost", RECON_COSTS)
+  _check(c.z_dim >= 1, "z_dim", f"must be >= 1, got {c.z_dim}")
+  _check(c.prior_var > 0, "prior_var", f"must be > 0, got {c.prior_var}")
+  _check(c.lam >= 0, "lam", f"must be >= 0, got {c.lam}")
+  _check(c.recon.scale > 0, "recon.scale", f"must be > 0, got {c.recon.scale}")
+  _check(c.model.width > 0, "model.width", f"must be > 0, got {c.model.width}")
+  for field in ("num_steps", "batch_size", "log_every", "ckpt_every", "eval_every",
+                "keep_ckpts", "mmd.block_size", "model.enc_layers", "model.dec_layers",
+                "model.kernel_size", "gan.layers", "gan.units", "eval.batch_size"):
+    value = _get(c, field)
+    _check(isinstance(value, int) and value >= 1, field, f"must be an integer >= 1, got {value!r}")
+  _check(c.optim.lr > 0, "optim.lr", f"must be > 0, got {c.optim.lr}")
+  _check(c.gan.lr > 0, "gan.lr", f"must be > 0, got {c.gan.lr}")
+  _check(len(c.mmd.scales) > 0 and all(s > 0 for s in c.mmd.scales), "mmd.scales",
+         f"must be a non-empty tuple of positive numbers, got {c.mmd.scales!r}")
+  _check(len(c.optim.decay_epochs) == len(c.optim.decay_factors), "optim.decay_factors",
+         "needs one factor per entry of optim.decay_epochs")
+  _check(list(c.optim.decay_epochs) == sorted(c.optim.decay_epochs), "optim.decay_epochs",
+         f"must be increasing, got {c.optim.decay_epochs!r}")
+  _check(c.algo != "vae" or c.model.encoder == "gaussian", "model.encoder",
+         "the VAE needs a 'gaussian' encoder")
+  _check(c.data.heldout >= 1, "data.heldout", f"must be >= 1, got {c.data.heldout}")
+  _check(c.batch_size % num_devices == 0, "batch_size",
+         f"{c.batch_size} does not divide over {num_devices} devices; use a multiple of "
+         f"{num_devices}, e.g. {max(num_devices, c.batch_size // num_devices * num_devices)} "
+         f"or {(c.batch_size // num_devices + 1) * num_devices}")
+  kind, _, name = c.data.source.partition(":")
+  if kind == "bundled":
+    _check(name == "mnist", "data.source", f"the only bundled dataset is 'mnist', got {name!r}")
+  elif kind == "tfds":
+    _check(name in TFDS_DATASETS, "data.source",
+           f"unknown tfds dataset {name!r} (expected one of {', '.join(TFDS_DATASETS)})")
+  elif kind == "idx":
+    _check(os.path.isdir(name), "data.source", f"no such directory: {name!r}")
+  else:
+    raise ConfigError(f"config.data.source: unknown source {c.data.source!r} "
+                      "(expected bundled:mnist, idx:<dir> or tfds:<name>)")

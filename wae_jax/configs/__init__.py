@@ -1,0 +1,1 @@
+"""Experiment configs, one file each, with `get_config(arg)`."""

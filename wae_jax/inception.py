@@ -1,0 +1,407 @@
+"""Inception-v3 as used for FID, in Flax, with pytorch-fid's weights read without torch.
+
+FID numbers are only comparable when the network is the one everybody uses: the TF graph of
+2015-12-05 as ported by pytorch-fid (its FIDInceptionA/C/E blocks: average pools that skip
+the padding, a max pool in the last block, BatchNorm eps 1e-3), fed 299x299 bilinear resizes
+without antialiasing, scaled to [-1, 1], read at pool3 (2048 features). This module builds
+exactly that network, so pytorch-fid's state dict loads into it one tensor per parameter.
+
+The weights file is a torch zip (or legacy) pickle. It is parsed here with a restricted
+unpickler that only rebuilds plain tensors into numpy arrays, so torch is never needed (and
+the file can execute no code).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import os
+import pickle
+import struct
+import zipfile
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+from flax import traverse_util
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from wae_jax import data
+
+WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+               + WEIGHTS_FILE)
+# sha256 of pytorch-fid's release file (95,628,359 bytes); its first 8 digits are in the name.
+WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+WEIGHTS_ENV = "WAE_INCEPTION_WEIGHTS"
+# Where pytorch-fid itself caches the download, so an existing copy is found without setup.
+TORCH_HUB_FILE = os.path.join(
+    os.environ.get("TORCH_HOME", os.path.join(os.path.expanduser("~"), ".cache", "torch")),
+    "hub", "checkpoints", WEIGHTS_FILE)
+SIZE = 299
+FEATURES = 2048
+
+
+class WeightsError(ValueError):
+  """The Inception weights are missing, not the expected file, or not an Inception state dict."""
+
+
+# ----------------------------------------------------------------------------------------
+# The network.
+
+
+class BasicConv(nn.Module):
+  """Conv (no bias) -> BatchNorm (running statistics, eps 1e-3) -> ReLU."""
+  features: int
+  kernel: tuple[int, int]
+  strides: int = 1
+  padding: str = "SAME"
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Conv(self.features, self.kernel, self.strides, self.padding, use_bias=False,
+                precision=self.precision, name="conv")(x)
+    x = nn.BatchNorm(use_running_average=True, epsilon=1e-3, name="bn")(x)
+    return nn.relu(x)
+
+
+def _avg_pool(x):
+  """3x3 stride-1 average that, like TF, leaves the zero padding out of the count."""
+  return nn.avg_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)), count_include_pad=False)
+
+
+def _max_pool(x, strides=2, padding="VALID"):
+  return nn.max_pool(x, (3, 3), (strides, strides), padding)
+
+
+class InceptionA(nn.Module):
+  pool_features: int
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x):
+    conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
+    b1 = conv("branch1x1", 64, (1, 1))(x)
+    b5 = conv("branch5x5_1", 48, (1, 1))(x)
+    b5 = conv("branch5x5_2", 64, (5, 5))(b5)
+    b3 = conv("branch3x3dbl_1", 64, (1, 1))(x)
+    b3 = conv("branch3x3dbl_2", 96, (3, 3))(b3)
+    b3 = conv("branch3x3dbl_3", 96, (3, 3))(b3)
+    bp = conv("branch_pool", self.pool_features, (1, 1))(_avg_pool(x))
+    return jnp.concatenate([b1, b5, b3, bp], axis=-1)
+
+
+class InceptionB(nn.Module):
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x):
+    conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
+    b3 = conv("branch3x3", 384, (3, 3), 2, "VALID")(x)
+    bd = conv("branch3x3dbl_1", 64, (1, 1))(x)
+    bd = conv("branch3x3dbl_2", 96, (3, 3))(bd)
+    bd = conv("branch3x3dbl_3", 96, (3, 3), 2, "VALID")(bd)
+    return jnp.concatenate([b3, bd, _max_pool(x)], axis=-1)
+
+
+class InceptionC(nn.Module):
+  channels_7x7: int
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x):
+    conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
+    c7 = self.channels_7x7
+    b1 = conv("branch1x1", 192, (1, 1))(x)
+    b7 = conv("branch7x7_1", c7, (1, 1))(x)
+    b7 = conv("branch7x7_2", c7, (1, 7))(b7)
+    b7 = conv("branch7x7_3", 192, (7, 1))(b7)
+    bd = conv("branch7x7dbl_1", c7, (1, 1))(x)
+    bd = conv("branch7x7dbl_2", c7, (7, 1))(bd)
+    bd = conv("branch7x7dbl_3", c7, (1, 7))(bd)
+    bd = conv("branch7x7dbl_4", c7, (7, 1))(bd)
+    bd = conv("branch7x7dbl_5", 192, (1, 7))(bd)
+    bp = conv("branch_pool", 192, (1, 1))(_avg_pool(x))
+    return jnp.concatenate([b1, b7, bd, bp], axis=-1)
+
+
+class InceptionD(nn.Module):
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x):
+    conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
+    b3 = conv("branch3x3_1", 192, (1, 1))(x)
+    b3 = conv("branch3x3_2", 320, (3, 3), 2, "VALID")(b3)
+    b7 = conv("branch7x7x3_1", 192, (1, 1))(x)
+    b7 = conv("branch7x7x3_2", 192, (1, 7))(b7)
+    b7 = conv("branch7x7x3_3", 192, (7, 1))(b7)
+    b7 = conv("branch7x7x3_4", 192, (3, 3), 2, "VALID")(b7)
+    return jnp.concatenate([b3, b7, _max_pool(x)], axis=-1)
+
+
+class InceptionE(nn.Module):
+  """The last two blocks; the FID graph's final one pools with max instead of average."""
+  max_pool: bool = False
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x):
+    conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
+    b1 = conv("branch1x1", 320, (1, 1))(x)
+    b3 = conv("branch3x3_1", 384, (1, 1))(x)
+    b3 = jnp.concatenate([conv("branch3x3_2a", 384, (1, 3))(b3),
+                          conv("branch3x3_2b", 384, (3, 1))(b3)], axis=-1)
+    bd = conv("branch3x3dbl_1", 448, (1, 1))(x)
+    bd = conv("branch3x3dbl_2", 384, (3, 3))(bd)
+    bd = jnp.concatenate([conv("branch3x3dbl_3a", 384, (1, 3))(bd),
+                          conv("branch3x3dbl_3b", 384, (3, 1))(bd)], axis=-1)
+    pooled = _max_pool(x, 1, ((1, 1), (1, 1))) if self.max_pool else _avg_pool(x)
+    bp = conv("branch_pool", 192, (1, 1))(pooled)
+    return jnp.concatenate([b1, b3, bd, bp], axis=-1)
+
+
+class InceptionV3(nn.Module):
+  """Images in [0, 1], NHWC, any size, 1 or 3 channels -> pool3 features (N, 2048).
+
+  Submodule names are pytorch-fid's, so its state dict maps onto the variables by name.
+  """
+  precision: Any = jax.lax.Precision.HIGHEST  # FID moves with the last digits of pool3.
+
+  @nn.compact
+  def __call__(self, images):
+    x = images.astype(jnp.float32)
+    # antialias=False: torch's bilinear interpolate (align_corners=False) does not
+    # antialias when it shrinks, and FID moves with the resize filter.
+    x = jax.image.resize(x, (x.shape[0], SIZE, SIZE, x.shape[3]), "bilinear", antialias=False)
+    if x.shape[-1] == 1:
+      x = jnp.repeat(x, 3, axis=-1)
+    x = 2.0 * x - 1.0
+    conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
+    x = conv("Conv2d_1a_3x3", 32, (3, 3), 2, "VALID")(x)
+    x = conv("Conv2d_2a_3x3", 32, (3, 3), 1, "VALID")(x)
+    x = conv("Conv2d_2b_3x3", 64, (3, 3))(x)
+    x = _max_pool(x)
+    x = conv("Conv2d_3b_1x1", 80, (1, 1))(x)
+    x = conv("Conv2d_4a_3x3", 192, (3, 3), 1, "VALID")(x)
+    x = _max_pool(x)
+    p = self.precision
+    x = InceptionA(32, p, name="Mixed_5b")(x)
+    x = InceptionA(64, p, name="Mixed_5c")(x)
+    x = InceptionA(64, p, name="Mixed_5d")(x)
+    x = InceptionB(p, name="Mixed_6a")(x)
+    x = InceptionC(128, p, name="Mixed_6b")(x)
+    x = InceptionC(160, p, name="Mixed_6c")(x)
+    x = InceptionC(160, p, name="Mixed_6d")(x)
+    x = InceptionC(192, p, name="Mixed_6e")(x)
+    x = InceptionD(p, name="Mixed_7a")(x)
+    x = InceptionE(False, p, name="Mixed_7b")(x)
+    x = InceptionE(True, p, name="Mixed_7c")(x)
+    return x.mean(axis=(1, 2))
+
+
+@jax.jit
+def pool3(variables, images: jax.Array) -> jax.Array:
+  """Pool3 features of one batch (images in [0, 1], NHWC); follows the inputs' sharding."""
+  return InceptionV3().apply(variables, images)
+
+
+def features(variables, images: np.ndarray, mesh: Mesh, batch_size: int = 200) -> np.ndarray:
+  """Pool3 features (N, 2048) float32 of a host array of any length, batch by batch.
+
+  `images` are NHWC, float in [0, 1] or uint8 (scaled by 1/255). Batches are sharded over the
+  mesh's `data` axis (padded to a multiple of its size) and the next batch is dispatched
+  before the last one is fetched, so transfers overlap compute.
+  """
+  if images.ndim != 4 or images.shape[-1] not in (1, 3):
+    raise ValueError(f"Inception features need NHWC images with 1 or 3 channels, "
+                     f"got shape {images.shape}")
+  scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
+  batch_size = -(-batch_size // mesh.size) * mesh.size
+  batch_sharding = NamedSharding(mesh, P("data"))
+  variables = jax.device_put(variables, NamedSharding(mesh, P()))
+  n = len(images)
+  out, pending = [], None
+  for start in range(0, n, batch_size):
+    chunk = np.asarray(images[start:start + batch_size], np.float32) * scale
+    chunk = np.pad(chunk, ((0, batch_size - len(chunk)),) + ((0, 0),) * 3)
+    result = pool3(variables, data.place(chunk, batch_sharding))
+    if pending is not None:
+      out.append(multihost_utils.process_allgather(pending, tiled=True))
+    pending = result
+  if pending is not None:
+    out.append(multihost_utils.process_allgather(pending, tiled=True))
+  return np.concatenate(out)[:n] if out else np.zeros((0, FEATURES), np.float32)
+
+
+# ----------------------------------------------------------------------------------------
+# Reading pytorch-fid's state dict without torch.
+
+_STORAGE_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "BFloat16Storage": ml_dtypes.bfloat16, "LongStorage": np.int64, "IntStorage": np.int32,
+    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
+# torch.save's legacy (pre-1.6) format starts with this pickled integer.
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+
+
+@dataclasses.dataclass(frozen=True)
+class _Storage:
+  key: str
+  dtype: np.dtype
+  numel: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tensor:
+  storage: _Storage
+  offset: int
+  shape: tuple[int, ...]
+  stride: tuple[int, ...]
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+  """Unpickles tensor references and containers, and refuses every other global.
+
+  Tensors come back as `_Tensor` records; their bytes are read afterwards, because the
+  legacy format stores them after the pickle.
+  """
+  _GLOBALS = {
+      ("collections", "OrderedDict"): collections.OrderedDict,
+      ("torch._utils", "_rebuild_tensor_v2"):
+          lambda storage, offset, shape, stride, *_: _Tensor(storage, offset, tuple(shape),
+                                                             tuple(stride)),
+      ("torch._utils", "_rebuild_parameter"): lambda tensor, *_: tensor,
+  }
+
+  def find_class(self, module, name):
+    if module == "torch" and name in _STORAGE_DTYPES:
+      return np.dtype(_STORAGE_DTYPES[name])
+    if (module, name) in self._GLOBALS:
+      return self._GLOBALS[(module, name)]
+    raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of a state dict")
+
+  def persistent_load(self, pid):
+    # ("storage", dtype, key, location, numel[, view_metadata])
+    if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] in ("storage", b"storage")):
+      raise pickle.UnpicklingError(f"unexpected persistent id {pid!r:.80}")
+    return _Storage(str(pid[2]), pid[1], int(pid[4]))
+
+
+def _materialize(tensors: dict[str, Any], raw: dict[str, bytes]) -> dict[str, np.ndarray]:
+  """Turns `_Tensor` records into arrays, given each storage's bytes by key."""
+  out = {}
+  for name, t in tensors.items():
+    if not isinstance(t, _Tensor):
+      raise pickle.UnpicklingError(f"entry {name!r} is a {type(t).__name__}, not a tensor")
+    flat = np.frombuffer(raw[t.storage.key], t.storage.dtype, count=t.storage.numel)
+    size = t.storage.dtype.itemsize
+    out[name] = np.array(np.lib.stride_tricks.as_strided(
+        flat[t.offset:], t.shape, tuple(s * size for s in t.stride)))
+  return out
+
+
+def read_state_dict(path: str) -> dict[str, np.ndarray]:
+  """A torch state dict file (zip or legacy format) as numpy arrays, without torch."""
+  try:
+    if zipfile.is_zipfile(path):
+      with zipfile.ZipFile(path) as z:
+        pkl = next(n for n in z.namelist() if n.endswith("data.pkl"))
+        root = pkl[:-len("data.pkl")]
+        if root + "byteorder" in z.namelist() and z.read(root + "byteorder") != b"little":
+          raise WeightsError(f"{path}: big-endian torch files are not supported")
+        with z.open(pkl) as f:
+          tensors = _StateDictUnpickler(f).load()
+        keys = {t.storage.key for t in tensors.values() if isinstance(t, _Tensor)}
+        return _materialize(tensors, {k: z.read(f"{root}data/{k}") for k in keys})
+    with open(path, "rb") as f:
+      if _StateDictUnpickler(f).load() != _LEGACY_MAGIC:
+        raise pickle.UnpicklingError("no torch magic number")
+      _StateDictUnpickler(f).load()  # Protocol version.
+      _StateDictUnpickler(f).load()  # System info.
+      tensors = _StateDictUnpickler(f).load()
+      dtypes = {t.storage.key: t.storage.dtype for t in tensors.values()
+                if isinstance(t, _Tensor)}
+      raw = {}
+      for key in _StateDictUnpickler(f).load():
+        (numel,) = struct.unpack("<q", f.read(8))
+        raw[str(key)] = f.read(numel * dtypes[str(key)].itemsize)
+      return _materialize(tensors, raw)
+  except (pickle.UnpicklingError, zipfile.BadZipFile, StopIteration, KeyError, EOFError,
+          AttributeError, TypeError, ValueError, struct.error) as e:
+    raise WeightsError(f"{path} is not a readable torch state dict "
+                       f"({type(e).__name__}: {e})") from None
+
+
+# flax (collection, leaf) -> the torch state dict's suffix.
+_TORCH_NAMES = {("params", "kernel"): "weight", ("params", "scale"): "weight",
+                ("params", "bias"): "bias", ("batch_stats", "mean"): "running_mean",
+                ("batch_stats", "var"): "running_var"}
+
+
+def variables_from_state_dict(state_dict: dict[str, np.ndarray]) -> dict[str, Any]:
+  """pytorch-fid's state dict -> InceptionV3 variables (OIHW kernels become HWIO).
+
+  Every variable must be present with its exact shape; the classifier head (`fc.*`) and
+  BatchNorm's `num_batches_tracked` are not part of pool3 and are ignored.
+  """
+  expected = jax.eval_shape(InceptionV3().init, jax.random.key(0),
+                            jnp.zeros((1, SIZE, SIZE, 3), jnp.float32))
+  flat = {}
+  for key, spec in traverse_util.flatten_dict(expected).items():
+    collection, *modules, leaf = key
+    name = ".".join(modules) + "." + _TORCH_NAMES[(collection, leaf)]
+    if name not in state_dict:
+      raise WeightsError(f"not a pytorch-fid Inception state dict: {name} is missing")
+    value = np.asarray(state_dict[name], np.float32)
+    if leaf == "kernel" and value.ndim == 4:
+      value = value.transpose(2, 3, 1, 0)
+    if value.shape != spec.shape:
+      raise WeightsError(f"not a pytorch-fid Inception state dict: {name} has shape "
+                         f"{value.shape}, expected {spec.shape}")
+    flat[key] = value
+  return traverse_util.unflatten_dict(flat)
+
+
+def file_sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def weights_path(path: str | None = None) -> str:
+  """`path`, else $WAE_INCEPTION_WEIGHTS, else pytorch-fid's own download cache."""
+  candidates = [path] if path else [os.environ.get(WEIGHTS_ENV), TORCH_HUB_FILE]
+  for candidate in filter(None, candidates):
+    if os.path.isfile(candidate):
+      return candidate
+  looked = ", ".join(filter(None, candidates)) or WEIGHTS_ENV
+  raise WeightsError(f"Inception weights not found (looked in: {looked}); download "
+                     f"{WEIGHTS_URL} and pass its path or set {WEIGHTS_ENV}")
+
+
+def load_params(path: str | None = None, sha256: str | None = WEIGHTS_SHA256
+                ) -> tuple[dict[str, Any], str]:
+  """Loads pytorch-fid's Inception weights as InceptionV3 variables; returns them and the
+  file's sha256 (recorded next to every FID, so numbers from other weights never mix).
+
+  `sha256=None` skips the check, for tests with random weights; the returned hash still
+  names the file. Raises WeightsError with a one-line message on any problem.
+  """
+  path = weights_path(path)
+  digest = file_sha256(path)
+  if sha256 is not None and digest != sha256:
+    raise WeightsError(f"{path} has sha256 {digest[:16]}..., not that of pytorch-fid's "
+                       f"{WEIGHTS_FILE} ({sha256[:16]}...); download {WEIGHTS_URL}")
+  return variables_from_state_dict(read_state_dict(path)), digest

@@ -1,0 +1,180 @@
+"""Encoders, decoders and the latent adversary.
+
+The DCGAN-style nets follow the public WAE code: stride-2 convolutions (transposed in the
+decoder), BatchNorm with momentum 0.9 and eps 1e-5, ReLU, N(0, 0.01^2) weights. The ResNet
+nets are the bigWAE study's second architecture: pre-activation (v2) residual blocks at the
+same resolutions and channel counts, so either family plugs into the same latent space.
+`width` multiplies every channel count so CPU presets can shrink the 1024-channel nets.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+TOP_CHANNELS = 1024
+
+
+def channels(width: float, layer: int, num_layers: int) -> int:
+  """DCGAN channel count of `layer`: doubling up to 1024 * width at the deepest layer."""
+  return max(1, round(TOP_CHANNELS * width / 2 ** (num_layers - 1 - layer)))
+
+
+class _Common(nn.Module):
+  """Fields and layer factories every image net shares."""
+  num_layers: int
+  width: float
+  kernel_size: int
+  init_std: float
+
+  def conv(self, features, strides=1, transpose=False, kernel_size=None):
+    k = kernel_size or self.kernel_size
+    cls = nn.ConvTranspose if transpose else nn.Conv
+    return cls(features, (k, k), strides=(strides, strides), padding="SAME",
+               kernel_init=nn.initializers.normal(self.init_std))
+
+  def dense(self, features):
+    return nn.Dense(features, kernel_init=nn.initializers.normal(self.init_std))
+
+  def norm(self, train):
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+
+
+class DCGANEncoder(_Common):
+  """Stride-2 convs, BN, ReLU, then a linear map to the code (or to mean and log-variance)."""
+  out_dim: int = 8
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    for i in range(self.num_layers):
+      x = nn.relu(self.norm(train)(self.conv(channels(self.width, i, self.num_layers), 2)(x)))
+    return self.dense(self.out_dim)(x.reshape(x.shape[0], -1))
+
+
+class DCGANDecoder(_Common):
+  """Linear map to a (H/2^(L-1))^2 x 1024 map, stride-2 transposed convs, a last stride-1 one."""
+  image_shape: tuple[int, int, int] = (28, 28, 1)
+  activation: Callable = nn.sigmoid
+
+  @nn.compact
+  def __call__(self, z, train: bool):
+    h, w, c = self.image_shape
+    f = 2 ** (self.num_layers - 1)
+    top = channels(self.width, self.num_layers - 1, self.num_layers)
+    x = nn.relu(self.dense(h // f * (w // f) * top)(z)).reshape(-1, h // f, w // f, top)
+    for i in range(self.num_layers - 1):
+      x = self.conv(channels(self.width, self.num_layers - 2 - i, self.num_layers), 2, True)(x)
+      x = nn.relu(self.norm(train)(x))
+    return self.activation(self.conv(c, 1, True)(x))
+
+
+class PreActBlock(_Common):
+  """ResNet-v2 block: BN-ReLU-conv twice, shortcut projected where the shape changes."""
+  features: int = 64
+  resample: str = "none"  # "down" (stride-2 conv), "up" (stride-2 transposed conv) or "none".
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    strides = 1 if self.resample == "none" else 2
+    transpose = self.resample == "up"
+    y = nn.relu(self.norm(train)(x))
+    shortcut = x
+    if strides != 1 or x.shape[-1] != self.features:
+      shortcut = self.conv(self.features, strides, transpose, kernel_size=1)(y)
+    y = self.conv(self.features, strides, transpose, kernel_size=3)(y)
+    y = self.conv(self.features, kernel_size=3)(nn.relu(self.norm(train)(y)))
+    return shortcut + y
+
+
+class ResNetEncoder(_Common):
+  """A stem conv, one downsampling pre-activation block per DCGAN layer, then the code."""
+  out_dim: int = 8
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = self.conv(channels(self.width, 0, self.num_layers) // 2 or 1, kernel_size=3)(x)
+    for i in range(self.num_layers):
+      x = self.block(channels(self.width, i, self.num_layers), "down")(x, train)
+    x = nn.relu(self.norm(train)(x))
+    return self.dense(self.out_dim)(x.reshape(x.shape[0], -1))
+
+  def block(self, features, resample):
+    return PreActBlock(self.num_layers, self.width, self.kernel_size, self.init_std,
+                       features=features, resample=resample)
+
+
+class ResNetDecoder(_Common):
+  """The DCGAN decoder's resolutions, with upsampling pre-activation blocks."""
+  image_shape: tuple[int, int, int] = (28, 28, 1)
+  activation: Callable = nn.sigmoid
+
+  @nn.compact
+  def __call__(self, z, train: bool):
+    h, w, c = self.image_shape
+    f = 2 ** (self.num_layers - 1)
+    top = channels(self.width, self.num_layers - 1, self.num_layers)
+    x = self.dense(h // f * (w // f) * top)(z).reshape(-1, h // f, w // f, top)
+    for i in range(self.num_layers - 1):
+      x = PreActBlock(self.num_layers, self.width, self.kernel_size, self.init_std,
+                      features=channels(self.width, self.num_layers - 2 - i, self.num_layers),
+                      resample="up")(x, train)
+    x = nn.relu(self.norm(train)(x))
+    return self.activation(self.conv(c, kernel_size=3)(x))
+
+
+class AutoEncoder(nn.Module):
+  """Encoder and decoder under one set of variables.
+
+  A Gaussian encoder's output is split into mean and log-variance and its code is a
+  reparameterised draw; a deterministic encoder's output is the code (log-variance None).
+  """
+  encoder: nn.Module
+  decoder: nn.Module
+  gaussian: bool = False
+
+  def __call__(self, x, noise: jax.Array, train: bool):
+    """(mean, log_var, code, reconstruction); `noise` is N(0, I) shaped like the code."""
+    mean, log_var = self.encode(x, train)
+    z = mean if log_var is None else mean + jnp.exp(0.5 * log_var) * noise
+    return mean, log_var, z, self.decoder(z, train)
+
+  def encode(self, x, train: bool):
+    out = self.encoder(x, train)
+    return tuple(jnp.split(out, 2, axis=-1)) if self.gaussian else (out, None)
+
+  def decode(self, z, train: bool):
+    return self.decoder(z, train)
+
+
+class Adversary(nn.Module):
+  """The latent discriminator of WAE-GAN: dense ReLU layers and one logit."""
+  layers: int = 4
+  units: int = 512
+  init_std: float = 0.01
+
+  @nn.compact
+  def __call__(self, z):
+    for _ in range(self.layers):
+      z = nn.relu(nn.Dense(self.units, kernel_init=nn.initializers.normal(self.init_std))(z))
+    return nn.Dense(1, kernel_init=nn.initializers.normal(self.init_std))(z)[..., 0]
+
+
+def build(c: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
+          symmetric: bool) -> tuple[AutoEncoder, Adversary | None]:
+  """The auto-encoder (and adversary, for WAE-GAN) that config `c` describes."""
+  m = c.model
+  gaussian = m.encoder == "gaussian"
+  common = dict(width=m.width, kernel_size=m.kernel_size, init_std=m.init_std)
+  enc_cls, dec_cls = {"dcgan": (DCGANEncoder, DCGANDecoder),
+                      "resnet": (ResNetEncoder, ResNetDecoder)}[m.arch]
+  encoder = enc_cls(num_layers=m.enc_layers, out_dim=c.z_dim * (2 if gaussian else 1), **common)
+  decoder = dec_cls(num_layers=m.dec_layers, image_shape=tuple(image_shape),
+                    activation=jnp.tanh if symmetric else nn.sigmoid, **common)
+  adversary = None
+  if c.algo == "wae_gan":
+    adversary = Adversary(layers=c.gan.layers, units=c.gan.units, init_std=m.init_std)
+  return AutoEncoder(encoder, decoder, gaussian), adversary

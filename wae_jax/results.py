@@ -1,0 +1,300 @@
+r"""Results: a sweep's trial directories as one pandas table, Table 1 of the paper, and plots.
+
+  wae-results /tmp/sweep [--format md|csv|parquet] [--out FILE] [--plot out.png]
+
+Every trial directory is read on its own, so a missing, half-written or corrupt
+`metrics.json` costs that trial its metrics (it is listed under errors), never the table.
+The expected set of trials comes from the ledger `W/sweep.json` that `wae-sweep run`
+writes; without one, every subdirectory of W is a trial. Paths may be local or gs://.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import functools
+import io
+import json
+import math
+import sys
+from typing import Any, Sequence
+
+from etils import epath
+import numpy as np
+import pandas as pd
+
+from wae_jax import config as config_lib
+from wae_jax import workdir as workdir_lib
+
+LEDGER = "sweep.json"
+PENDING = "pending"  # No metrics.json yet: the trial has not started.
+CORRUPT = "corrupt"  # metrics.json unreadable: listed under errors.
+STATES = workdir_lib.STATUSES + (PENDING, CORRUPT)
+# Lower is better for all of them; the first one any finished trial has is the table's metric.
+METRICS = ("fid", "domain_fid", "recon")
+SHARPNESS = "sharpness_mean"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialState:
+  status: str  # One of STATES.
+  step: int = 0
+  mtime: float | None = None  # When metrics.json was last written.
+
+
+@dataclasses.dataclass(frozen=True)
+class Results:
+  trials: pd.DataFrame  # One row per trial: id, status, step, metrics, hyperparameters.
+  errors: list[str]  # "<trial id>: <why its metrics.json could not be read>".
+  hyperparameters: list[str]  # The config columns of `trials`, sorted.
+
+
+def read_ledger(workdir: epath.PathLike) -> dict[str, Any] | None:
+  """The sweep ledger `W/sweep.json`, or None if W has none."""
+  path = epath.Path(workdir) / LEDGER
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def _load(trial_dir: epath.Path) -> tuple[dict[str, Any] | None, str | None]:
+  """(metrics.json as a dict or None if absent, why it is unusable or None)."""
+  try:
+    record = workdir_lib.read_metrics(trial_dir)
+  except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError.
+    return None, f"metrics.json unreadable: {str(e).splitlines()[0]}"
+  if record is None:
+    return None, None
+  if not isinstance(record, dict) or record.get("status") not in workdir_lib.STATUSES:
+    status = record.get("status") if isinstance(record, dict) else None
+    return None, f"metrics.json has no valid status (got {status!r})"
+  return record, None
+
+
+def read_state(trial_dir: epath.PathLike) -> TrialState:
+  """The trial's state as the sweep runner sees it."""
+  trial_dir = epath.Path(trial_dir)
+  record, error = _load(trial_dir)
+  if error:
+    return TrialState(CORRUPT)
+  if record is None:
+    return TrialState(PENDING)
+  try:
+    mtime = (trial_dir / workdir_lib.METRICS).stat().mtime
+  except OSError:  # Replaced between the read and the stat: the next look sees it.
+    mtime = None
+  return TrialState(record["status"], int(record.get("step") or 0), mtime)
+
+
+@functools.lru_cache(maxsize=None)
+def _base_config(base: str) -> dict[str, Any]:
+  try:
+    return config_lib.flatten(config_lib.load(base))
+  except (config_lib.ConfigError, OSError, ImportError, AttributeError):
+    return {}
+
+
+def _cell(value: Any) -> Any:
+  """Lists (tuple fields) become JSON text so every column is hashable and parquet-able."""
+  return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def _row(tid: str, trial: dict[str, Any] | None,
+         trial_dir: epath.Path) -> tuple[dict[str, Any], set[str], str | None]:
+  record, error = _load(trial_dir)
+  # Hyperparameters: what the trainer resolved, else what the sweep asked for.
+  config = (record or {}).get("config")
+  if not isinstance(config, dict):
+    overrides = {k[len("config."):]: v for k, v in (trial or {}).items() if k != "config"}
+    config = {**_base_config(trial["config"]), **overrides} if trial else {}
+  metrics = (record or {}).get("metrics")
+  metrics = metrics if isinstance(metrics, dict) else {}
+  row = {"trial": tid, "base": (trial or {}).get("config"),
+         "status": CORRUPT if error else (record or {}).get("status", PENDING),
+         "step": (record or {}).get("step"), "num_steps": (record or {}).get("num_steps"),
+         "wall_s": (record or {}).get("wall_s"), "error": (record or {}).get("error")}
+  row.update({k: (np.nan if v is None else v) for k, v in metrics.items()})
+  row.update({k: _cell(v) for k, v in config.items() if k not in row})
+  return row, set(config) - set(metrics), error and f"{tid}: {error}"
+
+
+def read_results(workdir: epath.PathLike) -> Results:
+  """Reads every trial of the sweep in `workdir` (in parallel: gs:// reads are slow)."""
+  workdir = epath.Path(workdir)
+  if not workdir.is_dir():
+    raise FileNotFoundError(f"no sweep directory {workdir}")
+  errors = []
+  try:
+    ledger = read_ledger(workdir)
+  except ValueError as e:
+    ledger, errors = None, [f"{LEDGER}: unreadable ({e}); reading every subdirectory"]
+  if ledger:
+    trials = ledger["trials"]
+  else:
+    trials = {p.name: None for p in sorted(workdir.iterdir()) if p.is_dir()}
+  with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    rows = list(pool.map(lambda t: _row(t, trials[t], workdir / t), trials))
+  table = pd.DataFrame([r for r, _, _ in rows])
+  hyperparameters = sorted(set().union(*(h for _, h, _ in rows)))
+  return Results(table, errors + [e for _, _, e in rows if e], hyperparameters)
+
+
+def table_metric(trials: pd.DataFrame) -> str:
+  """FID if any finished trial has it, else domain FID, else the reconstruction cost."""
+  done = trials[trials["status"] == "done"]
+  for name in METRICS:
+    if name in done and done[name].notna().any():
+      return name
+  return METRICS[-1]
+
+
+def summarize(trials: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+  """Table 1 of the paper, one row per (dataset, algorithm): the best trial is its 'big' row.
+
+  Best and median are over finished trials; sharpness is the best trial's. A `data` row
+  per dataset gives the sharpness of real images, as the paper's "true data" row does.
+  """
+  metric = metric or table_metric(trials)
+  trials = trials.assign(**{k: trials.get(k, pd.Series("?", index=trials.index)).fillna("?")
+                            for k in ("data.source", "algo")})
+  rows = []
+  for (source, algo), group in trials.groupby(["data.source", "algo"], sort=True):
+    counts = group["status"].value_counts()
+    done = group[group["status"] == "done"]
+    scored = done[done[metric].notna()] if metric in done else done.iloc[:0]
+    best = scored.loc[scored[metric].idxmin()] if len(scored) else None
+    row = {"data": source, "algo": algo, "trials": len(group)}
+    row.update({s: int(counts.get(s, 0)) for s in STATES})
+    row.update({f"best {metric}": np.nan if best is None else best[metric],
+                f"median {metric}": scored[metric].median() if len(scored) else np.nan,
+                "sharpness": np.nan if best is None else best.get(SHARPNESS, np.nan),
+                "best trial": None if best is None else best["trial"]})
+    rows.append(row)
+  if "sharpness_data" in trials:
+    for source, group in trials.groupby("data.source", sort=True):
+      if group["sharpness_data"].notna().any():
+        rows.append({"data": source, "algo": "data",
+                     "sharpness": group["sharpness_data"].median()})
+  summary = pd.DataFrame(rows)
+  unused = [s for s in (PENDING, CORRUPT, "running") if s in summary and not summary[s].any()]
+  return summary.drop(columns=unused)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+  """A GitHub markdown table; floats to 4 significant digits, missing values blank."""
+  def fmt(v):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+      return ""
+    if isinstance(v, (float, np.floating)):
+      return f"{v:.4g}"
+    return str(v).replace("|", "\\|")
+  lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+  lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+  return "\n".join(lines)
+
+
+def swept_columns(results: Results) -> list[str]:
+  """Hyperparameters that differ between trials (the ones the sweep searched over)."""
+  return [c for c in results.hyperparameters if results.trials[c].nunique(dropna=True) > 1]
+
+
+def report(results: Results) -> str:
+  """The markdown report: Table 1, every trial, and the errors."""
+  trials = results.trials
+  metric = table_metric(trials)
+  cols = ["trial", "status", "step"] + swept_columns(results) + [
+      c for c in (*METRICS, SHARPNESS) if c in trials]
+  order = trials.sort_values(["status", metric] if metric in trials else ["status"])
+  parts = [f"## Table 1 (metric: {metric}, lower is better)", to_markdown(summarize(trials)),
+           f"## Trials ({len(trials)})", to_markdown(order[cols])]
+  if results.errors:
+    parts += [f"## Errors ({len(results.errors)})", "\n".join(f"- {e}" for e in results.errors)]
+  return "\n\n".join(parts) + "\n"
+
+
+def plot(trials: pd.DataFrame, path: epath.PathLike, metric: str | None = None) -> None:
+  """The metric against lambda per algorithm (log x), and its distribution per algorithm."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  metric = metric or table_metric(trials)
+  if metric not in trials:
+    raise ValueError(f"no trial has {metric!r} to plot")
+  done = trials[(trials["status"] == "done") & trials[metric].notna()]
+  algos = sorted(done["algo"].dropna().unique()) if "algo" in done else []
+  if not algos:
+    raise ValueError(f"no finished trial has {metric!r} to plot")
+  fig, axes = plt.subplots(1, len(algos) + 1, figsize=(4 * (len(algos) + 1), 3.6),
+                           sharey=True, squeeze=False)
+  axes = axes[0]
+  arch = done["model.arch"] if "model.arch" in done else pd.Series("", index=done.index)
+  for ax, algo in zip(axes, algos):
+    group = done[done["algo"] == algo]
+    for name in sorted(arch[group.index].unique()):
+      points = group[arch[group.index] == name]
+      ax.scatter(points["lam"], points[metric], s=14, alpha=0.7, label=name or None)
+    ax.set_xscale("log")
+    ax.set_title(f"{algo}: {metric} vs lambda ({len(group)} trials)", fontsize=9)
+    ax.set_xlabel("lam (KL weight for the VAE)" if algo == "vae" else "lam")
+    if arch.nunique() > 1:
+      ax.legend(fontsize=7, title="model.arch", title_fontsize=7)
+  axes[0].set_ylabel(metric)
+  values = [done.loc[done["algo"] == a, metric].to_numpy() for a in algos]
+  dist = axes[-1]
+  dist.boxplot(values, showfliers=False)
+  dist.set_xticks(range(1, len(algos) + 1), algos)
+  rng = np.random.default_rng(0)  # Jitter only; fixed so the figure is reproducible.
+  for i, v in enumerate(values, start=1):
+    dist.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=8, alpha=0.5)
+  dist.set_title(f"{metric} per algorithm", fontsize=9)
+  low, high = done[metric].min(), done[metric].max()
+  if low > 0 and high / low > 20:
+    dist.set_yscale("log")
+  fig.tight_layout()
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=110)
+  plt.close(fig)
+  epath.Path(path).write_bytes(buf.getvalue())
+
+
+def write_table(results: Results, fmt: str, out: str | None) -> None:
+  """Writes the report (md) or the per-trial table (csv, parquet) to `out` or stdout."""
+  if fmt == "parquet":
+    buf = io.BytesIO()
+    results.trials.to_parquet(buf, index=False)
+    epath.Path(out).write_bytes(buf.getvalue())
+    return
+  text = report(results) if fmt == "md" else results.trials.to_csv(index=False)
+  if out:
+    epath.Path(out).write_text(text)
+  else:
+    sys.stdout.write(text)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(prog="wae-results", description=__doc__.split("\n\n")[0])
+  parser.add_argument("workdir", help="sweep directory (local or gs://)")
+  parser.add_argument("--format", choices=("md", "csv", "parquet"), default="md",
+                      help="md: Table 1, trials and errors; csv/parquet: one row per trial")
+  parser.add_argument("--out", help="file to write (local or gs://; default stdout)")
+  parser.add_argument("--plot", help="PNG: metric vs lambda and distribution per algorithm")
+  args = parser.parse_args(argv)
+  try:
+    if args.format == "parquet" and not args.out:
+      raise ValueError("--format=parquet needs --out")
+    results = read_results(args.workdir)
+    if results.trials.empty:
+      raise ValueError(f"no trials in {args.workdir}")
+    write_table(results, args.format, args.out)
+    if args.plot:
+      plot(results.trials, args.plot)
+  except (ValueError, OSError) as e:
+    print(f"wae-results: error: {e}", file=sys.stderr)
+    sys.exit(2)
+  if results.errors and args.format != "md":
+    print(f"wae-results: {len(results.errors)} unreadable trial(s):", *results.errors,
+          sep="\n  ", file=sys.stderr)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,513 @@
+r"""Sweeps: studies written as data, trials kept as directories, fanned out on Ray.
+
+  wae-sweep list   sweeps/bigwae.py
+  wae-sweep run    sweeps/bigwae.py:debug --workdir=/tmp/sweep [--parallel=2]
+  wae-sweep status sweeps/bigwae.py:debug --workdir=/tmp/sweep
+
+A sweep file defines `get_hyper(h, arg=None)` and builds its trials with the DSL in `h`
+(`fixed`, `sweep`, `product`, `zipit`, `chainit`, `random_search` over `uniform`,
+`loguniform`, `choice`). A trial is a flat dict: the key `config` names the base config
+(`name[:arg]`, as for `wae-train --config`), every other key is a `config.<field>` override.
+Its id is a hash of that dict, so the same file yields the same ids in every process and
+every run, and `W/<id>/` is the trial's whole state: the runner decides what to (re)run only
+from each trial's `metrics.json`, so a killed sweep relaunched with the same command skips
+finished trials and resumes the others from their checkpoints.
+
+Each trial runs the trainer as a subprocess inside a Ray task, so a crashing trial cannot
+take the sweep down, and a worker that dies takes its trainer with it (Ray kills the
+worker's process group) and has its task retried.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
+
+from etils import epath
+
+from wae_jax import config as config_lib
+from wae_jax import results as results_lib
+from wae_jax import workdir as workdir_lib
+
+Trial = dict[str, Any]
+BASE = "config"  # The trial key naming the base config; every other key is an override.
+LEDGER = results_lib.LEDGER
+LOG = "train.log"  # The trainer's stdout and stderr, from its latest attempt.
+
+
+class SweepError(ValueError):
+  """A sweep file or a sweep command is wrong; the message says how, in one line."""
+
+
+# ----------------------------------------------------------------------------------------
+# The DSL. A sweep is a list of partial trials; the combinators merge them.
+
+
+def fixed(key: str, value: Any) -> list[Trial]:
+  """One value for `key` (used inside `product` to set it for every trial)."""
+  return [{key: value}]
+
+
+def sweep(key: str, values: Iterable[Any]) -> list[Trial]:
+  """One partial trial per value of `key`."""
+  return [{key: v} for v in values]
+
+
+def _merge(parts: Sequence[Trial], combinator: str) -> Trial:
+  merged = {}
+  for part in parts:
+    for key, value in part.items():
+      if key in merged:
+        raise SweepError(f"{combinator}: key {key!r} is set by two of its sweeps")
+      merged[key] = value
+  return merged
+
+
+def product(sweeps: Sequence[list[Trial]]) -> list[Trial]:
+  """The cross product: every combination of one partial trial from each sweep."""
+  out = [{}]
+  for s in sweeps:
+    out = [_merge([a, b], "product") for a in out for b in s]
+  return out
+
+
+def zipit(sweeps: Sequence[list[Trial]]) -> list[Trial]:
+  """The i-th trial merges the i-th partial trial of every sweep (all of one length)."""
+  lengths = sorted({len(s) for s in sweeps})
+  if len(lengths) > 1:
+    raise SweepError(f"zipit: sweeps have different lengths {lengths}")
+  return [_merge(parts, "zipit") for parts in zip(*sweeps)]
+
+
+def chainit(sweeps: Sequence[list[Trial]]) -> list[Trial]:
+  """One sweep after the other (e.g. one sub-study per algorithm)."""
+  return [trial for s in sweeps for trial in s]
+
+
+@dataclasses.dataclass(frozen=True)
+class Uniform:
+  lo: float
+  hi: float
+  digits: int = 3
+
+  def __call__(self, u: float) -> float:
+    return _round(self.lo + u * (self.hi - self.lo), self.digits)
+
+
+@dataclasses.dataclass(frozen=True)
+class LogUniform:
+  lo: float
+  hi: float
+  digits: int = 3
+
+  def __call__(self, u: float) -> float:
+    return _round(self.lo * (self.hi / self.lo) ** u, self.digits)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  values: tuple[Any, ...]
+
+  def __call__(self, u: float) -> Any:
+    return self.values[min(int(u * len(self.values)), len(self.values) - 1)]
+
+
+def _round(x: float, digits: int) -> float:
+  """Rounds to significant digits: short flags and ids that do not hinge on float printing."""
+  return float(f"{x:.{digits}g}")
+
+
+def uniform(lo: float, hi: float, digits: int = 3) -> Uniform:
+  return Uniform(float(lo), float(hi), digits)
+
+
+def loguniform(lo: float, hi: float, digits: int = 3) -> LogUniform:
+  if not 0 < lo < hi:
+    raise SweepError(f"loguniform: needs 0 < lo < hi, got {lo}, {hi}")
+  return LogUniform(float(lo), float(hi), digits)
+
+
+def choice(values: Iterable[Any]) -> Choice:
+  return Choice(tuple(values))
+
+
+def random_search(n: int, space: Mapping[str, Callable[[float], Any]], seed: int) -> list[Trial]:
+  """`n` partial trials with each key drawn from its distribution.
+
+  Each key has its own stream, seeded by (seed, key): adding a key to a space leaves the
+  values of the others (and so their trials' ids) unchanged. Only `random.Random.random`
+  is used, whose sequence Python keeps identical across versions for a given seed.
+  """
+  streams = {key: random.Random(f"{seed}:{key}") for key in space}
+  return [{key: dist(streams[key].random()) for key, dist in space.items()} for _ in range(n)]
+
+
+HYPER = types.SimpleNamespace(
+    fixed=fixed, sweep=sweep, product=product, zipit=zipit, chainit=chainit,
+    random_search=random_search, uniform=uniform, loguniform=loguniform, choice=choice)
+
+
+# ----------------------------------------------------------------------------------------
+# Trials: ids, command lines, validation.
+
+
+def trial_id(trial: Trial) -> str:
+  """A short stable hash of the trial: sha256 of its canonical JSON."""
+  canonical = json.dumps(trial, sort_keys=True, separators=(",", ":"))
+  return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _flag_value(value: Any) -> str:
+  """The text absl/ml_collections parse back into `value` for a field of its type."""
+  if isinstance(value, (list, tuple)):
+    return repr(tuple(value))
+  return value if isinstance(value, str) else repr(value)
+
+
+def flags_of(trial: Trial) -> list[str]:
+  """`wae-train` flags for the trial: `--config=<base>` then its overrides, sorted."""
+  overrides = sorted((k, v) for k, v in trial.items() if k != BASE)
+  return [f"--config={trial[BASE]}"] + [f"--{k}={_flag_value(v)}" for k, v in overrides]
+
+
+def _check_form(trial: Trial, where: str) -> None:
+  if not isinstance(trial.get(BASE), str):
+    raise SweepError(f"{where}: no base config; add h.fixed('config', '<name>[:arg]')")
+  for key, value in trial.items():
+    if key != BASE and not key.startswith("config."):
+      raise SweepError(f"{where}: key {key!r} is neither 'config' nor a 'config.<field>' "
+                       "override")
+    scalars = value if isinstance(value, (list, tuple)) else [value]
+    if not all(isinstance(v, (bool, int, float, str)) for v in scalars):
+      raise SweepError(f"{where}: {key}={value!r} is not a number, string, bool or list")
+
+
+def check_configs(trials: Mapping[str, Trial]) -> None:
+  """Builds every trial's config and validates it, so a typo fails before any launch.
+
+  Only what `config.validate` sees on one device is checked here; the trainer checks the
+  rest (batch divisibility over its devices, data on disk) when it starts.
+  """
+  bases = {}
+  for tid, trial in trials.items():
+    try:
+      if trial[BASE] not in bases:
+        bases[trial[BASE]] = config_lib.load(trial[BASE])
+      c = bases[trial[BASE]].copy_and_resolve_references()
+      for key, value in trial.items():
+        if key != BASE:
+          _set_field(c, key[len("config."):], value)
+      config_lib.validate(c, num_devices=1)
+    except (config_lib.ConfigError, TypeError, KeyError, AttributeError) as e:
+      raise SweepError(f"trial {tid} ({' '.join(flags_of(trial))}): "
+                       f"{str(e).strip().splitlines()[0]}") from None
+
+
+def _set_field(c, field: str, value: Any) -> None:
+  *parents, name = field.split(".")
+  for part in parents:
+    c = c[part]
+  if name not in c:
+    raise KeyError(f"config.{field}: no such field")
+  c[name] = tuple(value) if isinstance(value, list) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  spec: str  # The sweep file and its argument, `path.py[:arg]`.
+  trials: dict[str, Trial]  # By trial id, in the file's order.
+
+
+def load_sweep(spec: str, check: bool = True) -> Sweep:
+  """Evaluates the sweep file `path.py[:arg]`; with `check`, validates every trial's config."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise SweepError(f"no sweep file {path!r}")
+  module_spec = importlib.util.spec_from_file_location("_wae_sweep", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_hyper"):
+    raise SweepError(f"{path} defines no get_hyper(h, arg=None)")
+  try:
+    trials = module.get_hyper(HYPER, arg) if arg else module.get_hyper(HYPER)
+  except (ValueError, TypeError) as e:
+    raise SweepError(f"{spec}: {str(e).strip().splitlines()[0]}") from None
+  by_id = {}
+  for i, trial in enumerate(trials):
+    _check_form(trial, f"{spec} trial #{i}")
+    tid = trial_id(trial)
+    if tid in by_id:
+      raise SweepError(f"{spec}: trial #{i} repeats an earlier trial ({tid}: "
+                       f"{' '.join(flags_of(trial))})")
+    by_id[tid] = trial
+  if not by_id:
+    raise SweepError(f"{spec} has no trials")
+  if check:
+    check_configs(by_id)
+  return Sweep(spec, by_id)
+
+
+def write_ledger(workdir: epath.Path, s: Sweep) -> None:
+  """Adds the sweep's trials to `W/sweep.json`, the expected set that status and results read.
+
+  The ledger is a union, so growing a sweep (more seeds, a new sub-study) into the same
+  workdir keeps the earlier trials in the table.
+  """
+  ledger = results_lib.read_ledger(workdir) or {"sweeps": {}, "trials": {}}
+  ledger["sweeps"][s.spec] = list(s.trials)
+  ledger["trials"].update(s.trials)
+  ledger["launched_at"] = time.time()
+  workdir_lib.write_json(workdir / LEDGER, ledger)
+
+
+# ----------------------------------------------------------------------------------------
+# Running one trial: the body of a Ray task.
+
+
+class TrialInterrupted(RuntimeError):
+  """The trainer stopped before a final status (a signal, a kill): Ray retries the task."""
+
+
+def run_trial(command: Sequence[str], trial_dir: str) -> dict[str, Any]:
+  """Runs the trainer on `trial_dir` until it reports a final status; returns that record.
+
+  A trainer that exits with an error before writing a final status (a bad config is refused
+  before anything is written) is recorded here as `failed` with its last output line; one
+  stopped by a signal raises TrialInterrupted, so Ray retries it and it resumes.
+  """
+  path = epath.Path(trial_dir)
+  record = _read(path)
+  if record.get("status") in workdir_lib.FINAL:  # A retry of a task whose trainer finished.
+    return record
+  path.mkdir(parents=True, exist_ok=True)
+  local = "://" not in trial_dir  # Stream the log into the trial dir; upload it otherwise.
+  with (open(path / LOG, "w+b") if local else tempfile.TemporaryFile()) as log:
+    rc = subprocess.run(list(command), stdin=subprocess.DEVNULL, stdout=log,
+                        stderr=subprocess.STDOUT, check=False).returncode
+    log.seek(0)
+    output = log.read().decode(errors="replace")
+  if not local:
+    (path / LOG).write_text(output)
+  record = _read(path)
+  if record.get("status") in workdir_lib.FINAL:
+    return record
+  if rc == 0 or rc < 0 or rc > 128:  # Exited cleanly or by a signal, unfinished: resumable.
+    raise TrialInterrupted(f"trainer exited with code {rc} at step {record.get('step', 0)}")
+  last = next((l.strip() for l in reversed(output.splitlines()) if l.strip()), "")
+  record.update(status="failed", error=last or f"trainer exited with code {rc}")
+  record.setdefault("step", 0)
+  workdir_lib.write_json(path / workdir_lib.METRICS, record)
+  return record
+
+
+def _read(trial_dir: epath.Path) -> dict[str, Any]:
+  try:
+    return workdir_lib.read_metrics(trial_dir) or {}
+  except (ValueError, OSError):  # A corrupt file: rerun the trial; the trainer rewrites it.
+    return {}
+
+
+# ----------------------------------------------------------------------------------------
+# Running a sweep.
+
+
+def default_trainer() -> list[str]:
+  return [sys.executable, "-m", "wae_jax.train"]
+
+
+def read_states(workdir: epath.Path, ids: Iterable[str]) -> dict[str, results_lib.TrialState]:
+  """Each trial's state from its directory, read in parallel (many trials on gs:// are slow)."""
+  ids = list(ids)
+  with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    return dict(zip(ids, pool.map(lambda i: results_lib.read_state(workdir / i), ids)))
+
+
+def run_sweep(s: Sweep, workdir: epath.PathLike, *, parallel: int | None = None,
+              ray_address: str | None = None, trainer: Sequence[str] | None = None,
+              resources: Mapping[str, float] | None = None, max_retries: int = 2,
+              out: TextIO | None = None) -> dict[str, int]:
+  """Runs every trial of `s` not yet final in `workdir`; returns the counts per status.
+
+  Without `ray_address`, starts a local Ray with `parallel` CPUs (one trial each), unless
+  Ray is already initialised in this process. `parallel` also caps the trials in flight.
+  `trainer` is the command before `--config=...` (by default `python -m wae_jax.train`
+  on the worker); `resources` are each trial's Ray resources (default one CPU).
+  """
+  import ray  # pylint: disable=g-import-not-at-top  # Slow to import; only `run` needs it.
+
+  out = out or sys.stdout
+  workdir = epath.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  write_ledger(workdir, s)
+  states = read_states(workdir, s.trials)
+  todo = [i for i, st in states.items() if st.status not in workdir_lib.FINAL]
+  print(f"{s.spec}: {len(s.trials)} trials, {len(s.trials) - len(todo)} already final, "
+        f"{len(todo)} to run in {workdir}", file=out, flush=True)
+  if not todo:
+    return _counts(states)
+  started_ray = not ray.is_initialized()
+  if started_ray:
+    ray.init(address=ray_address, num_cpus=None if ray_address else (parallel or 1),
+             include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+  resources = dict(resources or {"CPU": 1})
+  task = ray.remote(run_trial).options(
+      num_cpus=resources.pop("CPU", 0), num_gpus=resources.pop("GPU", 0), resources=resources,
+      max_retries=max_retries, retry_exceptions=[TrialInterrupted])
+  trainer = list(trainer or default_trainer())
+  progress = _Progress(len(todo), out)
+  queue, running = list(reversed(todo)), {}
+  try:
+    while queue or running:
+      while queue and len(running) < (parallel or len(todo)):
+        tid = queue.pop()
+        base, *overrides = flags_of(s.trials[tid])
+        command = trainer + [base, f"--workdir={workdir / tid}", *overrides]
+        running[task.remote(command, str(workdir / tid))] = tid
+      [ref], _ = ray.wait(list(running), num_returns=1)
+      tid = running.pop(ref)
+      try:
+        record = ray.get(ref)
+      except ray.exceptions.RayError as e:  # Out of retries: left for the next launch.
+        record = {"status": "interrupted", "error": str(e).strip().splitlines()[-1]}
+      states[tid] = results_lib.TrialState(record["status"], record.get("step", 0))
+      progress.update(tid, record)
+  finally:
+    if started_ray:
+      ray.shutdown()
+  counts = _counts(states)
+  print(f"{s.spec}: " + _format_counts(counts), file=out, flush=True)
+  return counts
+
+
+def _counts(states: Mapping[str, results_lib.TrialState]) -> dict[str, int]:
+  counts = {}
+  for st in states.values():
+    counts[st.status] = counts.get(st.status, 0) + 1
+  return counts
+
+
+def _format_counts(counts: Mapping[str, int]) -> str:
+  order = list(workdir_lib.STATUSES) + sorted(set(counts) - set(workdir_lib.STATUSES))
+  return "  ".join(f"{k} {counts[k]}" for k in order if counts.get(k))
+
+
+def _bar(fraction: float, width: int = 30) -> str:
+  filled = int(round(fraction * width))
+  return "[" + "#" * filled + "-" * (width - filled) + f"] {100 * fraction:5.1f}%"
+
+
+def _duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "--"
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f"{h}:{m:02d}:{s:02d}"
+
+
+class _Progress:
+  """One line per finished trial: its outcome, the bar, and an ETA from this run's rate."""
+
+  def __init__(self, total: int, out: TextIO):
+    self.total, self.out, self.done, self.start = total, out, 0, time.time()
+
+  def update(self, tid: str, record: Mapping[str, Any]) -> None:
+    self.done += 1
+    elapsed = time.time() - self.start
+    eta = elapsed / self.done * (self.total - self.done)
+    error = f"  ({record['error']})" if record.get("error") else ""
+    print(f"{_bar(self.done / self.total)} {self.done}/{self.total}  eta {_duration(eta)}  "
+          f"{tid} {record['status']} at step {record.get('step', '?')}{error}",
+          file=self.out, flush=True)
+
+
+def sweep_status(s: Sweep, workdir: epath.PathLike,
+                 out: TextIO | None = None) -> dict[str, int]:
+  """Prints counts per state, a progress bar, and an ETA from the rate since the last launch.
+
+  The rate counts trials whose `metrics.json` became final after the ledger's launch time.
+  """
+  out = out or sys.stdout
+  workdir = epath.Path(workdir)
+  states = read_states(workdir, s.trials)
+  counts = _counts(states)
+  final = [st for st in states.values() if st.status in workdir_lib.FINAL]
+  launched = (results_lib.read_ledger(workdir) or {}).get("launched_at")
+  now = time.time()
+  recent = sum(1 for st in final if launched and st.mtime and st.mtime >= launched)
+  rate = recent / (now - launched) if recent else 0.0
+  eta = (len(states) - len(final)) / rate if rate else math.inf
+  print(f"{s.spec} in {workdir}: {len(states)} trials  " + _format_counts(counts), file=out)
+  print(f"{_bar(len(final) / len(states))} {len(final)}/{len(states)} final  "
+        f"{3600 * rate:.1f} trials/h  eta {_duration(0 if len(final) == len(states) else eta)}",
+        file=out)
+  return counts
+
+
+def list_sweep(s: Sweep, out: TextIO | None = None) -> dict[str, int]:
+  """Prints one line per trial (id and flags) and the number of trials per base config."""
+  out = out or sys.stdout
+  per_base = {}
+  for tid, trial in s.trials.items():
+    print(tid, *flags_of(trial), file=out)
+    per_base[trial[BASE]] = per_base.get(trial[BASE], 0) + 1
+  for base, n in per_base.items():
+    print(f"# {base}: {n} trials", file=out)
+  print(f"# {s.spec}: {len(s.trials)} trials", file=out)
+  return per_base
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(prog="wae-sweep", description=__doc__.split("\n\n")[1])
+  parser.add_argument("command", choices=("list", "run", "status"))
+  parser.add_argument("sweep", help="sweep file and optional argument: path.py[:arg]")
+  parser.add_argument("--workdir", help="sweep directory (local or gs://); one subdir a trial")
+  parser.add_argument("--parallel", type=int, default=None,
+                      help="trials at a time (local Ray: its CPU count; default 1 locally, "
+                           "unbounded on a cluster)")
+  parser.add_argument("--ray_address", default=None, help="join this Ray cluster ('auto', ...)")
+  parser.add_argument("--trainer", default=None,
+                      help="trainer command before --config (default: python -m wae_jax.train)")
+  parser.add_argument("--resources", default=None, type=json.loads,
+                      help='Ray resources per trial as JSON, e.g. \'{"TPU": 4}\' '
+                           '(default {"CPU": 1})')
+  parser.add_argument("--max_retries", type=int, default=2,
+                      help="retries of a trial whose worker or trainer is lost")
+  parser.add_argument("--nocheck", action="store_true",
+                      help="do not validate the trials' configs before running")
+  args = parser.parse_args(argv)
+  try:
+    if args.command != "list" and not args.workdir:
+      raise SweepError(f"{args.command} needs --workdir")
+    if args.parallel is not None and args.parallel < 1:
+      raise SweepError(f"--parallel must be >= 1, got {args.parallel}")
+    s = load_sweep(args.sweep, check=not args.nocheck)
+    if args.command == "list":
+      list_sweep(s)
+    elif args.command == "status":
+      sweep_status(s, args.workdir)
+    else:
+      counts = run_sweep(s, args.workdir, parallel=args.parallel, ray_address=args.ray_address,
+                         trainer=shlex.split(args.trainer) if args.trainer else None,
+                         resources=args.resources, max_retries=args.max_retries)
+      sys.exit(0 if set(counts) <= set(workdir_lib.FINAL) else 1)
+  except SweepError as e:
+    print(f"wae-sweep: error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  main()

@@ -168,6 +168,19 @@ class InceptionE(nn.Module):
     return jnp.concatenate([b1, b3, bd, bp], axis=-1)
 
 
+def preprocess(images: jax.Array) -> jax.Array:
+  """[0, 1] NHWC, any size, grey or RGB -> 299x299x3 in [-1, 1], as pytorch-fid feeds it.
+
+  The resize is torch's bilinear interpolate (align_corners=False): no antialiasing when
+  shrinking, which jax.image.resize does by default; FID moves with the resize filter.
+  """
+  x = images.astype(jnp.float32)
+  x = jax.image.resize(x, (x.shape[0], SIZE, SIZE, x.shape[3]), "bilinear", antialias=False)
+  if x.shape[-1] == 1:
+    x = jnp.repeat(x, 3, axis=-1)
+  return 2.0 * x - 1.0
+
+
 class InceptionV3(nn.Module):
   """Images in [0, 1], NHWC, any size, 1 or 3 channels -> pool3 features (N, 2048).
 
@@ -177,13 +190,7 @@ class InceptionV3(nn.Module):
 
   @nn.compact
   def __call__(self, images):
-    x = images.astype(jnp.float32)
-    # antialias=False: torch's bilinear interpolate (align_corners=False) does not
-    # antialias when it shrinks, and FID moves with the resize filter.
-    x = jax.image.resize(x, (x.shape[0], SIZE, SIZE, x.shape[3]), "bilinear", antialias=False)
-    if x.shape[-1] == 1:
-      x = jnp.repeat(x, 3, axis=-1)
-    x = 2.0 * x - 1.0
+    x = preprocess(images)
     conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
     x = conv("Conv2d_1a_3x3", 32, (3, 3), 2, "VALID")(x)
     x = conv("Conv2d_2a_3x3", 32, (3, 3), 1, "VALID")(x)

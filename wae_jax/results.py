@@ -101,17 +101,17 @@ def _cell(value: Any) -> Any:
 def _row(tid: str, trial: dict[str, Any] | None,
          trial_dir: epath.Path) -> tuple[dict[str, Any], set[str], str | None]:
   record, error = _load(trial_dir)
+  record = record or {}
   # Hyperparameters: what the trainer resolved, else what the sweep asked for.
-  config = (record or {}).get("config")
+  config = record.get("config")
   if not isinstance(config, dict):
     overrides = {k[len("config."):]: v for k, v in (trial or {}).items() if k != "config"}
     config = {**_base_config(trial["config"]), **overrides} if trial else {}
-  metrics = (record or {}).get("metrics")
+  metrics = record.get("metrics")
   metrics = metrics if isinstance(metrics, dict) else {}
   row = {"trial": tid, "base": (trial or {}).get("config"),
-         "status": CORRUPT if error else (record or {}).get("status", PENDING),
-         "step": (record or {}).get("step"), "num_steps": (record or {}).get("num_steps"),
-         "wall_s": (record or {}).get("wall_s"), "error": (record or {}).get("error")}
+         "status": CORRUPT if error else record.get("status", PENDING),
+         **{k: record.get(k) for k in ("step", "num_steps", "wall_s", "error")}}
   row.update({k: (np.nan if v is None else v) for k, v in metrics.items()})
   row.update({k: _cell(v) for k, v in config.items() if k not in row})
   return row, set(config) - set(metrics), error and f"{tid}: {error}"
@@ -166,14 +166,14 @@ def summarize(trials: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     row.update({s: int(counts.get(s, 0)) for s in STATES})
     row.update({f"best {metric}": np.nan if best is None else best[metric],
                 f"median {metric}": scored[metric].median() if len(scored) else np.nan,
-                "sharpness": np.nan if best is None else best.get(SHARPNESS, np.nan),
+                "sharpness of best": np.nan if best is None else best.get(SHARPNESS, np.nan),
                 "best trial": None if best is None else best["trial"]})
     rows.append(row)
   if "sharpness_data" in trials:
     for source, group in trials.groupby("data.source", sort=True):
       if group["sharpness_data"].notna().any():
         rows.append({"data": source, "algo": "data",
-                     "sharpness": group["sharpness_data"].median()})
+                     "sharpness of best": group["sharpness_data"].median()})
   summary = pd.DataFrame(rows)
   unused = [s for s in (PENDING, CORRUPT, "running") if s in summary and not summary[s].any()]
   return summary.drop(columns=unused)
@@ -211,6 +211,14 @@ def report(results: Results) -> str:
   return "\n\n".join(parts) + "\n"
 
 
+def _regularizer(group: pd.DataFrame) -> str:
+  """lambda, or for a VAE sweep that keeps its KL weight fixed, the decoder variance's term."""
+  if ("recon.scale" in group and group["lam"].nunique() == 1
+      and group["recon.scale"].nunique() > 1):
+    return "recon.scale"
+  return "lam"
+
+
 def plot(trials: pd.DataFrame, path: epath.PathLike, metric: str | None = None) -> None:
   """The metric against lambda per algorithm (log x), and its distribution per algorithm."""
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -222,20 +230,22 @@ def plot(trials: pd.DataFrame, path: epath.PathLike, metric: str | None = None) 
     raise ValueError(f"no trial has {metric!r} to plot")
   done = trials[(trials["status"] == "done") & trials[metric].notna()]
   algos = sorted(done["algo"].dropna().unique()) if "algo" in done else []
-  if not algos:
-    raise ValueError(f"no finished trial has {metric!r} to plot")
+  if not algos or "lam" not in done:
+    raise ValueError(f"no finished trial has {metric!r}, algo and lam to plot")
   fig, axes = plt.subplots(1, len(algos) + 1, figsize=(4 * (len(algos) + 1), 3.6),
                            sharey=True, squeeze=False)
   axes = axes[0]
   arch = done["model.arch"] if "model.arch" in done else pd.Series("", index=done.index)
   for ax, algo in zip(axes, algos):
     group = done[done["algo"] == algo]
+    x = _regularizer(group)
     for name in sorted(arch[group.index].unique()):
       points = group[arch[group.index] == name]
-      ax.scatter(points["lam"], points[metric], s=14, alpha=0.7, label=name or None)
+      ax.scatter(points[x], points[metric], s=14, alpha=0.7, label=name or None)
     ax.set_xscale("log")
-    ax.set_title(f"{algo}: {metric} vs lambda ({len(group)} trials)", fontsize=9)
-    ax.set_xlabel("lam (KL weight for the VAE)" if algo == "vae" else "lam")
+    ax.set_title(f"{algo}: {metric} vs {x} ({len(group)} trials)", fontsize=9)
+    ax.set_xlabel({"lam": "lam (KL weight)" if algo == "vae" else "lam",
+                   "recon.scale": "recon.scale = 1 / (2 decoder variance)"}[x])
     if arch.nunique() > 1:
       ax.legend(fontsize=7, title="model.arch", title_fontsize=7)
   axes[0].set_ylabel(metric)

@@ -282,8 +282,11 @@ class TrialInterrupted(RuntimeError):
   """The trainer stopped before a final status (a signal, a kill): Ray retries the task."""
 
 
-def run_trial(command: Sequence[str], trial_dir: str) -> dict[str, Any]:
-  """Runs the trainer on `trial_dir` until it reports a final status; returns that record.
+def run_trial(flags: Sequence[str], trial_dir: str,
+              trainer: Sequence[str] | None = None) -> dict[str, Any]:
+  """Runs `trainer flags` on `trial_dir` until it reports a final status; returns that record.
+
+  `trainer` defaults to this (worker) machine's `python -m wae_jax.train`.
 
   A trainer that exits with an error before writing a final status (a bad config is refused
   before anything is written) is recorded here as `failed` with its last output line; one
@@ -296,7 +299,8 @@ def run_trial(command: Sequence[str], trial_dir: str) -> dict[str, Any]:
   path.mkdir(parents=True, exist_ok=True)
   local = "://" not in trial_dir  # Stream the log into the trial dir; upload it otherwise.
   with (open(path / LOG, "w+b") if local else tempfile.TemporaryFile()) as log:
-    rc = subprocess.run(list(command), stdin=subprocess.DEVNULL, stdout=log,
+    command = [*(trainer or default_trainer()), *flags]
+    rc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log,
                         stderr=subprocess.STDOUT, check=False).returncode
     log.seek(0)
     output = log.read().decode(errors="replace")
@@ -361,13 +365,15 @@ def run_sweep(s: Sweep, workdir: epath.PathLike, *, parallel: int | None = None,
     return _counts(states)
   started_ray = not ray.is_initialized()
   if started_ray:
-    ray.init(address=ray_address, num_cpus=None if ray_address else (parallel or 1),
-             include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+      ray.init(address=ray_address, num_cpus=None if ray_address else (parallel or 1),
+               include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    except ConnectionError as e:
+      raise SweepError(f"--ray_address: {str(e).strip().splitlines()[-1]}") from None
   resources = dict(resources or {"CPU": 1})
   task = ray.remote(run_trial).options(
       num_cpus=resources.pop("CPU", 0), num_gpus=resources.pop("GPU", 0), resources=resources,
       max_retries=max_retries, retry_exceptions=[TrialInterrupted])
-  trainer = list(trainer or default_trainer())
   progress = _Progress(len(todo), out)
   queue, running = list(reversed(todo)), {}
   try:
@@ -375,8 +381,8 @@ def run_sweep(s: Sweep, workdir: epath.PathLike, *, parallel: int | None = None,
       while queue and len(running) < (parallel or len(todo)):
         tid = queue.pop()
         base, *overrides = flags_of(s.trials[tid])
-        command = trainer + [base, f"--workdir={workdir / tid}", *overrides]
-        running[task.remote(command, str(workdir / tid))] = tid
+        flags = [base, f"--workdir={workdir / tid}", *overrides]
+        running[task.remote(flags, str(workdir / tid), trainer)] = tid
       [ref], _ = ray.wait(list(running), num_returns=1)
       tid = running.pop(ref)
       try:
@@ -507,6 +513,9 @@ def main(argv: Sequence[str] | None = None) -> None:
   except SweepError as e:
     print(f"wae-sweep: error: {e}", file=sys.stderr)
     sys.exit(2)
+  except KeyboardInterrupt:
+    print("wae-sweep: interrupted; run the same command again to resume", file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

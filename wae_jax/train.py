@@ -336,6 +336,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
       raise flags.Error("--config and --workdir are required")
   except (flags.Error, config_lib.ConfigError) as e:
     _fail(str(e).splitlines()[0])
+  except (AttributeError, KeyError) as e:  # ml_collections' answer to --config.<unknown field>.
+    field, *hint = str(e.args[0]).split("\n")
+    _fail(f"--config: no field {field.strip(chr(39))!r}. {' '.join(hint)}".strip())
   return rest
 
 

@@ -1,0 +1,74 @@
+"""Shapes, channel counts and output ranges of the paper's nets."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wae_jax import config as config_lib
+from wae_jax import models
+
+
+def _init(c, image_shape, symmetric):
+  model, adversary = models.build(c, image_shape, symmetric)
+  x = jnp.full((2,) + image_shape, 0.5)
+  variables = model.init(jax.random.key(0), x, jnp.zeros((2, c.z_dim)), train=False)
+  return model, adversary, variables, x
+
+
+def test_mnist_paper_encoder_and_decoder_channels():
+  c = config_lib.load("mnist_wae_mmd")
+  _, _, v, _ = _init(c, (28, 28, 1), False)
+  enc = v["params"]["encoder"]
+  assert [enc[f"Conv_{i}"]["kernel"].shape for i in range(4)] == [
+      (4, 4, 1, 128), (4, 4, 128, 256), (4, 4, 256, 512), (4, 4, 512, 1024)]
+  assert enc["Dense_0"]["kernel"].shape == (2 * 2 * 1024, 8)
+  dec = v["params"]["decoder"]
+  assert dec["Dense_0"]["kernel"].shape == (8, 7 * 7 * 1024)
+  assert [dec[f"ConvTranspose_{i}"]["kernel"].shape[-1] for i in range(3)] == [512, 256, 1]
+
+
+@pytest.mark.parametrize("name,shape,symmetric", [
+    ("mnist_wae_gan:debug", (28, 28, 1), False),
+    ("celeba_wae_gan", (64, 64, 3), True),
+    ("mnist_vae:debug", (28, 28, 1), False),
+])
+def test_forward_shapes_and_ranges(name, shape, symmetric):
+  c = config_lib.load(name)
+  if not name.endswith("debug"):
+    c.model.width = 1 / 32  # Shape check only; keeps the CelebA net small.
+  model, adversary, v, x = _init(c, shape, symmetric)
+  mean, log_var, z, x_hat = model.apply(v, x, jnp.ones((2, c.z_dim)), train=False)
+  assert mean.shape == z.shape == (2, c.z_dim)
+  assert x_hat.shape == x.shape
+  lo = -1.0 if symmetric else 0.0
+  assert float(x_hat.min()) >= lo and float(x_hat.max()) <= 1.0
+  if c.model.encoder == "gaussian":
+    assert log_var.shape == (2, c.z_dim)
+    np.testing.assert_allclose(z, mean + jnp.exp(0.5 * log_var), rtol=1e-5)
+  else:
+    assert log_var is None
+  if adversary is not None:
+    a = adversary.init(jax.random.key(1), z)
+    assert adversary.apply(a, z).shape == (2,)
+    units = a["params"]["Dense_0"]["kernel"].shape[1]
+    assert units == c.gan.units and len(a["params"]) == c.gan.layers + 1
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (64, 64, 3)])
+def test_resnet_nets_reach_the_same_latent_and_image_shapes(shape):
+  c = config_lib.load("celeba_wae_mmd" if shape[0] == 64 else "mnist_wae_mmd")
+  c.model.arch, c.model.width = "resnet", 1 / 32
+  model, _, v, x = _init(c, shape, shape[-1] == 3)
+  _, _, z, x_hat = model.apply(v, x, jnp.zeros((2, c.z_dim)), train=False)
+  assert z.shape == (2, c.z_dim) and x_hat.shape == x.shape
+  assert any("PreActBlock" in k for k in v["params"]["encoder"])
+
+
+def test_batchnorm_statistics_update_only_in_training():
+  c = config_lib.load("mnist_wae_mmd:debug")
+  model, _, v, x = _init(c, (28, 28, 1), False)
+  x = jax.random.uniform(jax.random.key(2), x.shape)
+  _, updates = model.apply(v, x, jnp.zeros((2, c.z_dim)), train=True, mutable=["batch_stats"])
+  before = jax.tree.leaves(v["batch_stats"])
+  after = jax.tree.leaves(updates["batch_stats"])
+  assert any(not np.allclose(a, b) for a, b in zip(before, after))

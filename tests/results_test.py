@@ -1,0 +1,116 @@
+"""Tests of reading trial directories into tables: values, tolerance, formats, plots."""
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wae_jax import results as results_lib
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "results")
+# The fixture sweep: 10 trials in sweep.json, 9 directories (one trial never started).
+CORRUPT, PENDING, FAILED, DIVERGED = "7857c64843aa", "2a5bfbca27f5", "2648982a2414", "eecaf42ba5c2"
+
+
+def test_fixture_trials():
+  results = results_lib.read_results(FIXTURE)
+  trials = results.trials.set_index("trial")
+  assert len(trials) == 10
+  assert trials["status"].value_counts().to_dict() == {
+      "done": 6, "diverged": 1, "failed": 1, "pending": 1, "corrupt": 1}
+  assert results.errors == [
+      f"{CORRUPT}: metrics.json unreadable: Expecting ',' delimiter: line 1 column 30 (char 29)"]
+  assert trials.loc[DIVERGED, "step"] == 123
+  assert trials.loc[DIVERGED, "error"] == "loss became nan at step 123"
+  assert trials.loc[FAILED, "error"] == "RuntimeError: boom"
+  assert np.isnan(trials.loc[FAILED, "fid"])
+  # Trials without a readable metrics.json get the hyperparameters their sweep asked for.
+  assert trials.loc[PENDING, ["algo", "lam", "seed"]].tolist() == ["wae_mmd", 10.0, 1]
+  assert trials.loc[CORRUPT, ["algo", "recon.scale"]].tolist() == ["vae", 5.0]
+  assert {"lam", "seed", "recon.scale", "optim.lr"} <= set(results.hyperparameters)
+  assert set(results_lib.swept_columns(results)) >= {"algo", "lam", "seed", "recon.scale"}
+
+
+def test_fixture_table1():
+  summary = results_lib.summarize(results_lib.read_results(FIXTURE).trials)
+  rows = {r["algo"]: r for r in summary.to_dict("records")}
+  assert rows.keys() == {"vae", "wae_gan", "wae_mmd", "data"}
+  # The diverged WAE-GAN (its last evaluated FID was 30) is not the best one.
+  assert {k: rows["wae_gan"][k] for k in (
+      "trials", "done", "diverged", "failed", "best fid", "median fid", "sharpness of best",
+      "best trial")} == {"trials": 3, "done": 2, "diverged": 1, "failed": 0, "best fid": 40.0,
+                         "median fid": 45.0, "sharpness of best": 0.006,
+                         "best trial": "c6382cee3163"}
+  assert (rows["wae_mmd"]["best fid"], rows["wae_mmd"]["median fid"]) == (55.0, 60.0)
+  assert (rows["wae_mmd"]["done"], rows["wae_mmd"]["pending"]) == (3, 1)
+  assert (rows["vae"]["done"], rows["vae"]["failed"], rows["vae"]["corrupt"]) == (1, 1, 1)
+  assert rows["vae"]["best fid"] == 63.0
+  assert rows["data"]["sharpness of best"] == 0.02
+  assert set(summary["data"]) == {"tfds:celeb_a"}
+
+
+def _trial(workdir, name, status="done", **metrics):
+  os.makedirs(workdir / name)
+  (workdir / name / "metrics.json").write_text(json.dumps({
+      "status": status, "step": 5, "num_steps": 5, "wall_s": 1.0, "metrics": metrics,
+      "error": None, "config": {"algo": "wae_mmd", "lam": 1.0, "data.source": "bundled:mnist"}}))
+
+
+def test_metric_falls_back_to_domain_fid_then_recon(tmp_path):
+  _trial(tmp_path, "a", recon=2.0, domain_fid=7.0)
+  _trial(tmp_path, "b", recon=1.0, domain_fid=9.0)
+  _trial(tmp_path, "c", status="running", recon=0.5, fid=1.0)  # Not finished: not counted.
+  trials = results_lib.read_results(tmp_path).trials
+  assert results_lib.table_metric(trials) == "domain_fid"
+  assert results_lib.summarize(trials)["best domain_fid"].tolist() == [7.0]
+  assert results_lib.table_metric(trials.drop(columns="domain_fid")) == "recon"
+  assert results_lib.summarize(trials, "recon")["running"].tolist() == [1]
+
+
+def test_partial_and_foreign_files_without_a_ledger(tmp_path):
+  _trial(tmp_path, "ok", recon=1.0)
+  os.makedirs(tmp_path / "partial")
+  (tmp_path / "partial" / "metrics.json").write_text('{"status": "running"}')
+  os.makedirs(tmp_path / "foreign")
+  (tmp_path / "foreign" / "metrics.json").write_text('["not", "a", "record"]')
+  os.makedirs(tmp_path / "empty")
+  results = results_lib.read_results(tmp_path)
+  trials = results.trials.set_index("trial")
+  assert trials["status"].to_dict() == {
+      "empty": "pending", "foreign": "corrupt", "ok": "done", "partial": "running"}
+  assert results.errors == ["foreign: metrics.json has no valid status (got None)"]
+
+
+def test_cli_formats(tmp_path, capsys):
+  results_lib.main([FIXTURE])
+  out = capsys.readouterr().out
+  assert "| tfds:celeb_a | wae_gan | 3 | 2 | 1 | 0 | 0 | 0 | 40 | 45 | 0.006 | c6382cee3163 |" in out
+  assert f"- {CORRUPT}: metrics.json unreadable" in out
+  for fmt, read in (("csv", pd.read_csv), ("parquet", pd.read_parquet)):
+    path = tmp_path / f"t.{fmt}"
+    results_lib.main([FIXTURE, f"--format={fmt}", f"--out={path}"])
+    table = read(path).set_index("trial")
+    assert len(table) == 10
+    assert table.loc["c6382cee3163", "fid"] == 40.0
+    assert json.loads(table.loc["c6382cee3163", "mmd.scales"])[0] == 0.1
+    assert CORRUPT in capsys.readouterr().err
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+  for argv in ([str(tmp_path / "nowhere")], [FIXTURE, "--format=parquet"], [str(tmp_path)]):
+    with pytest.raises(SystemExit) as e:
+      results_lib.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wae-results: error:") and err.count("\n") == 1
+
+
+def test_plot(tmp_path):
+  path = tmp_path / "p.png"
+  results_lib.main([FIXTURE, f"--out={tmp_path / 't.md'}", f"--plot={path}"])
+  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  with pytest.raises(ValueError, match="no finished trial"):
+    trials = results_lib.read_results(FIXTURE).trials
+    results_lib.plot(trials[trials["status"] != "done"], tmp_path / "q.png")
+

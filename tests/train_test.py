@@ -1,0 +1,143 @@
+"""The training loop: learning, 1 vs 8 devices, bit-exact resume, divergence, the CLI."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from wae_jax import config as config_lib
+from wae_jax import train
+from wae_jax import workdir as workdir_lib
+
+# Runs a tiny config in a fresh process with a given device count, prints its history.
+_SUBPROCESS = """
+import json, sys
+from wae_jax import config as config_lib, train
+c = config_lib.load(sys.argv[1])
+c.update_from_flattened_dict(json.loads(sys.argv[2]))
+r = train.train_and_evaluate(c, sys.argv[3])
+print("HISTORY" + json.dumps({str(k): v for k, v in r.history.items()}))
+"""
+
+
+def tiny(name="mnist_wae_mmd:debug", **overrides):
+  c = config_lib.load(name)
+  c.update_from_flattened_dict({
+      "model.width": 1 / 64, "gan.units": 16, "batch_size": 32, "num_steps": 40,
+      "log_every": 10, "ckpt_every": 20, "eval_every": 40, "eval.num_samples": 64,
+      "eval.batch_size": 256, "mmd.block_size": 16, **overrides})
+  return c
+
+
+@pytest.mark.parametrize("name", ["mnist_wae_mmd:debug", "mnist_wae_gan:debug", "mnist_vae:debug"])
+def test_training_lowers_the_loss_and_writes_the_trial_directory(name, tmp_path):
+  c = tiny(name, num_steps=60, log_every=20, eval_every=60, **{"optim.lr": 3e-3})
+  result = train.train_and_evaluate(c, str(tmp_path))
+  assert result.status == "done"
+  assert result.history[60]["recon"] < 0.8 * result.history[20]["recon"]
+  m = workdir_lib.read_metrics(tmp_path)
+  assert m["status"] == "done" and m["step"] == 60 and m["config"]["algo"] == c.algo
+  assert set(m["metrics"]) == {"recon", "mmd_heldout", "sharpness_mean", "sharpness_min",
+                               "sharpness_data"}
+  assert all(np.isfinite(v) for v in m["metrics"].values())
+  for name_ in ("samples.png", "reconstructions.png", "config.json"):
+    assert (tmp_path / name_).stat().st_size > 0
+  assert list(tmp_path.glob("events.out.tfevents.*"))
+  assert (tmp_path / "checkpoints" / "60").is_dir()
+
+
+@pytest.mark.parametrize("name", ["mnist_wae_mmd:debug", "mnist_wae_gan:debug"])
+def test_one_device_equals_eight_devices(name, tmp_path):
+  c = tiny(name, num_steps=20, eval_every=20)
+  eight = train.train_and_evaluate(c, str(tmp_path / "eight")).history
+  assert jax.device_count() == 8
+  overrides = {"num_steps": 20, "eval_every": 20, "model.width": 1 / 64, "gan.units": 16,
+               "batch_size": 32, "log_every": 10, "ckpt_every": 20, "eval.num_samples": 64,
+               "eval.batch_size": 256, "mmd.block_size": 16}
+  out = subprocess.run(
+      [sys.executable, "-c", _SUBPROCESS, name, json.dumps(overrides), str(tmp_path / "one")],
+      capture_output=True, text=True, env=dict(os.environ, JAX_NUM_CPU_DEVICES="1"), timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  one = json.loads(out.stdout.split("HISTORY")[-1])
+  assert sorted(map(int, one)) == sorted(eight) == [10, 20]
+  for step, metrics in eight.items():
+    for key, value in metrics.items():
+      np.testing.assert_allclose(one[str(step)][key], value, rtol=1e-4, err_msg=f"{key}@{step}")
+
+
+@pytest.mark.parametrize("name", ["mnist_wae_mmd:debug", "mnist_wae_gan:debug"])
+def test_resume_is_bit_exact(name, tmp_path):
+  straight = train.train_and_evaluate(tiny(name), str(tmp_path / "straight"))
+  first = train.train_and_evaluate(tiny(name, num_steps=20), str(tmp_path / "resumed"))
+  assert first.status == "done" and max(first.history) == 20
+  resumed = train.train_and_evaluate(tiny(name), str(tmp_path / "resumed"))
+  assert sorted(resumed.history) == [30, 40]  # It went on from the step-20 checkpoint.
+  for step in (30, 40):
+    assert resumed.history[step] == straight.history[step]
+  for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert resumed.metrics == straight.metrics
+
+
+def test_a_finished_trial_is_not_trained_again(tmp_path):
+  c = tiny(num_steps=10, eval_every=10)
+  train.train_and_evaluate(c, str(tmp_path))
+  again = train.train_and_evaluate(c, str(tmp_path))
+  assert again.status == "done" and again.history == {} and again.state is None
+
+
+def test_divergence_is_recorded_with_its_step(tmp_path):
+  c = tiny(**{"recon.scale": 1e38})  # The first loss overflows to inf.
+  result = train.train_and_evaluate(c, str(tmp_path))
+  m = workdir_lib.read_metrics(tmp_path)
+  assert result.status == "diverged" == m["status"]
+  assert m["step"] == 1 and "at step 1" in m["error"]
+
+
+def test_encoder_pretraining_moves_codes_towards_the_prior(tmp_path):
+  c = tiny(num_steps=1, eval_every=1, **{"pretrain.max_steps": 30, "pretrain.tol": 1e-9})
+  model_state = train.train_and_evaluate(c, str(tmp_path / "pre")).metrics
+  baseline = train.train_and_evaluate(tiny(num_steps=1, eval_every=1), str(tmp_path / "no")).metrics
+  assert model_state["mmd_heldout"] < baseline["mmd_heldout"]
+
+
+def test_learning_rate_schedule_divides_at_the_paper_epochs():
+  c = config_lib.load("mnist_wae_mmd")
+  schedule = train.learning_rate(1e-3, c, steps_per_epoch=600)
+  got = [float(schedule(600 * e)) for e in (0, 29, 30, 49, 50, 99, 100)]
+  np.testing.assert_allclose(got, [1e-3, 1e-3, 5e-4, 5e-4, 2e-4, 2e-4, 1e-4], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_cli_sigterm_checkpoints_and_a_rerun_finishes(tmp_path):
+  """TPU preemption: SIGTERM saves a checkpoint, exits 143; the same command resumes."""
+  cmd = [sys.executable, "-m", "wae_jax.train", "--config=mnist_wae_mmd:debug",
+         f"--workdir={tmp_path}", "--config.num_steps=100000", "--config.log_every=10",
+         "--config.model.width=0.015625"]
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+  deadline = time.time() + 240
+  while time.time() < deadline:
+    m = workdir_lib.read_metrics(tmp_path)
+    if m and m["status"] == "running" and list(tmp_path.glob("events.out.tfevents.*")):
+      break
+    time.sleep(1)
+  time.sleep(5)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=240)
+  assert proc.returncode == 143, out[-3000:]
+  m = workdir_lib.read_metrics(tmp_path)
+  saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert m["status"] == "running" and saved and saved[-1] == m["step"] > 0
+  # Rerun with a reachable end: it resumes and finishes.
+  done = subprocess.run(cmd[:-3] + [f"--config.num_steps={m['step'] + 20}", "--config.log_every=10",
+                                    "--config.model.width=0.015625"],
+                        capture_output=True, text=True, env=env, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f"Resumed from the checkpoint at step {m['step']}" in done.stderr
+  assert workdir_lib.read_metrics(tmp_path)["status"] == "done"

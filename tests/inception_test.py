@@ -69,14 +69,15 @@ def torch_bilinear(images: np.ndarray, size: int) -> np.ndarray:
 
 @pytest.mark.parametrize("shape", [(2, 28, 28, 1), (2, 299, 299, 3), (1, 512, 333, 3)])
 def test_preprocess_is_torch_bilinear_without_antialias(shape):
-  # The 512x333 case shrinks, where jax.image.resize's default antialiasing would differ.
+  # The 512x333 case shrinks, where jax.image.resize's default antialiasing would differ by
+  # ~0.1; the tolerance covers float32 source coordinates (torch computes them in float32 too).
   x = np.random.default_rng(0).random(shape, dtype=np.float32)
   expected = 2 * torch_bilinear(x, 299) - 1
   if shape[-1] == 1:
     expected = np.repeat(expected, 3, axis=-1)
   got = np.asarray(inception.preprocess(x))
   assert got.shape == (shape[0], 299, 299, 3)
-  np.testing.assert_allclose(got, expected, atol=1e-5)
+  np.testing.assert_allclose(got, expected, atol=2e-4)
 
 
 def test_state_dict_maps_onto_flax_variables():

@@ -114,7 +114,7 @@ def mmd_dense(x, y, *, kernel: str = "imq", c: float, scales=(1.0,)) -> jax.Arra
   """The estimator written out with the three full kernel matrices: the oracle for `mmd`."""
   kern = _check(x, y, kernel, c, scales)
   x, y = _as_float(x), _as_float(y)
-  n, m = len(x), len(y)
+  n, m = float(len(x)), float(len(y))
   gram = lambda a, b: kern.exact(_sqdist(a, b, jnp.sum(a * a, 1), jnp.sum(b * b, 1)))
   off_diagonal = lambda k: jnp.sum(jnp.where(jnp.eye(len(k), dtype=bool), 0.0, k))
   return (off_diagonal(gram(x, x)) / (n * (n - 1)) + off_diagonal(gram(y, y)) / (m * (m - 1))
@@ -205,7 +205,7 @@ class _Blocked:
     return z
 
   def __call__(self, x, y, grad_x: bool, grad_y: bool):
-    n, m = len(x), len(y)
+    n, m = float(len(x)), float(len(y))  # Python ints would overflow int32 beyond ~46k rows
     sxx, gxx, _ = _pair_sum(x, x, self.kern, self.block, triangle=True, grad_a=grad_x)
     syy, gyy, _ = _pair_sum(y, y, self.kern, self.block, triangle=True, grad_a=grad_y)
     sxy, gx, gy = _pair_sum(x, y, self.kern, self.block, grad_a=grad_x, grad_b=grad_y)
@@ -236,7 +236,7 @@ class _Sharded:
     return z
 
   def __call__(self, x, y, grad_x: bool, grad_y: bool):
-    n, m, ax = len(x), len(y), self.axis
+    n, m, ax = float(len(x)), float(len(y)), self.axis
 
     def local(x, y):
       x_all = lax.all_gather(x, ax, tiled=True)

@@ -154,7 +154,7 @@ def train_step(state: TrainState, batch: jax.Array, rng: jax.Array, *, c, model,
   return state, metrics
 
 
-def pretrain_encoder(c, model, state, batches, mesh, symmetric) -> tuple[TrainState, int, float]:
+def pretrain_encoder(c, model, state, batches, symmetric) -> tuple[TrainState, int, float]:
   """Moves Q_Z's mean and covariance towards P_Z's until the loss is under `pretrain.tol`."""
   tx = optax.adam(c.optim.lr, b1=c.optim.b1, b2=c.optim.b2)
 
@@ -211,6 +211,22 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> tuple[dict[str, float]
   return means, (int(bad[0]) if len(bad) else None)
 
 
+def setup(c: ml_collections.ConfigDict, image_shape, symmetric: bool, steps_per_epoch: int,
+          mesh: Mesh) -> tuple[models.AutoEncoder, TrainState, Any]:
+  """The model, its initial state (replicated over `mesh`) and the jitted, sharded step."""
+  model, adversary = models.build(c, image_shape, symmetric)
+  tx, adv_tx = optimizers(c, steps_per_epoch)
+  replicated, rows = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  state = jax.jit(functools.partial(init_state, c, model, adversary, tx, adv_tx, image_shape),
+                  out_shardings=replicated)(jax.random.key(c.seed))
+  step_fn = jax.jit(
+      functools.partial(train_step, c=c, model=model, adversary=adversary, tx=tx,
+                        adv_tx=adv_tx, mesh=mesh, symmetric=symmetric),
+      in_shardings=(replicated, rows, replicated), out_shardings=(replicated, replicated),
+      donate_argnums=0)
+  return model, state, step_fn
+
+
 def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> Result:
   """Trains (or resumes) the run in `workdir` to `c.num_steps` and evaluates it."""
   started = time.time()
@@ -225,19 +241,15 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> Result:
   workdir = epath.Path(workdir)
   lead = jax.process_index() == 0
   flat_config = config_lib.flatten(c)
-  previous = workdir_lib.read_metrics(workdir) if lead else None
+  previous = workdir_lib.read_metrics(workdir)  # Every host reads it, so all agree.
   if previous and previous["status"] in workdir_lib.FINAL and previous["step"] >= c.num_steps:
     logging.info("%s is already %s at step %d; nothing to do.", workdir, previous["status"],
                  previous["step"])
     return Result(None, previous["status"], previous["metrics"], {})
 
-  model, adversary = models.build(c, ds.image_shape, ds.symmetric)
-  steps_per_epoch = len(ds.train.images) // c.batch_size
-  tx, adv_tx = optimizers(c, steps_per_epoch)
-  replicated = NamedSharding(mesh, P())
+  model, state, step_fn = setup(c, ds.image_shape, ds.symmetric,
+                                len(ds.train.images) // c.batch_size, mesh)
   rows = NamedSharding(mesh, P("data"))
-  state = jax.jit(functools.partial(init_state, c, model, adversary, tx, adv_tx, ds.image_shape),
-                  out_shardings=replicated)(jax.random.key(c.seed))
 
   ckpt = ocp.CheckpointManager(
       (workdir / workdir_lib.CHECKPOINTS).absolute(),
@@ -249,21 +261,17 @@ def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> Result:
   elif c.pretrain.max_steps > 0:
     state, n, loss = pretrain_encoder(
         c, model, state, data.batches(ds.train.images, c.batch_size, c.seed + 1, 0, rows),
-        mesh, ds.symmetric)
+        ds.symmetric)
     logging.info("Encoder pre-training: %d steps, moment loss %.4f.", n, loss)
 
   if lead:
     workdir_lib.write_json(workdir / workdir_lib.CONFIG, c.to_dict())
-  writer = metric_writers.create_default_writer(workdir, just_logging=not lead)
+  # Only the lead host writes TensorBoard files and progress lines.
+  writer = metric_writers.create_default_writer(workdir) if lead else metric_writers.MultiWriter([])
   if start == 0:
     writer.write_hparams({k: str(v) if isinstance(v, list) else v for k, v in flat_config.items()})
   progress = periodic_actions.ReportProgress(num_train_steps=c.num_steps, writer=writer,
                                              every_steps=c.log_every)
-  step_fn = jax.jit(
-      functools.partial(train_step, c=c, model=model, adversary=adversary, tx=tx,
-                        adv_tx=adv_tx, mesh=mesh, symmetric=ds.symmetric),
-      in_shardings=(replicated, rows, replicated), out_shardings=(replicated, replicated),
-      donate_argnums=0)
   evaluator = evaluate.Evaluator(c, model, mesh, ds.symmetric)
   train_rng, eval_rng = jax.random.split(jax.random.key(c.seed))
 
@@ -353,11 +361,22 @@ def _resolve_config_flag(arg: str) -> str:
   return arg
 
 
+def _join_hosts() -> None:
+  """Joins the other processes of a multi-host run before JAX touches a device.
+
+  On Cloud TPU VMs everything is auto-detected. Elsewhere (or to test on one machine) set
+  JAX_COORDINATOR_ADDRESS=host:port, WAE_NUM_PROCESSES and WAE_PROCESS_ID.
+  """
+  n, i = os.environ.get("WAE_NUM_PROCESSES"), os.environ.get("WAE_PROCESS_ID")
+  jax.distributed.initialize(num_processes=int(n) if n else None,
+                             process_id=int(i) if i else None)
+
+
 def _run(argv: list[str]) -> None:
   del argv
   c = _CONFIG.value
   if c.multihost:
-    jax.distributed.initialize()
+    _join_hosts()
   try:
     result = train_and_evaluate(c, _WORKDIR.value)
   except config_lib.ConfigError as e:

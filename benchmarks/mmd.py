@@ -53,9 +53,8 @@ def matmul_line(size: int = 4096, d: int = 64) -> dict:
   f = jax.jit(lambda a: a @ a).lower(a).compile()
   seconds, util, _ = timed(f, (a,), repeats=5, long_s=1e9)
   flops = 2 * size**3 / seconds
-  return {"bench": "matmul", "size": size, "gflop_per_s": round(flops / 1e9, 1),
-          "bound_gpairs_per_s_d": d, "bound_gpairs_per_s": round(flops / (2 * d) / 1e9, 3),
-          "cpu_util": round(util, 2)}
+  return {"bench": "matmul", "size": size, "gflop_per_s": round(flops / 1e9, 1), "d": d,
+          "bound_gpairs_per_s": round(flops / (2 * d) / 1e9, 3), "cpu_util": round(util, 2)}
 
 
 def main():

@@ -1,6 +1,7 @@
 """Inception-v3 for FID: input pipeline, weight loading, batching; and equality with
 pytorch-fid's network (torch_ref tests, run by .ci/torch_ref.sh in their own venv)."""
 
+import json
 import os
 import pickle
 import zipfile
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from wae_jax import data
+from wae_jax import fid
 from wae_jax import inception
 
 TESTDATA = os.path.join(os.path.dirname(__file__), "testdata")
@@ -64,7 +67,7 @@ def torch_bilinear(images: np.ndarray, size: int) -> np.ndarray:
     return m
 
   return np.einsum("yh,nhwc,xw->nyxc", matrix(images.shape[1]), images,
-                   matrix(images.shape[2]))
+                   matrix(images.shape[2]), optimize=True)
 
 
 @pytest.mark.parametrize("shape", [(2, 28, 28, 1), (2, 299, 299, 3), (1, 512, 333, 3)])
@@ -173,6 +176,22 @@ def test_features_reject_bad_shapes(variables):
   mesh = jax.sharding.Mesh(jax.devices(), ("data",))
   with pytest.raises(ValueError, match="1 or 3 channels"):
     inception.features(variables, np.zeros((2, 8, 8, 2), np.float32), mesh)
+
+
+def test_inception_fid_against_cached_training_statistics(variables, tmp_path):
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+  dataset = data.Dataset("fake:rgb", data.Split(images, None), data.Split(images, None), False)
+  mesh = jax.sharding.Mesh(jax.devices(), ("data",))
+  same = fid.inception_fid(images / 255, dataset, str(tmp_path), variables, "f00d", mesh)
+  assert abs(same) < 1e-6  # The training images themselves.
+  (stats,) = (tmp_path / "fid").glob("*.npz")
+  header = json.loads(stats.with_suffix(".json").read_text())
+  assert header["weights"] == "f00d" and header["n"] == 8
+  written = stats.stat().st_mtime_ns
+  other = fid.inception_fid(np.clip(images / 255 + 0.2, 0, 1), dataset, str(tmp_path),
+                            variables, "f00d", mesh)
+  assert other > 1.0 and stats.stat().st_mtime_ns == written
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
 """The sliced Wasserstein penalty: its definition (POT), its Gaussian limit, its gradient, sharding."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import ot
 import pytest
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from wae_jax import sliced
@@ -39,8 +38,8 @@ def test_zero_between_identical_sets(copies):
   assert float(sliced.sliced_wasserstein(x, np.tile(x, (copies, 1)), KEY)) == 0.0
 
 
-@pytest.mark.parametrize("n, m, p", [(64, 64, 2.0), (33, 33, 1.5), (50, 70, 2.0), (40, 72, 1.0),
-                                     (1, 5, 3.0), (96, 16, 2.0)])
+@pytest.mark.parametrize("n, m, p", [(64, 64, 2.0), (33, 33, 1.5), (50, 70, 1.0), (96, 16, 3.0),
+                                     (1, 5, 2.0)])
 def test_equals_pot_on_the_same_projections(n, m, p):
   x, y = _samples(n, m)
   got = sliced.sliced_wasserstein(x, y, KEY, num_projections=10, p=p)
@@ -51,8 +50,8 @@ def test_equals_pot_on_the_same_projections(n, m, p):
 def test_approaches_the_gaussian_closed_form_as_directions_grow():
   # Between N(0, I) and N(mu, I), W_2^2 along theta is (theta . mu)^2, whose mean over the
   # sphere is ||mu||^2 / d. The Monte-Carlo error over directions shrinks like 1/sqrt(L);
-  # m is large enough that the finite-sample bias (~1e-3) stays below it.
-  d, m = 8, 4096
+  # m is large enough that the finite-sample bias (a few 1e-3) stays below it.
+  d, m = 8, 1024
   mu = np.full(d, 1.0, np.float32)  # closed form: 1
   errors = {}
   for num_projections in (8, 128, 2048):
@@ -102,7 +101,7 @@ def test_gradient_finite_at_ties_and_descends():
   assert float(f(x - 0.1 * grad, y)) < float(f(x, y))
 
 
-@pytest.mark.parametrize("n, m, num_projections", [(64, 64, 16), (32, 48, 10), (8, 8, 3)])
+@pytest.mark.parametrize("n, m, num_projections", [(32, 48, 10), (8, 8, 3)])
 def test_sharded_equals_unsharded_value_and_gradient(n, m, num_projections):
   mesh = Mesh(np.array(jax.devices()), ("data",))
   assert mesh.size == 8  # conftest: 8 simulated devices
@@ -120,6 +119,15 @@ def test_sharded_equals_unsharded_value_and_gradient(n, m, num_projections):
   np.testing.assert_allclose(v1, v2, rtol=1e-6)
   np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-8)
   assert g1.sharding.is_equivalent_to(rows, 2)
+
+
+def test_sharded_takes_replicated_input_on_an_explicit_mesh():
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(AxisType.Explicit,))
+  x, y = _samples(16, 24)
+  with jax.set_mesh(mesh):
+    got = jax.jit(sliced.sliced_wasserstein_sharded, static_argnames="mesh")(
+        jax.device_put(x, NamedSharding(mesh, P())), y, KEY, mesh=mesh)
+  np.testing.assert_allclose(got, sliced.sliced_wasserstein(x, y, KEY), rtol=1e-6)
 
 
 def test_bad_input_raises_one_line_errors():

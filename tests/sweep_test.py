@@ -159,7 +159,8 @@ def test_bad_sweeps_fail_with_one_line(tmp_path, capsys):
 def local_ray():
   """One local Ray for the in-process runner tests: it takes seconds to start."""
   ray = pytest.importorskip("ray")
-  ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+  ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+           logging_level="ERROR")
   yield
   ray.shutdown()
 
@@ -279,3 +280,25 @@ def _alive(pid):
       return f.read().split(")")[-1].split()[0] != "Z"
   except FileNotFoundError:
     return False
+
+
+@pytest.mark.slow
+def test_real_trainer_sweep(tmp_path, local_ray):
+  """Two 20-step trials of the real trainer; the one with lambda = 1e39 (inf) diverges."""
+  spec = _sweep_file(tmp_path, """
+      def get_hyper(h):
+        return h.product([
+            h.fixed("config", "mnist_wae_mmd:debug"), h.fixed("config.num_steps", 20),
+            h.fixed("config.log_every", 10),
+            h.sweep("config.lam", [10.0, 1e39]),
+        ])
+      """)
+  workdir = tmp_path / "w"
+  counts = sweep_lib.run_sweep(sweep_lib.load_sweep(spec), workdir, parallel=2)
+  assert counts == {"done": 1, "diverged": 1}
+  results = results_lib.read_results(workdir)
+  trials = results.trials.set_index("lam")
+  assert trials.loc[1e39, "step"] == 1 and "nan" in trials.loc[1e39, "error"]
+  assert trials.loc[10.0, "step"] == 20 and trials.loc[10.0, "recon"] > 0
+  assert results.errors == []
+  assert os.path.exists(workdir / trials.loc[1e39, "trial"] / "train.log")

@@ -182,14 +182,15 @@ def _check(ok: bool, field: str, message: str) -> None:
     raise ConfigError(f"config.{field}: {message}")
 
 
-def _get(c: ml_collections.ConfigDict, field: str) -> Any:
+def get(c: ml_collections.ConfigDict, field: str) -> Any:
+  """`get(c, "mmd.kernel")` is `c.mmd.kernel`."""
   for part in field.split("."):
     c = c[part]
   return c
 
 
 def _one_of(c: ml_collections.ConfigDict, field: str, allowed: tuple[str, ...]) -> None:
-  value = _get(c, field)
+  value = get(c, field)
   _check(value in allowed, field, f"unknown value {value!r} (expected one of {', '.join(allowed)})")
 
 
@@ -212,7 +213,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   for field in ("num_steps", "batch_size", "log_every", "ckpt_every", "eval_every",
                 "keep_ckpts", "mmd.block_size", "model.enc_layers", "model.dec_layers",
                 "model.kernel_size", "gan.layers", "gan.units", "eval.batch_size"):
-    value = _get(c, field)
+    value = get(c, field)
     _check(isinstance(value, int) and value >= 1, field, f"must be an integer >= 1, got {value!r}")
   _check(c.optim.lr > 0, "optim.lr", f"must be > 0, got {c.optim.lr}")
   _check(c.gan.lr > 0, "gan.lr", f"must be > 0, got {c.gan.lr}")

@@ -50,9 +50,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
   Tr((S1 S2)^1/2) is the sum of the square roots of the eigenvalues of S1 S2, and those are
   the eigenvalues of the symmetric PSD matrix R S2 R with R = S1^1/2 (AB and BA share their
   non-zero eigenvalues; take A = R, B = R S2). Symmetric eigensolvers are backward stable,
-  and the tiny negative eigenvalues that rounding gives a rank-deficient covariance (fewer
-  images than features) are clipped to zero: no eps*I retry is needed, unlike for sqrtm of
-  the non-symmetric S1 S2 in pytorch-fid, and the result is exact, not shifted by eps.
+  and eigenvalues within rounding of zero, which rank-deficient covariances (fewer images
+  than features) have, are set to zero before the square root, which would blow their noise
+  up to sqrt(eps). So no eps*I retry is needed, unlike for sqrtm of the non-symmetric S1 S2
+  in pytorch-fid, and the result is exact, not shifted by eps.
   """
   mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
   sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
@@ -63,17 +64,19 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
                      f"sigma {sigma1.shape} {sigma2.shape}")
   if not all(np.isfinite(a).all() for a in (mu1, mu2, sigma1, sigma2)):
     raise ValueError("frechet_distance: statistics contain NaN or Inf")
-  root1 = _psd_sqrt((sigma1 + sigma1.T) / 2)
+  w, v = np.linalg.eigh((sigma1 + sigma1.T) / 2)
+  root1 = (v * np.sqrt(_zero_noise(w))) @ v.T
   middle = root1 @ sigma2 @ root1
-  eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
-  tr_covmean = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
+  tr_covmean = np.sqrt(_zero_noise(np.linalg.eigvalsh((middle + middle.T) / 2))).sum()
   diff = mu1 - mu2
   return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
-def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
-  w, v = np.linalg.eigh(sigma)
-  return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+def _zero_noise(eigenvalues: np.ndarray) -> np.ndarray:
+  """Eigenvalues of a PSD matrix with those below rounding level (as in numpy's matrix_rank)
+  set to zero."""
+  tol = eigenvalues.max(initial=0.0) * len(eigenvalues) * np.finfo(np.float64).eps
+  return np.where(eigenvalues > tol, eigenvalues, 0.0)
 
 
 def array_sha256(array: np.ndarray) -> str:

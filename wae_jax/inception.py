@@ -61,13 +61,13 @@ class BasicConv(nn.Module):
   features: int
   kernel: tuple[int, int]
   strides: int = 1
-  padding: str = "SAME"
-  precision: Any = jax.lax.Precision.HIGHEST
+  padding: str = "SAME"  # Every padded conv of the graph is stride 1, odd-sized, symmetric.
 
   @nn.compact
   def __call__(self, x):
+    # Full float32 even where the default is bf16 passes (TPU): FID moves with small errors.
     x = nn.Conv(self.features, self.kernel, self.strides, self.padding, use_bias=False,
-                precision=self.precision, name="conv")(x)
+                precision=jax.lax.Precision.HIGHEST, name="conv")(x)
     x = nn.BatchNorm(use_running_average=True, epsilon=1e-3, name="bn")(x)
     return nn.relu(x)
 
@@ -77,94 +77,87 @@ def _avg_pool(x):
   return nn.avg_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)), count_include_pad=False)
 
 
-def _max_pool(x, strides=2, padding="VALID"):
-  return nn.max_pool(x, (3, 3), (strides, strides), padding)
+def _max_pool(x):
+  return nn.max_pool(x, (3, 3), (2, 2))
 
 
 class InceptionA(nn.Module):
   pool_features: int
-  precision: Any = jax.lax.Precision.HIGHEST
 
   @nn.compact
   def __call__(self, x):
-    conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
-    b1 = conv("branch1x1", 64, (1, 1))(x)
-    b5 = conv("branch5x5_1", 48, (1, 1))(x)
-    b5 = conv("branch5x5_2", 64, (5, 5))(b5)
-    b3 = conv("branch3x3dbl_1", 64, (1, 1))(x)
-    b3 = conv("branch3x3dbl_2", 96, (3, 3))(b3)
-    b3 = conv("branch3x3dbl_3", 96, (3, 3))(b3)
-    bp = conv("branch_pool", self.pool_features, (1, 1))(_avg_pool(x))
+    b1 = BasicConv(64, (1, 1), name="branch1x1")(x)
+    b5 = BasicConv(48, (1, 1), name="branch5x5_1")(x)
+    b5 = BasicConv(64, (5, 5), name="branch5x5_2")(b5)
+    b3 = BasicConv(64, (1, 1), name="branch3x3dbl_1")(x)
+    b3 = BasicConv(96, (3, 3), name="branch3x3dbl_2")(b3)
+    b3 = BasicConv(96, (3, 3), name="branch3x3dbl_3")(b3)
+    bp = BasicConv(self.pool_features, (1, 1), name="branch_pool")(_avg_pool(x))
     return jnp.concatenate([b1, b5, b3, bp], axis=-1)
 
 
 class InceptionB(nn.Module):
-  precision: Any = jax.lax.Precision.HIGHEST
 
   @nn.compact
   def __call__(self, x):
-    conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
-    b3 = conv("branch3x3", 384, (3, 3), 2, "VALID")(x)
-    bd = conv("branch3x3dbl_1", 64, (1, 1))(x)
-    bd = conv("branch3x3dbl_2", 96, (3, 3))(bd)
-    bd = conv("branch3x3dbl_3", 96, (3, 3), 2, "VALID")(bd)
+    b3 = BasicConv(384, (3, 3), 2, "VALID", name="branch3x3")(x)
+    bd = BasicConv(64, (1, 1), name="branch3x3dbl_1")(x)
+    bd = BasicConv(96, (3, 3), name="branch3x3dbl_2")(bd)
+    bd = BasicConv(96, (3, 3), 2, "VALID", name="branch3x3dbl_3")(bd)
     return jnp.concatenate([b3, bd, _max_pool(x)], axis=-1)
 
 
 class InceptionC(nn.Module):
   channels_7x7: int
-  precision: Any = jax.lax.Precision.HIGHEST
 
   @nn.compact
   def __call__(self, x):
-    conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
     c7 = self.channels_7x7
-    b1 = conv("branch1x1", 192, (1, 1))(x)
-    b7 = conv("branch7x7_1", c7, (1, 1))(x)
-    b7 = conv("branch7x7_2", c7, (1, 7))(b7)
-    b7 = conv("branch7x7_3", 192, (7, 1))(b7)
-    bd = conv("branch7x7dbl_1", c7, (1, 1))(x)
-    bd = conv("branch7x7dbl_2", c7, (7, 1))(bd)
-    bd = conv("branch7x7dbl_3", c7, (1, 7))(bd)
-    bd = conv("branch7x7dbl_4", c7, (7, 1))(bd)
-    bd = conv("branch7x7dbl_5", 192, (1, 7))(bd)
-    bp = conv("branch_pool", 192, (1, 1))(_avg_pool(x))
+    b1 = BasicConv(192, (1, 1), name="branch1x1")(x)
+    b7 = BasicConv(c7, (1, 1), name="branch7x7_1")(x)
+    b7 = BasicConv(c7, (1, 7), name="branch7x7_2")(b7)
+    b7 = BasicConv(192, (7, 1), name="branch7x7_3")(b7)
+    bd = BasicConv(c7, (1, 1), name="branch7x7dbl_1")(x)
+    bd = BasicConv(c7, (7, 1), name="branch7x7dbl_2")(bd)
+    bd = BasicConv(c7, (1, 7), name="branch7x7dbl_3")(bd)
+    bd = BasicConv(c7, (7, 1), name="branch7x7dbl_4")(bd)
+    bd = BasicConv(192, (1, 7), name="branch7x7dbl_5")(bd)
+    bp = BasicConv(192, (1, 1), name="branch_pool")(_avg_pool(x))
     return jnp.concatenate([b1, b7, bd, bp], axis=-1)
 
 
 class InceptionD(nn.Module):
-  precision: Any = jax.lax.Precision.HIGHEST
 
   @nn.compact
   def __call__(self, x):
-    conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
-    b3 = conv("branch3x3_1", 192, (1, 1))(x)
-    b3 = conv("branch3x3_2", 320, (3, 3), 2, "VALID")(b3)
-    b7 = conv("branch7x7x3_1", 192, (1, 1))(x)
-    b7 = conv("branch7x7x3_2", 192, (1, 7))(b7)
-    b7 = conv("branch7x7x3_3", 192, (7, 1))(b7)
-    b7 = conv("branch7x7x3_4", 192, (3, 3), 2, "VALID")(b7)
+    b3 = BasicConv(192, (1, 1), name="branch3x3_1")(x)
+    b3 = BasicConv(320, (3, 3), 2, "VALID", name="branch3x3_2")(b3)
+    b7 = BasicConv(192, (1, 1), name="branch7x7x3_1")(x)
+    b7 = BasicConv(192, (1, 7), name="branch7x7x3_2")(b7)
+    b7 = BasicConv(192, (7, 1), name="branch7x7x3_3")(b7)
+    b7 = BasicConv(192, (3, 3), 2, "VALID", name="branch7x7x3_4")(b7)
     return jnp.concatenate([b3, b7, _max_pool(x)], axis=-1)
 
 
 class InceptionE(nn.Module):
   """The last two blocks; the FID graph's final one pools with max instead of average."""
   max_pool: bool = False
-  precision: Any = jax.lax.Precision.HIGHEST
 
   @nn.compact
   def __call__(self, x):
-    conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
-    b1 = conv("branch1x1", 320, (1, 1))(x)
-    b3 = conv("branch3x3_1", 384, (1, 1))(x)
-    b3 = jnp.concatenate([conv("branch3x3_2a", 384, (1, 3))(b3),
-                          conv("branch3x3_2b", 384, (3, 1))(b3)], axis=-1)
-    bd = conv("branch3x3dbl_1", 448, (1, 1))(x)
-    bd = conv("branch3x3dbl_2", 384, (3, 3))(bd)
-    bd = jnp.concatenate([conv("branch3x3dbl_3a", 384, (1, 3))(bd),
-                          conv("branch3x3dbl_3b", 384, (3, 1))(bd)], axis=-1)
-    pooled = _max_pool(x, 1, ((1, 1), (1, 1))) if self.max_pool else _avg_pool(x)
-    bp = conv("branch_pool", 192, (1, 1))(pooled)
+    b1 = BasicConv(320, (1, 1), name="branch1x1")(x)
+    b3 = BasicConv(384, (1, 1), name="branch3x3_1")(x)
+    b3 = jnp.concatenate([BasicConv(384, (1, 3), name="branch3x3_2a")(b3),
+                          BasicConv(384, (3, 1), name="branch3x3_2b")(b3)], axis=-1)
+    bd = BasicConv(448, (1, 1), name="branch3x3dbl_1")(x)
+    bd = BasicConv(384, (3, 3), name="branch3x3dbl_2")(bd)
+    bd = jnp.concatenate([BasicConv(384, (1, 3), name="branch3x3dbl_3a")(bd),
+                          BasicConv(384, (3, 1), name="branch3x3dbl_3b")(bd)], axis=-1)
+    if self.max_pool:
+      pooled = nn.max_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)))  # Pads with -inf.
+    else:
+      pooled = _avg_pool(x)
+    bp = BasicConv(192, (1, 1), name="branch_pool")(pooled)
     return jnp.concatenate([b1, b3, bd, bp], axis=-1)
 
 
@@ -186,31 +179,28 @@ class InceptionV3(nn.Module):
 
   Submodule names are pytorch-fid's, so its state dict maps onto the variables by name.
   """
-  precision: Any = jax.lax.Precision.HIGHEST  # FID moves with the last digits of pool3.
 
   @nn.compact
   def __call__(self, images):
     x = preprocess(images)
-    conv = lambda name, *a, **k: BasicConv(*a, **k, precision=self.precision, name=name)
-    x = conv("Conv2d_1a_3x3", 32, (3, 3), 2, "VALID")(x)
-    x = conv("Conv2d_2a_3x3", 32, (3, 3), 1, "VALID")(x)
-    x = conv("Conv2d_2b_3x3", 64, (3, 3))(x)
+    x = BasicConv(32, (3, 3), 2, "VALID", name="Conv2d_1a_3x3")(x)
+    x = BasicConv(32, (3, 3), 1, "VALID", name="Conv2d_2a_3x3")(x)
+    x = BasicConv(64, (3, 3), name="Conv2d_2b_3x3")(x)
     x = _max_pool(x)
-    x = conv("Conv2d_3b_1x1", 80, (1, 1))(x)
-    x = conv("Conv2d_4a_3x3", 192, (3, 3), 1, "VALID")(x)
+    x = BasicConv(80, (1, 1), name="Conv2d_3b_1x1")(x)
+    x = BasicConv(192, (3, 3), 1, "VALID", name="Conv2d_4a_3x3")(x)
     x = _max_pool(x)
-    p = self.precision
-    x = InceptionA(32, p, name="Mixed_5b")(x)
-    x = InceptionA(64, p, name="Mixed_5c")(x)
-    x = InceptionA(64, p, name="Mixed_5d")(x)
-    x = InceptionB(p, name="Mixed_6a")(x)
-    x = InceptionC(128, p, name="Mixed_6b")(x)
-    x = InceptionC(160, p, name="Mixed_6c")(x)
-    x = InceptionC(160, p, name="Mixed_6d")(x)
-    x = InceptionC(192, p, name="Mixed_6e")(x)
-    x = InceptionD(p, name="Mixed_7a")(x)
-    x = InceptionE(False, p, name="Mixed_7b")(x)
-    x = InceptionE(True, p, name="Mixed_7c")(x)
+    x = InceptionA(32, name="Mixed_5b")(x)
+    x = InceptionA(64, name="Mixed_5c")(x)
+    x = InceptionA(64, name="Mixed_5d")(x)
+    x = InceptionB(name="Mixed_6a")(x)
+    x = InceptionC(128, name="Mixed_6b")(x)
+    x = InceptionC(160, name="Mixed_6c")(x)
+    x = InceptionC(160, name="Mixed_6d")(x)
+    x = InceptionC(192, name="Mixed_6e")(x)
+    x = InceptionD(name="Mixed_7a")(x)
+    x = InceptionE(max_pool=False, name="Mixed_7b")(x)
+    x = InceptionE(max_pool=True, name="Mixed_7c")(x)
     return x.mean(axis=(1, 2))
 
 
@@ -311,6 +301,10 @@ def _materialize(tensors: dict[str, Any], raw: dict[str, bytes]) -> dict[str, np
     if not isinstance(t, _Tensor):
       raise pickle.UnpicklingError(f"entry {name!r} is a {type(t).__name__}, not a tensor")
     flat = np.frombuffer(raw[t.storage.key], t.storage.dtype, count=t.storage.numel)
+    span = sum((n - 1) * s for n, s in zip(t.shape, t.stride))
+    if t.offset < 0 or min(t.stride, default=0) < 0 or (
+        0 not in t.shape and t.offset + span >= len(flat)):
+      raise pickle.UnpicklingError(f"entry {name!r} lies outside its storage")
     size = t.storage.dtype.itemsize
     out[name] = np.array(np.lib.stride_tricks.as_strided(
         flat[t.offset:], t.shape, tuple(s * size for s in t.stride)))
@@ -343,8 +337,8 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
         (numel,) = struct.unpack("<q", f.read(8))
         raw[str(key)] = f.read(numel * dtypes[str(key)].itemsize)
       return _materialize(tensors, raw)
-  except (pickle.UnpicklingError, zipfile.BadZipFile, StopIteration, KeyError, EOFError,
-          AttributeError, TypeError, ValueError, struct.error) as e:
+  except (OSError, pickle.UnpicklingError, zipfile.BadZipFile, StopIteration, KeyError,
+          EOFError, AttributeError, TypeError, ValueError, struct.error) as e:
     raise WeightsError(f"{path} is not a readable torch state dict "
                        f"({type(e).__name__}: {e})") from None
 

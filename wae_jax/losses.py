@@ -30,14 +30,14 @@ def reconstruction(x: jax.Array, x_hat: jax.Array, cost: str, scale: float) -> j
 
 def kl_to_prior(mean: jax.Array, log_var: jax.Array, prior_var: float) -> jax.Array:
   """KL(N(mean, diag(exp(log_var))) || N(0, prior_var I)), summed over dims, batch-averaged."""
-  kl = 0.5 * ((jnp.exp(log_var) + mean ** 2) / prior_var - 1.0 - log_var + np.log(prior_var))
+  kl = 0.5 * ((jnp.exp(log_var) + mean ** 2) / prior_var - 1.0 - log_var + jnp.log(prior_var))
   return jnp.mean(jnp.sum(kl, axis=-1))
 
 
 def prior_log_density(z: jax.Array, prior_var: float) -> jax.Array:
   """log N(z; 0, prior_var I) per row: the WAE-GAN "p-trick" adds it to the adversary logit."""
   d = z.shape[-1]
-  return -0.5 * jnp.sum(z * z, axis=-1) / prior_var - 0.5 * d * np.log(2 * np.pi * prior_var)
+  return -0.5 * jnp.sum(z * z, axis=-1) / prior_var - 0.5 * d * jnp.log(2 * np.pi * prior_var)
 
 
 def adversary_loss(logits_prior: jax.Array, logits_codes: jax.Array) -> jax.Array:

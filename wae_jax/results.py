@@ -213,7 +213,7 @@ def report(results: Results) -> str:
 
 def _regularizer(group: pd.DataFrame) -> str:
   """lambda, or for a VAE sweep that keeps its KL weight fixed, the decoder variance's term."""
-  if ("recon.scale" in group and group["lam"].nunique() == 1
+  if ("recon.scale" in group and group.get("lam", pd.Series()).nunique() <= 1
       and group["recon.scale"].nunique() > 1):
     return "recon.scale"
   return "lam"
@@ -224,6 +224,7 @@ def plot(trials: pd.DataFrame, path: epath.PathLike, metric: str | None = None) 
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
 
   metric = metric or table_metric(trials)
   if metric not in trials:
@@ -236,12 +237,14 @@ def plot(trials: pd.DataFrame, path: epath.PathLike, metric: str | None = None) 
                            sharey=True, squeeze=False)
   axes = axes[0]
   arch = done["model.arch"] if "model.arch" in done else pd.Series("", index=done.index)
+  colors = {name: f"C{i}" for i, name in enumerate(sorted(arch.unique()))}
   for ax, algo in zip(axes, algos):
     group = done[done["algo"] == algo]
     x = _regularizer(group)
     for name in sorted(arch[group.index].unique()):
       points = group[arch[group.index] == name]
-      ax.scatter(points[x], points[metric], s=14, alpha=0.7, label=name or None)
+      ax.scatter(points[x], points[metric], s=14, alpha=0.7, color=colors[name],
+                 label=name or None)
     ax.set_xscale("log")
     ax.set_title(f"{algo}: {metric} vs {x} ({len(group)} trials)", fontsize=9)
     ax.set_xlabel({"lam": "lam (KL weight)" if algo == "vae" else "lam",
@@ -251,15 +254,22 @@ def plot(trials: pd.DataFrame, path: epath.PathLike, metric: str | None = None) 
   axes[0].set_ylabel(metric)
   values = [done.loc[done["algo"] == a, metric].to_numpy() for a in algos]
   dist = axes[-1]
-  dist.boxplot(values, showfliers=False)
-  dist.set_xticks(range(1, len(algos) + 1), algos)
   rng = np.random.default_rng(0)  # Jitter only; fixed so the figure is reproducible.
   for i, v in enumerate(values, start=1):
-    dist.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=8, alpha=0.5)
+    dist.scatter(i + rng.uniform(-0.2, 0.2, len(v)), v, s=5, alpha=0.25, color="grey")
+  dist.boxplot(values, showfliers=False, zorder=3)
+  dist.set_xticks(range(1, len(algos) + 1), algos)
   dist.set_title(f"{metric} per algorithm", fontsize=9)
   low, high = done[metric].min(), done[metric].max()
   if low > 0 and high / low > 20:
     dist.set_yscale("log")
+  for axis in [ax.xaxis for ax in axes[:-1]] + [dist.yaxis]:
+    if axis.get_scale() == "log":  # Plain numbers at 10^k, and at 2 and 5 x 10^k if few.
+      low, high = axis.get_view_interval()
+      subs = (1.0, 2.0, 5.0) if high / low < 300 else (1.0,)
+      axis.set_major_locator(matplotlib.ticker.LogLocator(subs=subs))
+      axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+      axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   fig.tight_layout()
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=110)

@@ -366,8 +366,9 @@ def run_sweep(s: Sweep, workdir: epath.PathLike, *, parallel: int | None = None,
   started_ray = not ray.is_initialized()
   if started_ray:
     try:
-      ray.init(address=ray_address, num_cpus=None if ray_address else (parallel or 1),
-               include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+      ray.init(address=ray_address or "local",  # "local": a new instance, never a stale one.
+               num_cpus=None if ray_address else (parallel or 1), include_dashboard=False,
+               log_to_driver=False, logging_level="ERROR")
     except ConnectionError as e:
       raise SweepError(f"--ray_address: {str(e).strip().splitlines()[-1]}") from None
   resources = dict(resources or {"CPU": 1})

@@ -17,7 +17,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF is only here for Tensor
 
 import dataclasses  # pylint: disable=g-import-not-at-top,wrong-import-position
 import functools
-import math
 import signal
 import sys
 import time
@@ -50,11 +49,25 @@ from wae_jax import models
 from wae_jax import workdir as workdir_lib
 
 PENALTY = {"wae_mmd": "mmd", "wae_gan": "gan_penalty", "vae": "kl"}
+# Per-trial hyperparameters carried in the train state as float32 arrays.
+HPARAMS = {"lam": "lam", "prior_var": "prior_var", "recon_scale": "recon.scale",
+           "lr": "optim.lr", "adv_lr": "gan.lr"}
+
+
+def hparams_of(c: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+  return {k: jnp.asarray(config_lib.get(c, field), jnp.float32) for k, field in HPARAMS.items()}
 
 
 @flax.struct.dataclass
 class TrainState:
+  """Everything a step reads and writes.
+
+  `hparams` holds the trial's continuous hyperparameters as arrays (see HPARAMS), so one
+  compiled step serves trials that differ only in them, and `jax.vmap` over a stack of
+  states trains several such trials at once.
+  """
   step: jax.Array
+  hparams: dict[str, jax.Array]
   params: Any  # {"encoder": ..., "decoder": ...}
   batch_stats: Any
   opt_state: Any
@@ -79,14 +92,22 @@ def learning_rate(base: float, c: ml_collections.ConfigDict, steps_per_epoch: in
   return optax.piecewise_constant_schedule(base, scales)
 
 
-def optimizers(c: ml_collections.ConfigDict, steps_per_epoch: int):
-  """Adam (beta1 = 0.5) for the auto-encoder and, with its own rate, for the adversary."""
-  adam = lambda lr: optax.adam(learning_rate(lr, c, steps_per_epoch), b1=c.optim.b1,
-                               b2=c.optim.b2)
-  return adam(c.optim.lr), adam(c.gan.lr)
+def optimizer(c: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
+  """Adam (beta1 = 0.5) descending along the decay schedule; times the state's base rate.
+
+  The base rates (auto-encoder and adversary) are multiplied in by the step, from
+  `state.hparams`, so they can differ between trials that share this transformation.
+  """
+  return optax.chain(optax.scale_by_adam(b1=c.optim.b1, b2=c.optim.b2),
+                     optax.scale_by_schedule(learning_rate(-1.0, c, steps_per_epoch)))
 
 
-def init_state(c, model, adversary, tx, adv_tx, image_shape, rng) -> TrainState:
+def _apply(tx, grads, opt_state, params, lr):
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, jax.tree.map(lambda u: lr * u, updates)), opt_state
+
+
+def init_state(c, model, adversary, tx, image_shape, rng) -> TrainState:
   model_rng, adv_rng = jax.random.split(rng)
   x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
   variables = model.init(model_rng, x, jnp.zeros((1, c.z_dim)), train=False)
@@ -94,27 +115,32 @@ def init_state(c, model, adversary, tx, adv_tx, image_shape, rng) -> TrainState:
   adv_params = adv_opt_state = None
   if adversary is not None:
     adv_params = adversary.init(adv_rng, jnp.zeros((1, c.z_dim)))["params"]
-    adv_opt_state = adv_tx.init(adv_params)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+    adv_opt_state = tx.init(adv_params)
+  return TrainState(step=jnp.zeros((), jnp.int32), hparams=hparams_of(c), params=params,
                     batch_stats=variables["batch_stats"], opt_state=tx.init(params),
                     adv_params=adv_params, adv_opt_state=adv_opt_state)
 
 
-def adversary_logits(c, adversary, params, z):
+def adversary_logits(c, adversary, params, z, prior_var):
   logits = adversary.apply({"params": params}, z)
   if c.gan.p_trick:
-    logits = logits + losses.prior_log_density(z, c.prior_var)
+    logits = logits + losses.prior_log_density(z, prior_var)
   return logits
 
 
 def train_step(state: TrainState, batch: jax.Array, rng: jax.Array, *, c, model, adversary,
-               tx, adv_tx, mesh, symmetric) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One auto-encoder step then (WAE-GAN) one adversary step on the same batch."""
+               tx, mesh, symmetric) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One auto-encoder step then (WAE-GAN) one adversary step on the same batch.
+
+  `c` supplies only what shapes the program (algorithm, kernel, nets); the numbers a sweep
+  varies come from `state.hparams`.
+  """
+  hp = state.hparams
   x = data.to_float(batch, symmetric)
   noise_rng, code_rng, prior_rng = jax.random.split(rng, 3)
   rows = NamedSharding(mesh, P("data"))
   draw = lambda key, shape: jax.lax.with_sharding_constraint(jax.random.normal(key, shape), rows)
-  z_prior = math.sqrt(c.prior_var) * draw(prior_rng, (x.shape[0], c.z_dim))
+  z_prior = jnp.sqrt(hp["prior_var"]) * draw(prior_rng, (x.shape[0], c.z_dim))
   x_in = x
   if c.model.encoder == "deterministic" and c.model.input_noise > 0:
     x_in = x + c.model.input_noise * draw(noise_rng, x.shape)
@@ -123,33 +149,36 @@ def train_step(state: TrainState, batch: jax.Array, rng: jax.Array, *, c, model,
     (mean, log_var, z, x_hat), updates = model.apply(
         {"params": params, "batch_stats": state.batch_stats}, x_in,
         draw(code_rng, (x.shape[0], c.z_dim)), train=True, mutable=["batch_stats"])
-    recon = losses.reconstruction(x, x_hat, c.recon.cost, c.recon.scale)
+    recon = losses.reconstruction(x, x_hat, c.recon.cost, hp["recon_scale"])
     if c.algo == "wae_mmd":
-      penalty = mmd.mmd_sharded(z, z_prior, mesh=mesh, kernel=c.mmd.kernel,
-                                c=2.0 * c.z_dim * c.prior_var, scales=tuple(c.mmd.scales),
-                                block_size=c.mmd.block_size)
+      # k(a, b) with width C equals k(a / sqrt(C), b / sqrt(C)) with width 1, which keeps the
+      # kernel static while C = 2 d_z sigma_z^2 varies per trial.
+      unit = jax.lax.rsqrt(2.0 * c.z_dim * hp["prior_var"])
+      penalty = mmd.mmd_sharded(z * unit, z_prior * unit, mesh=mesh, kernel=c.mmd.kernel,
+                                c=1.0, scales=tuple(c.mmd.scales), block_size=c.mmd.block_size)
     elif c.algo == "wae_gan":
-      penalty = losses.encoder_gan_penalty(adversary_logits(c, adversary, state.adv_params, z))
+      penalty = losses.encoder_gan_penalty(
+          adversary_logits(c, adversary, state.adv_params, z, hp["prior_var"]))
     else:
-      penalty = losses.kl_to_prior(mean, log_var, c.prior_var)
-    return recon + c.lam * penalty, (recon, penalty, z, updates["batch_stats"])
+      penalty = losses.kl_to_prior(mean, log_var, hp["prior_var"])
+    return recon + hp["lam"] * penalty, (recon, penalty, z, updates["batch_stats"])
 
   (loss, (recon, penalty, z, batch_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                        batch_stats=batch_stats, opt_state=opt_state)
+  params, opt_state = _apply(tx, grads, state.opt_state, state.params, hp["lr"])
+  state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                        opt_state=opt_state)
   metrics = {"loss": loss, "recon": recon, PENALTY[c.algo]: penalty}
   if adversary is not None:
     # The adversary sees this batch's codes as the encoder produced them before its update,
     # which saves a second encoder pass.
     z = jax.lax.stop_gradient(z)
-    adv_loss_fn = lambda p: c.lam * losses.adversary_loss(
-        adversary_logits(c, adversary, p, z_prior), adversary_logits(c, adversary, p, z))
+    logits = lambda p, z_: adversary_logits(c, adversary, p, z_, hp["prior_var"])
+    adv_loss_fn = lambda p: hp["lam"] * losses.adversary_loss(logits(p, z_prior), logits(p, z))
     adv_loss, adv_grads = jax.value_and_grad(adv_loss_fn)(state.adv_params)
-    adv_updates, adv_opt_state = adv_tx.update(adv_grads, state.adv_opt_state, state.adv_params)
-    state = state.replace(adv_params=optax.apply_updates(state.adv_params, adv_updates),
-                          adv_opt_state=adv_opt_state)
+    adv_params, adv_opt_state = _apply(tx, adv_grads, state.adv_opt_state, state.adv_params,
+                                       hp["adv_lr"])
+    state = state.replace(adv_params=adv_params, adv_opt_state=adv_opt_state)
     metrics["adv_loss"] = adv_loss
   return state, metrics
 
@@ -215,13 +244,13 @@ def setup(c: ml_collections.ConfigDict, image_shape, symmetric: bool, steps_per_
           mesh: Mesh) -> tuple[models.AutoEncoder, TrainState, Any]:
   """The model, its initial state (replicated over `mesh`) and the jitted, sharded step."""
   model, adversary = models.build(c, image_shape, symmetric)
-  tx, adv_tx = optimizers(c, steps_per_epoch)
+  tx = optimizer(c, steps_per_epoch)
   replicated, rows = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-  state = jax.jit(functools.partial(init_state, c, model, adversary, tx, adv_tx, image_shape),
+  state = jax.jit(functools.partial(init_state, c, model, adversary, tx, image_shape),
                   out_shardings=replicated)(jax.random.key(c.seed))
   step_fn = jax.jit(
       functools.partial(train_step, c=c, model=model, adversary=adversary, tx=tx,
-                        adv_tx=adv_tx, mesh=mesh, symmetric=symmetric),
+                        mesh=mesh, symmetric=symmetric),
       in_shardings=(replicated, rows, replicated), out_shardings=(replicated, replicated),
       donate_argnums=0)
   return model, state, step_fn

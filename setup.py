@@ -26,9 +26,11 @@ setuptools.setup(
         "pillow",
         "matplotlib",
         "pandas",
+        "pyarrow",  # Parquet output of wae-results.
+        "ray>=2.40",  # The sweep runner's fan-out, on a laptop and on a TPU cluster.
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout"],
+        "test": ["pytest", "pytest-timeout", "POT"],
     },
     entry_points={
         "console_scripts": [

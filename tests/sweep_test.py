@@ -122,8 +122,8 @@ def test_bigwae_has_3000_trials_with_equal_budgets():
     assert len({t["config.optim.lr"] for t in group}) > 100
   own = {"celeba_wae_gan": {"config.lam", "config.gan.lr"}, "celeba_wae_mmd": {"config.lam"},
          "celeba_vae": {"config.recon.scale"}}
-  shared = {"config", "config.num_steps", "config.seed", "config.z_dim", "config.batch_size",
-            "config.optim.lr", "config.model.arch"}
+  shared = {"config", "config.num_steps", "config.ckpt_every", "config.seed", "config.z_dim",
+            "config.batch_size", "config.optim.lr", "config.model.arch"}
   assert all(set(t) == shared | own[t["config"]] for t in trials)
 
 

@@ -42,7 +42,7 @@ def test_training_lowers_the_loss_and_writes_the_trial_directory(name, tmp_path)
   assert result.history[60]["recon"] < 0.8 * result.history[20]["recon"]
   m = workdir_lib.read_metrics(tmp_path)
   assert m["status"] == "done" and m["step"] == 60 and m["config"]["algo"] == c.algo
-  assert set(m["metrics"]) == {"recon", "mmd_heldout", "sharpness_mean", "sharpness_min",
+  assert set(m["metrics"]) == {"recon", "recon_sq_l2", "mmd_heldout", "sharpness_mean", "sharpness_min",
                                "sharpness_data"}
   assert all(np.isfinite(v) for v in m["metrics"].values())
   for name_ in ("samples.png", "reconstructions.png", "config.json"):

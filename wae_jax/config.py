@@ -15,7 +15,7 @@ from typing import Any
 
 import ml_collections
 
-ALGOS = ("wae_mmd", "wae_gan", "vae")
+ALGOS = ("wae_mmd", "wae_gan", "wae_sw", "vae")
 ARCHS = ("dcgan", "resnet")
 ENCODERS = ("deterministic", "gaussian")
 KERNELS = ("imq", "rbf")
@@ -66,6 +66,11 @@ def mnist() -> ml_collections.ConfigDict:
   c.mmd.kernel = "imq"
   c.mmd.scales = IMQ_SCALES
   c.mmd.block_size = 1024
+
+  # WAE-SW: sliced Wasserstein SW_p^p over fresh random directions each step.
+  c.sw = ml_collections.ConfigDict()
+  c.sw.num_projections = 64
+  c.sw.p = 2.0
 
   c.gan = ml_collections.ConfigDict()
   c.gan.lr = 5e-4
@@ -212,9 +217,11 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   _check(c.model.width > 0, "model.width", f"must be > 0, got {c.model.width}")
   for field in ("num_steps", "batch_size", "log_every", "ckpt_every", "eval_every",
                 "keep_ckpts", "mmd.block_size", "model.enc_layers", "model.dec_layers",
-                "model.kernel_size", "gan.layers", "gan.units", "eval.batch_size"):
+                "model.kernel_size", "gan.layers", "gan.units", "eval.batch_size",
+                "sw.num_projections"):
     value = get(c, field)
     _check(isinstance(value, int) and value >= 1, field, f"must be an integer >= 1, got {value!r}")
+  _check(c.sw.p >= 1, "sw.p", f"must be >= 1, got {c.sw.p}")
   _check(c.optim.lr > 0, "optim.lr", f"must be > 0, got {c.optim.lr}")
   _check(c.gan.lr > 0, "gan.lr", f"must be > 0, got {c.gan.lr}")
   _check(len(c.mmd.scales) > 0 and all(s > 0 for s in c.mmd.scales), "mmd.scales",

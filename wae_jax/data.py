@@ -173,12 +173,15 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
   return _permutation(n, seed, epoch)[i * batch_size:(i + 1) * batch_size]
 
 
-def place(images: np.ndarray, sharding: jax.sharding.NamedSharding) -> jax.Array:
-  """Puts a global batch on the mesh; on a multi-host slice each host sends only its rows."""
-  per_process = len(images) // jax.process_count()
+def place(images: np.ndarray, sharding: jax.sharding.NamedSharding, axis: int = 0) -> jax.Array:
+  """Puts a global batch on the mesh; on a multi-host slice each host sends only its rows.
+
+  `axis` is the batch axis (1 for a stack of several trials' batches).
+  """
+  per_process = images.shape[axis] // jax.process_count()
   start = jax.process_index() * per_process
-  return jax.make_array_from_process_local_data(sharding, images[start:start + per_process],
-                                                images.shape)
+  local = np.take(images, np.arange(start, start + per_process), axis=axis)
+  return jax.make_array_from_process_local_data(sharding, local, images.shape)
 
 
 def batches(images: np.ndarray, batch_size: int, seed: int, start_step: int,

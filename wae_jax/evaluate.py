@@ -62,24 +62,25 @@ class Evaluator:
   """Jitted, sharded inference over arrays of any length (padded to whole batches)."""
 
   def __init__(self, c: ml_collections.ConfigDict, model, mesh, symmetric: bool):
-    self.c, self.mesh, self.symmetric = c, mesh, symmetric
+    """Compiles for `c`'s shapes; calls may pass configs that differ in hyperparameters."""
+    self.mesh, self.symmetric = mesh, symmetric
     n = mesh.size
     self.batch_size = -(-c.eval.batch_size // n) * n
     self.sharding = NamedSharding(mesh, P("data"))
 
     def heldout(variables, x, noise):
-      """Codes of held-out images and their per-image reconstruction cost."""
+      """Codes of held-out images and their per-image squared error."""
       xf = data.to_float(x, symmetric)
       _, _, z, x_hat = model.apply(variables, xf, noise, train=False)
-      cost = jax.vmap(lambda a, b: losses.reconstruction(a[None], b[None], c.recon.cost,
-                                                         c.recon.scale))(xf, x_hat)
-      return z, cost, x_hat
+      return (z, losses.reconstruction_per_image(xf, x_hat, c.recon.cost),
+              losses.reconstruction_per_image(xf, x_hat, "l2sq"), x_hat)
 
     self._heldout = jax.jit(heldout)
     self._decode = jax.jit(functools.partial(model.apply, train=False, method="decode"))
-    self._mmd = jax.jit(functools.partial(
-        mmd.mmd, kernel=c.mmd.kernel, c=2.0 * c.z_dim * c.prior_var,
-        scales=tuple(c.mmd.scales), block_size=c.mmd.block_size))
+    # Codes come in divided by sqrt(C), so one compiled estimator serves every prior_var.
+    self._mmd = jax.jit(functools.partial(mmd.mmd, kernel=c.mmd.kernel, c=1.0,
+                                          scales=tuple(c.mmd.scales),
+                                          block_size=c.mmd.block_size))
 
   def _map(self, fn, variables, *arrays):
     """Applies `fn(variables, *batches)` batch by batch; returns host arrays, unpadded."""
@@ -93,14 +94,13 @@ class Evaluator:
       outs.append(jax.tree.map(lambda o: multihost_utils.process_allgather(o, tiled=True), out))
     return jax.tree.map(lambda *o: np.concatenate(o)[:n], *outs)
 
-  def __call__(self, variables, dataset: data.Dataset, rng: jax.Array
-               ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Held-out metrics and the sample / reconstruction grids."""
-    c = self.c
+  def __call__(self, variables, dataset: data.Dataset, rng: jax.Array,
+               c: ml_collections.ConfigDict) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Held-out metrics of the trial configured by `c`, and its picture grids."""
     test = dataset.test.images
     code_rng, prior_rng, sample_rng = jax.random.split(rng, 3)
     noise = np.asarray(jax.random.normal(code_rng, (len(test), c.z_dim)))
-    codes, costs, recons = self._map(self._heldout, variables, test, noise)
+    codes, costs, sq_l2, recons = self._map(self._heldout, variables, test, noise)
     prior = np.sqrt(c.prior_var) * np.asarray(jax.random.normal(prior_rng, codes.shape))
     z = np.sqrt(c.prior_var) * np.asarray(
         jax.random.normal(sample_rng, (c.eval.num_samples, c.z_dim)))
@@ -109,8 +109,10 @@ class Evaluator:
                    self.symmetric)
     sharp = sharpness(samples)
     metrics = {
-        "recon": float(costs.mean()),
-        "mmd_heldout": float(self._mmd(jnp.asarray(codes), jnp.asarray(prior))),
+        "recon": float(c.recon.scale * costs.mean()),
+        "recon_sq_l2": float(sq_l2.mean()),  # Unweighted, comparable across recon.scale.
+        "mmd_heldout": float(self._mmd(*(jnp.asarray(a / np.sqrt(2.0 * c.z_dim * c.prior_var))
+                                         for a in (codes, prior)))),
         "sharpness_mean": float(sharp.mean()),
         "sharpness_min": float(sharp.min()),
         "sharpness_data": float(sharpness(real).mean()),

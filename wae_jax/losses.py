@@ -10,22 +10,25 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def reconstruction(x: jax.Array, x_hat: jax.Array, cost: str, scale: float) -> jax.Array:
-  """`scale * c(x, x_hat)` averaged over the batch; c sums over pixels.
-
-  The public WAE code uses l2sq with scale 0.05 (a Gaussian decoder of variance 10);
-  l2 adds 1e-8 under the root so its gradient is finite at a perfect reconstruction.
-  """
+def reconstruction_per_image(x: jax.Array, x_hat: jax.Array, cost: str) -> jax.Array:
+  """c(x, x_hat) of each image, summed over its pixels; l2 adds 1e-8 under the root so its
+  gradient is finite at a perfect reconstruction."""
   d = (x - x_hat).reshape(x.shape[0], -1)
   if cost == "l2sq":
-    per_image = jnp.sum(d * d, axis=-1)
-  elif cost == "l2":
-    per_image = jnp.sqrt(jnp.sum(d * d, axis=-1) + 1e-8)
-  elif cost == "l1":
-    per_image = jnp.sum(jnp.abs(d), axis=-1)
-  else:
-    raise ValueError(f"unknown reconstruction cost {cost!r}")
-  return scale * jnp.mean(per_image)
+    return jnp.sum(d * d, axis=-1)
+  if cost == "l2":
+    return jnp.sqrt(jnp.sum(d * d, axis=-1) + 1e-8)
+  if cost == "l1":
+    return jnp.sum(jnp.abs(d), axis=-1)
+  raise ValueError(f"unknown reconstruction cost {cost!r}")
+
+
+def reconstruction(x: jax.Array, x_hat: jax.Array, cost: str, scale: float) -> jax.Array:
+  """`scale * c(x, x_hat)` averaged over the batch.
+
+  The public WAE code uses l2sq with scale 0.05 (a Gaussian decoder of variance 10).
+  """
+  return scale * jnp.mean(reconstruction_per_image(x, x_hat, cost))
 
 
 def kl_to_prior(mean: jax.Array, log_var: jax.Array, prior_var: float) -> jax.Array:

@@ -46,9 +46,10 @@ from wae_jax import evaluate
 from wae_jax import losses
 from wae_jax import mmd
 from wae_jax import models
+from wae_jax import sliced
 from wae_jax import workdir as workdir_lib
 
-PENALTY = {"wae_mmd": "mmd", "wae_gan": "gan_penalty", "vae": "kl"}
+PENALTY = {"wae_mmd": "mmd", "wae_gan": "gan_penalty", "wae_sw": "sw", "vae": "kl"}
 # Per-trial hyperparameters carried in the train state as float32 arrays.
 HPARAMS = {"lam": "lam", "prior_var": "prior_var", "recon_scale": "recon.scale",
            "lr": "optim.lr", "adv_lr": "gan.lr"}
@@ -137,7 +138,7 @@ def train_step(state: TrainState, batch: jax.Array, rng: jax.Array, *, c, model,
   """
   hp = state.hparams
   x = data.to_float(batch, symmetric)
-  noise_rng, code_rng, prior_rng = jax.random.split(rng, 3)
+  noise_rng, code_rng, prior_rng, sw_rng = jax.random.split(rng, 4)
   rows = NamedSharding(mesh, P("data"))
   draw = lambda key, shape: jax.lax.with_sharding_constraint(jax.random.normal(key, shape), rows)
   z_prior = jnp.sqrt(hp["prior_var"]) * draw(prior_rng, (x.shape[0], c.z_dim))
@@ -156,6 +157,9 @@ def train_step(state: TrainState, batch: jax.Array, rng: jax.Array, *, c, model,
       unit = jax.lax.rsqrt(2.0 * c.z_dim * hp["prior_var"])
       penalty = mmd.mmd_sharded(z * unit, z_prior * unit, mesh=mesh, kernel=c.mmd.kernel,
                                 c=1.0, scales=tuple(c.mmd.scales), block_size=c.mmd.block_size)
+    elif c.algo == "wae_sw":
+      penalty = sliced.sliced_wasserstein_sharded(z, z_prior, sw_rng, mesh=mesh,
+                                                  num_projections=c.sw.num_projections, p=c.sw.p)
     elif c.algo == "wae_gan":
       penalty = losses.encoder_gan_penalty(
           adversary_logits(c, adversary, state.adv_params, z, hp["prior_var"]))
@@ -231,132 +235,250 @@ class _Preemption:
       signal.signal(sig, handler)
 
 
-def _mean_metrics(history: list[dict[str, jax.Array]]) -> tuple[dict[str, float], int | None]:
+def _mean_metrics(history: list[dict[str, np.ndarray]]) -> tuple[dict[str, float], int | None]:
   """Averages per-step metrics; also returns the index of the first non-finite loss, if any."""
-  host = jax.device_get(history)
-  losses_ = np.array([m["loss"] for m in host])
+  losses_ = np.array([m["loss"] for m in history])
   bad = np.flatnonzero(~np.isfinite(losses_))
-  means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+  means = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
   return means, (int(bad[0]) if len(bad) else None)
 
 
-def setup(c: ml_collections.ConfigDict, image_shape, symmetric: bool, steps_per_epoch: int,
-          mesh: Mesh) -> tuple[models.AutoEncoder, TrainState, Any]:
-  """The model, its initial state (replicated over `mesh`) and the jitted, sharded step."""
+# Fields that may differ between the trials of one pack; all others shape the program.
+PER_TRIAL = {"seed", "num_steps", "log_every", "ckpt_every", "eval_every", "keep_ckpts",
+             *HPARAMS.values()}
+
+
+def signature(c: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config fields that trials must share to train as one vmapped program."""
+  return {k: v for k, v in config_lib.flatten(c).items()
+          if k not in PER_TRIAL and not k.startswith("eval.")}
+
+
+def setup(configs: list[ml_collections.ConfigDict], image_shape, symmetric: bool,
+          steps_per_epoch: int, mesh: Mesh) -> tuple[models.AutoEncoder, TrainState, Any]:
+  """The model, the trials' initial states stacked on a leading axis, and the jitted step.
+
+  The step is `train_step` vmapped over that axis: `(states, batches, keys) -> (states,
+  metrics)` with batches of shape (K, batch, H, W, C) sharded on the batch axis, and each
+  trial's step rng `fold_in(keys[k], step)`. K = 1 is an ordinary run.
+  """
+  c = configs[0]
   model, adversary = models.build(c, image_shape, symmetric)
   tx = optimizer(c, steps_per_epoch)
-  replicated, rows = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-  state = jax.jit(functools.partial(init_state, c, model, adversary, tx, image_shape),
-                  out_shardings=replicated)(jax.random.key(c.seed))
-  step_fn = jax.jit(
-      functools.partial(train_step, c=c, model=model, adversary=adversary, tx=tx,
-                        mesh=mesh, symmetric=symmetric),
-      in_shardings=(replicated, rows, replicated), out_shardings=(replicated, replicated),
-      donate_argnums=0)
-  return model, state, step_fn
+  replicated = NamedSharding(mesh, P())
+  states = [jax.jit(functools.partial(init_state, ck, model, adversary, tx, image_shape),
+                    out_shardings=replicated)(jax.random.key(ck.seed)) for ck in configs]
+  step = functools.partial(train_step, c=c, model=model, adversary=adversary, tx=tx, mesh=mesh,
+                           symmetric=symmetric)
+
+  def packed_step(states, batches, keys):
+    rngs = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, states.step[0])
+    return jax.vmap(step)(states, batches, rngs)
+
+  step_fn = jax.jit(packed_step, donate_argnums=0,
+                    in_shardings=(replicated, NamedSharding(mesh, P(None, "data")), replicated),
+                    out_shardings=(replicated, replicated))
+  return model, stack(states), step_fn
+
+
+def stack(states: list[TrainState]) -> TrainState:
+  return jax.tree.map(lambda *a: jnp.stack(a), *states)
+
+
+def unstack(states: TrainState, k: int) -> TrainState:
+  return jax.tree.map(lambda a: a[k], states)
+
+
+class _Trial:
+  """One trial's directory, writers and checkpoints, and its progress through the loop."""
+
+  def __init__(self, c: ml_collections.ConfigDict, workdir: str):
+    self.c, self.workdir = c, epath.Path(workdir)
+    self.lead = jax.process_index() == 0
+    self.started = time.time()
+    self.flat = config_lib.flatten(c)
+    self.previous = workdir_lib.read_metrics(self.workdir)  # Every host reads it: all agree.
+    self.status, self.history, self.pending = "running", {}, []
+    self.metrics = (self.previous or {}).get("metrics", {})
+
+  @property
+  def finished(self) -> bool:
+    p = self.previous
+    return bool(p) and p["status"] in workdir_lib.FINAL and p["step"] >= self.c.num_steps
+
+  def open(self) -> None:
+    self.ckpt = ocp.CheckpointManager(
+        (self.workdir / workdir_lib.CHECKPOINTS).absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=self.c.keep_ckpts, create=True))
+    self.start = self.ckpt.latest_step() or 0
+    if self.lead:
+      workdir_lib.write_json(self.workdir / workdir_lib.CONFIG, self.c.to_dict())
+    # Only the lead host writes TensorBoard files and progress lines.
+    self.writer = (metric_writers.create_default_writer(self.workdir) if self.lead
+                   else metric_writers.MultiWriter([]))
+    if self.start == 0:
+      self.writer.write_hparams({k: str(v) if isinstance(v, list) else v
+                                 for k, v in self.flat.items()})
+    self.progress = periodic_actions.ReportProgress(
+        num_train_steps=self.c.num_steps, writer=self.writer, every_steps=self.c.log_every)
+
+  def write_status(self, status: str, step: int, error: str | None = None) -> None:
+    if self.lead:
+      workdir_lib.write_metrics(
+          self.workdir, status=status, step=step, num_steps=self.c.num_steps,
+          wall_s=time.time() - self.started + (self.previous or {}).get("wall_s", 0),
+          metrics=self.metrics, config=self.flat, error=error)
+
+  def after_step(self, step: int, metrics: dict[str, np.ndarray], stopping: bool) -> bool:
+    """Logs (and checks for divergence); returns False once this trial has diverged."""
+    self.pending.append(metrics)
+    if step % self.c.log_every and step != self.c.num_steps and not stopping:
+      return True
+    means, bad = _mean_metrics(self.pending)
+    first, self.pending = step - len(self.pending) + 1, []
+    if bad is not None:
+      bad_step = first + bad
+      self.status = "diverged"
+      error = f"loss became {means['loss']} at step {bad_step}"
+      logging.error("%s diverged: %s.", self.workdir, error)
+      self.write_status("diverged", bad_step, error)
+      return False
+    self.history[step] = means
+    self.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
+    return True
+
+  def evaluate(self, step: int, evaluator, state, ds, rng) -> None:
+    self.metrics, images = evaluator(evaluate.variables_of(state), ds, rng, self.c)
+    self.writer.write_scalars(step, {f"eval/{k}": v for k, v in self.metrics.items()})
+    self.writer.write_images(step, {k: v[None] for k, v in images.items()})
+    if self.lead:
+      for name, grid in images.items():
+        evaluate.save_png(os.fspath(self.workdir / f"{name}.png"), grid)
+    logging.info("Evaluation of %s at step %d: %s", self.workdir, step,
+                 ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items()))
+
+  def close(self, step: int) -> None:
+    self.ckpt.wait_until_finished()
+    self.writer.flush()
+    if self.status == "done":
+      self.write_status("done", step)
+      logging.info("Done: metrics in %s, samples in %s.", self.workdir / workdir_lib.METRICS,
+                   self.workdir / "samples.png")
 
 
 def train_and_evaluate(c: ml_collections.ConfigDict, workdir: str) -> Result:
   """Trains (or resumes) the run in `workdir` to `c.num_steps` and evaluates it."""
-  started = time.time()
+  return train_pack([c], [workdir])[0]
+
+
+def train_pack(configs: list[ml_collections.ConfigDict], workdirs: list[str]) -> list[Result]:
+  """Trains trials that share their shapes as one program, vmapped over the trials.
+
+  Each trial keeps its own seed (initialisation, rngs, data order), hyperparameters,
+  checkpoints, metrics and `metrics.json`, exactly as if it had run alone; a diverging
+  trial is recorded and dropped while the others go on.
+  """
   mesh = Mesh(np.array(jax.devices()), ("data",))
-  config_lib.validate(c, jax.device_count())
+  c = configs[0]
+  for ck in configs:
+    config_lib.validate(ck, jax.device_count())
+    for field, value in signature(ck).items():
+      if signature(c)[field] != value:
+        raise config_lib.ConfigError(f"config.{field}: trials in one pack must agree "
+                                     f"({signature(c)[field]!r} vs {value!r})")
   ds = data.load(c.data.source, c.data.heldout)
   f = 2 ** (c.model.dec_layers - 1)
   if ds.image_shape[0] % f or ds.image_shape[1] % f:
     raise config_lib.ConfigError(
         f"config.model.dec_layers: {c.model.dec_layers} layers need image sides divisible by "
         f"{f}, but {c.data.source} has {ds.image_shape[0]}x{ds.image_shape[1]} images")
-  workdir = epath.Path(workdir)
-  lead = jax.process_index() == 0
-  flat_config = config_lib.flatten(c)
-  previous = workdir_lib.read_metrics(workdir)  # Every host reads it, so all agree.
-  if previous and previous["status"] in workdir_lib.FINAL and previous["step"] >= c.num_steps:
-    logging.info("%s is already %s at step %d; nothing to do.", workdir, previous["status"],
-                 previous["step"])
-    return Result(None, previous["status"], previous["metrics"], {})
+  trials = [_Trial(ck, w) for ck, w in zip(configs, workdirs)]
+  results = {id(t): Result(None, t.previous["status"], t.previous["metrics"], {})
+             for t in trials if t.finished}
+  for t in trials:
+    if t.finished:
+      logging.info("%s is already %s at step %d.", t.workdir, t.previous["status"],
+                   t.previous["step"])
+  active = [t for t in trials if not t.finished]
+  if active:
+    _train_active(active, ds, mesh, results)
+  return [results[id(t)] for t in trials]
 
-  model, state, step_fn = setup(c, ds.image_shape, ds.symmetric,
-                                len(ds.train.images) // c.batch_size, mesh)
+
+def _train_active(trials: list[_Trial], ds: data.Dataset, mesh: Mesh, results: dict) -> None:
+  steps_per_epoch = len(ds.train.images) // trials[0].c.batch_size
   rows = NamedSharding(mesh, P("data"))
-
-  ckpt = ocp.CheckpointManager(
-      (workdir / workdir_lib.CHECKPOINTS).absolute(),
-      options=ocp.CheckpointManagerOptions(max_to_keep=c.keep_ckpts, create=True))
-  start = ckpt.latest_step() or 0
-  if start:
-    state = ckpt.restore(start, args=ocp.args.StandardRestore(state))
-    logging.info("Resumed from the checkpoint at step %d.", start)
-  elif c.pretrain.max_steps > 0:
-    state, n, loss = pretrain_encoder(
-        c, model, state, data.batches(ds.train.images, c.batch_size, c.seed + 1, 0, rows),
-        ds.symmetric)
-    logging.info("Encoder pre-training: %d steps, moment loss %.4f.", n, loss)
-
-  if lead:
-    workdir_lib.write_json(workdir / workdir_lib.CONFIG, c.to_dict())
-  # Only the lead host writes TensorBoard files and progress lines.
-  writer = metric_writers.create_default_writer(workdir) if lead else metric_writers.MultiWriter([])
-  if start == 0:
-    writer.write_hparams({k: str(v) if isinstance(v, list) else v for k, v in flat_config.items()})
-  progress = periodic_actions.ReportProgress(num_train_steps=c.num_steps, writer=writer,
-                                             every_steps=c.log_every)
-  evaluator = evaluate.Evaluator(c, model, mesh, ds.symmetric)
-  train_rng, eval_rng = jax.random.split(jax.random.key(c.seed))
-
-  def write_status(status, step, metrics, error=None):
-    if lead:
-      workdir_lib.write_metrics(workdir, status=status, step=step, num_steps=c.num_steps,
-                                wall_s=time.time() - started + (previous or {}).get("wall_s", 0),
-                                metrics=metrics, config=flat_config, error=error)
-
-  def run_eval(step):
-    metrics, images = evaluator(evaluate.variables_of(state), ds, eval_rng)
-    writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
-    writer.write_images(step, {k: v[None] for k, v in images.items()})
-    if lead:
-      for name, grid in images.items():
-        evaluate.save_png(os.fspath(workdir / f"{name}.png"), grid)
-    logging.info("Evaluation at step %d: %s", step,
-                 ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-    return metrics
-
-  eval_metrics = (previous or {}).get("metrics", {})
-  write_status("running", start, eval_metrics)
-  history, pending, status = {}, [], "done"
-  batches = data.batches(ds.train.images, c.batch_size, c.seed, start, rows)
+  model, states, step_fn = setup([t.c for t in trials], ds.image_shape, ds.symmetric,
+                                 steps_per_epoch, mesh)
+  for t in trials:
+    t.open()
+  start = trials[0].start
+  if any(t.start != start for t in trials):
+    raise config_lib.ConfigError("trials in one pack must resume from the same step, got "
+                                 + ", ".join(f"{t.workdir}: {t.start}" for t in trials))
+  singles = [unstack(states, k) for k in range(len(trials))]
+  for k, t in enumerate(trials):
+    if start:
+      singles[k] = t.ckpt.restore(start, args=ocp.args.StandardRestore(singles[k]))
+      logging.info("Resumed %s from the checkpoint at step %d.", t.workdir, start)
+    elif t.c.pretrain.max_steps > 0:
+      singles[k], n, loss = pretrain_encoder(
+          t.c, model, singles[k],
+          data.batches(ds.train.images, t.c.batch_size, t.c.seed + 1, 0, rows), ds.symmetric)
+      logging.info("Encoder pre-training of %s: %d steps, moment loss %.4f.", t.workdir, n, loss)
+  states = jax.device_put(stack(singles), NamedSharding(mesh, P()))
+  evaluator = evaluate.Evaluator(trials[0].c, model, mesh, ds.symmetric)
+  keys = [jax.random.split(jax.random.key(t.c.seed)) for t in trials]
+  train_keys = jnp.stack([k[0] for k in keys])
+  stacked_rows = NamedSharding(mesh, P(None, "data"))
+  alive = list(range(len(trials)))
+  for t in trials:
+    t.write_status("running", start)
+  end = max(t.c.num_steps for t in trials)
+  pending, step = [], start  # Metrics stay on the device until a trial needs them.
   with _Preemption() as preemption:
-    for step in range(start + 1, c.num_steps + 1):
-      state, metrics = step_fn(state, next(batches), jax.random.fold_in(train_rng, step - 1))
+    for step in range(start + 1, end + 1):
+      batch = np.stack([ds.train.images[data.batch_indices(
+          len(ds.train.images), t.c.batch_size, t.c.seed, step - 1)] for t in trials])
+      states, metrics = step_fn(states, data.place(batch, stacked_rows, axis=1), train_keys)
       pending.append(metrics)
-      if step % c.log_every == 0 or step == c.num_steps or preemption.requested:
-        means, bad = _mean_metrics(pending)
-        if bad is not None:
-          status, bad_step = "diverged", step - len(pending) + bad + 1
-          error = f"loss became {means['loss']} at step {bad_step}"
-          logging.error("Diverged: %s.", error)
-          write_status("diverged", bad_step, eval_metrics, error)
-          break
-        history[step] = means
-        writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
-        pending = []
-      progress(step)
-      if step % c.eval_every == 0 or step == c.num_steps:
-        eval_metrics = run_eval(step)
-      if step % c.ckpt_every == 0 or step == c.num_steps or preemption.requested:
-        ckpt.save(step, args=ocp.args.StandardSave(state))
+      for k in alive:
+        trials[k].progress(step)
+      due = lambda t, every: step % every == 0 or step == t.c.num_steps
+      if not preemption.requested and not any(
+          due(trials[k], trials[k].c.log_every) or due(trials[k], trials[k].c.eval_every)
+          or due(trials[k], trials[k].c.ckpt_every) for k in alive):
+        continue
+      host = jax.device_get(pending)
+      for offset, m in enumerate(host):
+        s = step - len(host) + 1 + offset
+        for k in list(alive):
+          if not trials[k].after_step(s, {n: v[k] for n, v in m.items()},
+                                      preemption.requested and s == step):
+            alive.remove(k)
+      pending = []
+      for k in list(alive):
+        t = trials[k]
+        state_k = unstack(states, k)
+        if due(t, t.c.eval_every):
+          t.evaluate(step, evaluator, state_k, ds, keys[k][1])
+        if due(t, t.c.ckpt_every) or preemption.requested:
+          t.ckpt.save(step, args=ocp.args.StandardSave(state_k))
+        if step == t.c.num_steps:
+          t.status = "done"
+          alive.remove(k)
+          results[id(t)] = Result(state_k, "done", t.metrics, t.history)
       if preemption.requested:
-        status = "running"
-        write_status("running", step, eval_metrics)
+        for k in alive:
+          trials[k].write_status("running", step)
         logging.warning("Stopped at step %d; run the same command again to resume.", step)
         break
-  ckpt.wait_until_finished()
-  writer.flush()
-  if status == "done":
-    write_status("done", c.num_steps, eval_metrics)
-    logging.info("Done: metrics in %s, samples in %s.", workdir / workdir_lib.METRICS,
-                 workdir / "samples.png")
-  return Result(state, status, eval_metrics, history)
+      if not alive:
+        break
+  for k, t in enumerate(trials):
+    t.close(t.c.num_steps if t.status == "done" else step)
+    if id(t) not in results:
+      results[id(t)] = Result(unstack(states, k), t.status, t.metrics, t.history)
 
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config: name[:arg] or path.py[:arg].",

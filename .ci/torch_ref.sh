@@ -19,4 +19,7 @@ fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -e ".[test]"
 
 export JAX_PLATFORMS=cpu
-exec "$VENV/bin/python" -m pytest -m torch_ref -q "$@"
+# torch goes in first: triton (torchvision -> torch._dynamo) segfaults on import when
+# TensorFlow, which other test modules import at collection, is already loaded.
+exec "$VENV/bin/python" -c 'import sys, torchvision, pytest; sys.exit(pytest.main(sys.argv[1:]))' \
+  -m torch_ref -q "$@"

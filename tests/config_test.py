@@ -7,8 +7,8 @@ import pytest
 
 from wae_jax import config as config_lib
 
-CONFIGS = ["mnist_wae_mmd", "mnist_wae_gan", "mnist_vae", "celeba_wae_mmd", "celeba_wae_gan",
-           "celeba_vae"]
+CONFIGS = ["mnist_wae_mmd", "mnist_wae_gan", "mnist_wae_sw", "mnist_vae", "celeba_wae_mmd",
+           "celeba_wae_gan", "celeba_wae_sw", "celeba_vae"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)

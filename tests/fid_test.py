@@ -1,7 +1,6 @@
 """Frechet distance, statistics caches, and the domain FID with its classifier."""
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -108,7 +108,7 @@ def test_bigwae_has_3000_trials_with_equal_budgets():
   trials = list(s.trials.values())
   assert len(s.trials) >= 3000 and len(s.trials) == len(trials)
   per_base = collections.Counter(t["config"] for t in trials)
-  assert set(per_base) == {"celeba_wae_gan", "celeba_wae_mmd", "celeba_vae"}
+  assert set(per_base) == {"celeba_wae_gan", "celeba_wae_mmd", "celeba_vae", "celeba_wae_sw"}
   assert len(set(per_base.values())) == 1
   assert {t["config.num_steps"] for t in trials} == {100_000}
   for base in per_base:
@@ -121,15 +121,16 @@ def test_bigwae_has_3000_trials_with_equal_budgets():
     assert {t["config.model.arch"] for t in group} == {"dcgan", "resnet"}
     assert len({t["config.optim.lr"] for t in group}) > 100
   own = {"celeba_wae_gan": {"config.lam", "config.gan.lr"}, "celeba_wae_mmd": {"config.lam"},
-         "celeba_vae": {"config.recon.scale"}}
+         "celeba_vae": {"config.recon.scale"},
+         "celeba_wae_sw": {"config.lam", "config.sw.num_projections"}}
   shared = {"config", "config.num_steps", "config.ckpt_every", "config.seed", "config.z_dim",
             "config.batch_size", "config.optim.lr", "config.model.arch"}
   assert all(set(t) == shared | own[t["config"]] for t in trials)
 
 
 @pytest.mark.parametrize("spec,count", [
-    ("sweeps/bigwae.py:debug", 6), ("sweeps/table1.py", 6), ("sweeps/table1.py:mnist", 3),
-    ("sweeps/kernel_ablation.py", 24), ("sweeps/kernel_ablation.py:debug", 8)])
+    ("sweeps/bigwae.py:debug", 8), ("sweeps/table1.py", 6), ("sweeps/table1.py:mnist", 3),
+    ("sweeps/kernel_ablation.py", 36), ("sweeps/kernel_ablation.py:debug", 12)])
 def test_sweep_files(spec, count):
   assert len(sweep_lib.load_sweep(spec).trials) == count
 
@@ -302,3 +303,108 @@ def test_real_trainer_sweep(tmp_path, local_ray):
   assert trials.loc[10.0, "step"] == 20 and trials.loc[10.0, "recon"] > 0
   assert results.errors == []
   assert os.path.exists(workdir / trials.loc[1e39, "trial"] / "train.log")
+
+
+# --- Packs ----------------------------------------------------------------------------------
+
+
+def test_pack_trials_share_packs_only_with_equal_shapes_and_resume_steps():
+  base = {"config": "mnist_wae_mmd:debug"}
+  same = [{**base, "config.lam": 1.0}, {**base, "config.optim.lr": 3e-4},
+          {**base, "config.seed": 5, "config.num_steps": 50}, {**base, "config.prior_var": 2.0},
+          {**base, "config.recon.scale": 0.1, "config.log_every": 7}]
+  other = [{**base, "config.z_dim": 16}, {**base, "config.z_dim": 16, "config.lam": 3.0},
+           {**base, "config.model.arch": "resnet"}, {**base, "config.batch_size": 32},
+           {"config": "mnist_wae_gan:debug"}, {**base, "config.seed": 9}]
+  trials = {sweep_lib.trial_id(t): t for t in same + other}
+  ids = list(trials)
+  resumed = ids[-1]  # Shaped like `same`, but resumes from a checkpoint.
+  packs = sweep_lib.pack_trials(trials, {resumed: 100}, size=4)
+  # The 5 trials that differ only in per-trial fields: 2 packs of as equal sizes as possible.
+  assert packs[:2] == [ids[0:2], ids[2:5]]
+  assert packs[2:] == [ids[5:7], [ids[7]], [ids[8]], [ids[9]], [resumed]]
+  assert sweep_lib.pack_trials(trials, {resumed: 100}, size=8)[0] == ids[0:5]
+  assert sweep_lib.pack_trials(trials, {}, size=8)[0] == ids[0:5] + [resumed]
+  assert all(len(p) == 1 for p in sweep_lib.pack_trials(trials, {}, size=1))
+
+
+FAKE_PACK_TRAINER = """
+import json, os, signal, sys
+from wae_jax import workdir as workdir_lib
+
+log, spec = sys.argv[1], json.loads(sys.argv[2])
+with open(log, "a") as f:
+  f.write(" ".join(os.path.basename(m["workdir"]) for m in spec) + "\\n")
+print("training", len(spec), "trials")
+for m in spec:
+  behaviour = m["trial"].get("config.behaviour", "done")
+  status = "running" if behaviour in ("crash", "signal") else behaviour
+  workdir_lib.write_metrics(m["workdir"], status=status, step=3, num_steps=3, wall_s=1.0,
+                            metrics={}, config={})
+behaviours = {m["trial"].get("config.behaviour") for m in spec}
+if "signal" in behaviours:
+  os.kill(os.getpid(), signal.SIGTERM)
+if "crash" in behaviours:
+  raise RuntimeError("crashed on purpose")
+"""
+
+
+def test_run_pack_records_each_member(tmp_path):
+  trainer = [sys.executable, _sweep_file(tmp_path, FAKE_PACK_TRAINER, "trainer.py"),
+             str(tmp_path / "log")]
+  member = lambda name, behaviour: ({"config": "x", "config.behaviour": behaviour},
+                                    str(tmp_path / name))
+  pack = [member("ok", "done"), member("nan", "diverged"), member("crash", "crash"),
+          member("final", "crash")]
+  os.makedirs(tmp_path / "final")
+  (tmp_path / "final" / "metrics.json").write_text(json.dumps({"status": "done", "step": 3}))
+  records = sweep_lib.run_pack(pack, trainer)
+  # A finished member is not trained again; the crash fails each member it left unfinished.
+  assert (tmp_path / "log").read_text() == "ok nan crash\n"
+  assert [r["status"] for r in records] == ["done", "diverged", "failed", "done"]
+  assert records[2]["error"] == "RuntimeError: crashed on purpose"
+  assert json.loads((tmp_path / "crash" / "metrics.json").read_text())["status"] == "failed"
+  for name in ("ok", "nan", "crash"):
+    assert "training 3 trials" in (tmp_path / name / "train.log").read_text()
+
+  # Killed by a signal: Ray's retry resumes it.
+  with pytest.raises(sweep_lib.TrialInterrupted, match="code -15"):
+    sweep_lib.run_pack([member("a", "done"), member("b", "signal")], trainer)
+
+  # Members a kill left at different checkpoint steps train as one pack per step.
+  for name, step in (("c", 2), ("d", 4), ("e", 2)):
+    os.makedirs(tmp_path / name / "checkpoints" / str(step))
+  sweep_lib.run_pack([member(n, "done") for n in "cde"], trainer)
+  assert (tmp_path / "log").read_text().splitlines()[-2:] == ["c e", "d"]
+
+
+@pytest.mark.slow
+def test_packed_sweep_through_the_cli(tmp_path):
+  """4 trials of the real trainer as one pack; each ends done with its own metrics.json."""
+  spec = _sweep_file(tmp_path, """
+      def get_hyper(h):
+        return h.product([
+            h.fixed("config", "mnist_wae_mmd:debug"), h.fixed("config.num_steps", 20),
+            h.fixed("config.model.width", 0.015625), h.fixed("config.batch_size", 32),
+            h.fixed("config.log_every", 10),
+            h.zipit([h.sweep("config.lam", [1.0, 10.0, 10.0, 100.0]),
+                     h.sweep("config.optim.lr", [1e-3, 1e-3, 3e-4, 1e-3]),
+                     h.sweep("config.seed", [0, 1, 2, 3])]),
+        ])
+      """)
+  workdir = tmp_path / "w"
+  command = [sys.executable, "-m", "wae_jax.sweep", "run", spec, f"--workdir={workdir}",
+             "--pack=4"]
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "4 to run as 1 pack of <= 4" in done.stdout and "done 4" in done.stdout
+  trials = sweep_lib.load_sweep(spec).trials
+  records = {tid: json.loads((workdir / tid / "metrics.json").read_text()) for tid in trials}
+  for tid, record in records.items():
+    assert (record["status"], record["step"]) == ("done", 20)
+    assert {k: record["config"][k] for k in ("lam", "optim.lr", "seed")} == {
+        k: trials[tid][f"config.{k}"] for k in ("lam", "optim.lr", "seed")}
+    assert (workdir / tid / "checkpoints" / "20").is_dir()
+  assert len({r["metrics"]["mmd_heldout"] for r in records.values()}) == 4
+  [log] = {(workdir / tid / "train.log").read_text() for tid in trials}  # One program's log.
+  assert all(f"Done: metrics in {workdir / tid}" in log for tid in trials)

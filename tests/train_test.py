@@ -34,7 +34,8 @@ def tiny(name="mnist_wae_mmd:debug", **overrides):
   return c
 
 
-@pytest.mark.parametrize("name", ["mnist_wae_mmd:debug", "mnist_wae_gan:debug", "mnist_vae:debug"])
+@pytest.mark.parametrize("name", ["mnist_wae_mmd:debug", "mnist_wae_gan:debug", "mnist_wae_sw:debug",
+                                  "mnist_vae:debug"])
 def test_training_lowers_the_loss_and_writes_the_trial_directory(name, tmp_path):
   c = tiny(name, num_steps=60, log_every=20, eval_every=60, **{"optim.lr": 3e-3})
   result = train.train_and_evaluate(c, str(tmp_path))
@@ -141,3 +142,57 @@ def test_cli_sigterm_checkpoints_and_a_rerun_finishes(tmp_path):
   assert done.returncode == 0, done.stderr[-3000:]
   assert f"Resumed from the checkpoint at step {m['step']}" in done.stderr
   assert workdir_lib.read_metrics(tmp_path)["status"] == "done"
+
+
+PACK = [dict(seed=0, lam=10.0), dict(seed=1, lam=1.0, **{"optim.lr": 2e-3}),
+        dict(seed=2, lam=30.0, prior_var=2.0), dict(seed=3, lam=3.0, **{"recon.scale": 0.1})]
+
+
+def _assert_same_run(a, b, rtol=1e-5):
+  assert sorted(a.history) == sorted(b.history)
+  for step in a.history:
+    for key, value in a.history[step].items():
+      np.testing.assert_allclose(b.history[step][key], value, rtol=rtol, err_msg=f"{key}@{step}")
+  for x, y in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state)):
+    np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=rtol, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory):
+  """The PACK trials, each trained on its own (the reference for packed training)."""
+  root = tmp_path_factory.mktemp("alone")
+  return [train.train_and_evaluate(tiny(num_steps=20, eval_every=20, **o), str(root / str(k)))
+          for k, o in enumerate(PACK)]
+
+
+def test_a_pack_equals_its_trials_run_alone(alone, tmp_path):
+  dirs = [str(tmp_path / str(k)) for k in range(len(PACK))]
+  packed = train.train_pack([tiny(num_steps=20, eval_every=20, **o) for o in PACK], dirs)
+  for a, p, d in zip(alone, packed, dirs):
+    _assert_same_run(a, p)
+    assert workdir_lib.read_metrics(d)["status"] == "done"
+    for key, value in a.metrics.items():
+      np.testing.assert_allclose(p.metrics[key], value, rtol=1e-4, err_msg=key)
+
+
+def test_a_packed_checkpoint_resumes_as_a_single_trial(alone, tmp_path):
+  dirs = [str(tmp_path / str(k)) for k in range(2)]
+  train.train_pack([tiny(num_steps=10, eval_every=10, **o) for o in PACK[:2]], dirs)
+  resumed = train.train_and_evaluate(tiny(num_steps=20, eval_every=20, **PACK[1]), dirs[1])
+  assert sorted(resumed.history) == [20]
+  np.testing.assert_allclose(resumed.history[20]["loss"], alone[1].history[20]["loss"], rtol=1e-5)
+
+
+def test_a_diverging_member_is_recorded_and_the_others_go_on(alone, tmp_path):
+  members = [PACK[0], dict(seed=9, **{"recon.scale": 1e38}), PACK[2]]
+  dirs = [str(tmp_path / str(k)) for k in range(3)]
+  packed = train.train_pack([tiny(num_steps=20, eval_every=20, **o) for o in members], dirs)
+  assert [r.status for r in packed] == ["done", "diverged", "done"]
+  assert workdir_lib.read_metrics(dirs[1])["step"] == 1
+  _assert_same_run(alone[0], packed[0])
+  _assert_same_run(alone[2], packed[2])
+
+
+def test_trials_that_differ_in_shape_cannot_share_a_pack(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match="config.z_dim: trials in one pack must agree"):
+    train.train_pack([tiny(), tiny(z_dim=4)], [str(tmp_path / "a"), str(tmp_path / "b")])

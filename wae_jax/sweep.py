@@ -1,7 +1,7 @@
 r"""Sweeps: studies written as data, trials kept as directories, fanned out on Ray.
 
   wae-sweep list   sweeps/bigwae.py
-  wae-sweep run    sweeps/bigwae.py:debug --workdir=/tmp/sweep [--parallel=2]
+  wae-sweep run    sweeps/bigwae.py:debug --workdir=/tmp/sweep [--parallel=2] [--pack=8]
   wae-sweep status sweeps/bigwae.py:debug --workdir=/tmp/sweep
 
 A sweep file defines `get_hyper(h, arg=None)` and builds its trials with the DSL in `h`
@@ -15,7 +15,9 @@ finished trials and resumes the others from their checkpoints.
 
 Each trial runs the trainer as a subprocess inside a Ray task, so a crashing trial cannot
 take the sweep down, and a worker that dies takes its trainer with it (Ray kills the
-worker's process group) and has its task retried.
+worker's process group) and has its task retried. With `--pack=K`, trials that share their
+array shapes (`train.signature`) and their resume step train K at a time as one vmapped
+program (`train.train_pack`) in one task: K small models fill a device one cannot.
 """
 
 from __future__ import annotations
@@ -34,10 +36,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import types
 from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
 
+from absl import app
+from absl import logging
 from etils import epath
+import ml_collections
 
 from wae_jax import config as config_lib
 from wae_jax import results as results_lib
@@ -47,6 +53,7 @@ Trial = dict[str, Any]
 BASE = "config"  # The trial key naming the base config; every other key is an override.
 LEDGER = results_lib.LEDGER
 LOG = "train.log"  # The trainer's stdout and stderr, from its latest attempt.
+TRAIN_PACK = "train_pack"  # `python -m wae_jax.sweep train_pack JSON`: what a pack's task runs.
 
 
 class SweepError(ValueError):
@@ -204,17 +211,32 @@ def check_configs(trials: Mapping[str, Trial]) -> None:
   """
   bases = {}
   for tid, trial in trials.items():
+    c = trial_config(trial, bases, tid)
     try:
-      if trial[BASE] not in bases:
-        bases[trial[BASE]] = config_lib.load(trial[BASE])
-      c = bases[trial[BASE]].copy_and_resolve_references()
-      for key, value in trial.items():
-        if key != BASE:
-          _set_field(c, key[len("config."):], value)
       config_lib.validate(c, num_devices=1)
-    except (config_lib.ConfigError, TypeError, KeyError, AttributeError) as e:
+    except (config_lib.ConfigError, TypeError) as e:
       raise SweepError(f"trial {tid} ({' '.join(flags_of(trial))}): "
                        f"{str(e).strip().splitlines()[0]}") from None
+
+
+def trial_config(trial: Trial, bases: dict[str, Any] | None = None,
+                 tid: str | None = None) -> ml_collections.ConfigDict:
+  """The trial's config: its base config with its overrides, as `wae-train` would build it.
+
+  `bases` caches the base configs by name across calls (loading one runs its file).
+  """
+  bases = {} if bases is None else bases
+  try:
+    if trial[BASE] not in bases:
+      bases[trial[BASE]] = config_lib.load(trial[BASE])
+    c = bases[trial[BASE]].copy_and_resolve_references()
+    for key, value in trial.items():
+      if key != BASE:
+        _set_field(c, key[len("config."):], value)
+  except (config_lib.ConfigError, TypeError, KeyError, AttributeError) as e:
+    raise SweepError(f"trial {tid or trial_id(trial)} ({' '.join(flags_of(trial))}): "
+                     f"{str(e).strip().splitlines()[0]}") from None
+  return c
 
 
 def _set_field(c, field: str, value: Any) -> None:
@@ -275,7 +297,7 @@ def write_ledger(workdir: epath.Path, s: Sweep) -> None:
 
 
 # ----------------------------------------------------------------------------------------
-# Running one trial: the body of a Ray task.
+# Running trials: the bodies of Ray tasks.
 
 
 class TrialInterrupted(RuntimeError):
@@ -287,35 +309,74 @@ def run_trial(flags: Sequence[str], trial_dir: str,
   """Runs `trainer flags` on `trial_dir` until it reports a final status; returns that record.
 
   `trainer` defaults to this (worker) machine's `python -m wae_jax.train`.
-
-  A trainer that exits with an error before writing a final status (a bad config is refused
-  before anything is written) is recorded here as `failed` with its last output line; one
-  stopped by a signal raises TrialInterrupted, so Ray retries it and it resumes.
   """
-  path = epath.Path(trial_dir)
-  record = _read(path)
+  record = _read(epath.Path(trial_dir))
   if record.get("status") in workdir_lib.FINAL:  # A retry of a task whose trainer finished.
     return record
-  path.mkdir(parents=True, exist_ok=True)
-  local = "://" not in trial_dir  # Stream the log into the trial dir; upload it otherwise.
-  with (open(path / LOG, "w+b") if local else tempfile.TemporaryFile()) as log:
-    command = [*(trainer or default_trainer()), *flags]
+  return _supervise([*(trainer or default_trainer()), *flags], [trial_dir])[0]
+
+
+def run_pack(members: Sequence[tuple[Trial, str]],
+             trainer: Sequence[str] | None = None) -> list[dict[str, Any]]:
+  """Trains the (trial, trial_dir) members not yet final as one pack; returns their records.
+
+  `trainer` is the command before the pack's JSON, by default this (worker) machine's
+  `python -m wae_jax.sweep train_pack`. A pack resumes from one checkpoint step; should a
+  kill have left its members at different steps (their `ckpt_every` differ), the members at
+  each step train as a pack of their own.
+  """
+  records = {d: _read(epath.Path(d)) for _, d in members}
+  pending = [(t, d) for t, d in members if records[d].get("status") not in workdir_lib.FINAL]
+  by_step = {}
+  for t, d in pending:
+    by_step.setdefault(resume_step(d), []).append((t, d))
+  for group in by_step.values():
+    spec = json.dumps([{"trial": t, "workdir": d} for t, d in group])
+    dirs = [d for _, d in group]
+    records.update(zip(dirs, _supervise([*(trainer or default_pack_trainer()), spec], dirs)))
+  return [records[d] for _, d in members]
+
+
+def _supervise(command: Sequence[str], trial_dirs: Sequence[str]) -> list[dict[str, Any]]:
+  """Runs a trainer of `trial_dirs` to its exit; returns each trial's final record.
+
+  The trainer's output goes to every trial's `train.log`. A trainer that exits with an
+  error leaves each trial it did not finish `failed` with its last output line (a bad
+  config is refused before anything is written; a crash may leave `running` behind); one
+  stopped by a signal raises TrialInterrupted, so Ray retries it and it resumes.
+  """
+  paths = [epath.Path(d) for d in trial_dirs]
+  for path in paths:
+    path.mkdir(parents=True, exist_ok=True)
+  local = "://" not in trial_dirs[0]  # Stream the log into a trial dir; upload it otherwise.
+  with (open(paths[0] / LOG, "w+b") if local else tempfile.TemporaryFile()) as log:
     rc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log,
                         stderr=subprocess.STDOUT, check=False).returncode
     log.seek(0)
     output = log.read().decode(errors="replace")
-  if not local:
+  for path in paths[1:] if local else paths:
     (path / LOG).write_text(output)
-  record = _read(path)
-  if record.get("status") in workdir_lib.FINAL:
-    return record
+  records = [_read(path) for path in paths]
+  unfinished = [(p, r) for p, r in zip(paths, records)
+                if r.get("status") not in workdir_lib.FINAL]
+  if not unfinished:
+    return records
   if rc == 0 or rc < 0 or rc > 128:  # Exited cleanly or by a signal, unfinished: resumable.
-    raise TrialInterrupted(f"trainer exited with code {rc} at step {record.get('step', 0)}")
+    raise TrialInterrupted(f"trainer exited with code {rc} at step "
+                           f"{unfinished[0][1].get('step', 0)}")
   last = next((l.strip() for l in reversed(output.splitlines()) if l.strip()), "")
-  record.update(status="failed", error=last or f"trainer exited with code {rc}")
-  record.setdefault("step", 0)
-  workdir_lib.write_json(path / workdir_lib.METRICS, record)
-  return record
+  for path, record in unfinished:
+    record.update(status="failed", error=last or f"trainer exited with code {rc}")
+    record.setdefault("step", 0)
+    workdir_lib.write_json(path / workdir_lib.METRICS, record)
+  return records
+
+
+def resume_step(trial_dir: str) -> int:
+  """The step the trainer resumes `trial_dir` from: its latest finalized checkpoint, or 0."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top  # Slow; packs only.
+  return max(ocp.utils.checkpoint_steps(epath.Path(trial_dir) / workdir_lib.CHECKPOINTS),
+             default=0)
 
 
 def _read(trial_dir: epath.Path) -> dict[str, Any]:
@@ -326,11 +387,50 @@ def _read(trial_dir: epath.Path) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------
+# Training a pack: the subprocess of a pack's task.
+
+
+def train_pack_main(spec: str) -> None:
+  """Trains the pack `spec`, JSON `[{"trial": <trial>, "workdir": <dir>}, ...]`.
+
+  Exits as `wae-train` does: 2 with one line for a config it refuses, 143 when a signal
+  stopped it (with checkpoints saved), and 1 after a crash with the error as its last line,
+  which `run_pack` records in the `metrics.json` of each member the crash left unfinished.
+  """
+  from wae_jax import train  # pylint: disable=g-import-not-at-top  # Imports JAX.
+  # The log keeps to progress lines, as wae-train's does: orbax logs every save at INFO.
+  quiet = train._quiet_libraries  # pylint: disable=protected-access
+  logging.get_absl_handler().python_handler.addFilter(quiet)
+  members, bases = json.loads(spec), {}
+  try:
+    configs = [trial_config(m["trial"], bases) for m in members]
+    results = train.train_pack(configs, [m["workdir"] for m in members])
+  except (SweepError, config_lib.ConfigError) as e:
+    _last_words(f"wae-train: error: {str(e).strip().splitlines()[0]}", 2)
+  except Exception as e:  # pylint: disable=broad-except  # Any crash: logged, then summed up.
+    traceback.print_exc()
+    _last_words(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}", 1)
+  if any(r.status == "running" for r in results):
+    sys.exit(143)  # Stopped by a signal with checkpoints saved: not finished.
+
+
+def _last_words(line: str, code: int) -> None:
+  """Exits with `line` as the log's last line, the one the runner records as the error."""
+  sys.stdout.flush()
+  print(line, file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+# ----------------------------------------------------------------------------------------
 # Running a sweep.
 
 
 def default_trainer() -> list[str]:
   return [sys.executable, "-m", "wae_jax.train"]
+
+
+def default_pack_trainer() -> list[str]:
+  return [sys.executable, "-m", "wae_jax.sweep", TRAIN_PACK]
 
 
 def read_states(workdir: epath.Path, ids: Iterable[str]) -> dict[str, results_lib.TrialState]:
@@ -340,16 +440,42 @@ def read_states(workdir: epath.Path, ids: Iterable[str]) -> dict[str, results_li
     return dict(zip(ids, pool.map(lambda i: results_lib.read_state(workdir / i), ids)))
 
 
+def pack_trials(trials: Mapping[str, Trial], resume_steps: Mapping[str, int],
+                size: int) -> list[list[str]]:
+  """Trial ids in packs of at most `size` that can train as one program, in the sweep's order.
+
+  Trials share a pack only if their configs agree on every field that shapes the program
+  (`train.signature`: not on seeds, lambda, learning rates, step counts) and they resume
+  from the same checkpoint step (`resume_steps`, 0 if absent). Each such group is cut into
+  the fewest packs, of sizes that differ by at most one.
+  """
+  from wae_jax import train  # pylint: disable=g-import-not-at-top  # Imports JAX; packs only.
+  groups, bases = {}, {}
+  for tid, trial in trials.items():
+    shapes = json.dumps(train.signature(trial_config(trial, bases, tid)), sort_keys=True)
+    groups.setdefault((shapes, resume_steps.get(tid, 0)), []).append(tid)
+  packs = []
+  for ids in groups.values():
+    n = -(-len(ids) // size)
+    cuts = [len(ids) * i // n for i in range(n + 1)]
+    packs += [ids[a:b] for a, b in zip(cuts, cuts[1:])]
+  return packs
+
+
 def run_sweep(s: Sweep, workdir: epath.PathLike, *, parallel: int | None = None,
-              ray_address: str | None = None, trainer: Sequence[str] | None = None,
+              pack: int = 1, ray_address: str | None = None,
+              trainer: Sequence[str] | None = None,
               resources: Mapping[str, float] | None = None, max_retries: int = 2,
               out: TextIO | None = None) -> dict[str, int]:
   """Runs every trial of `s` not yet final in `workdir`; returns the counts per status.
 
-  Without `ray_address`, starts a local Ray with `parallel` CPUs (one trial each), unless
-  Ray is already initialised in this process. `parallel` also caps the trials in flight.
-  `trainer` is the command before `--config=...` (by default `python -m wae_jax.train`
-  on the worker); `resources` are each trial's Ray resources (default one CPU).
+  With `pack` > 1, trials train up to `pack` at a time as one program (see `pack_trials`);
+  each pack is one Ray task, and `trainer` is the command before its JSON (by default
+  `python -m wae_jax.sweep train_pack` on the worker). Otherwise each trial is a task, and
+  `trainer` the command before `--config=...` (by default `python -m wae_jax.train`).
+  Without `ray_address`, starts a local Ray with `parallel` CPUs (one task each), unless
+  Ray is already initialised in this process. `parallel` also caps the tasks in flight;
+  `resources` are each task's Ray resources (default one CPU).
   """
   import ray  # pylint: disable=g-import-not-at-top  # Slow to import; only `run` needs it.
 
@@ -359,8 +485,15 @@ def run_sweep(s: Sweep, workdir: epath.PathLike, *, parallel: int | None = None,
   write_ledger(workdir, s)
   states = read_states(workdir, s.trials)
   todo = [i for i, st in states.items() if st.status not in workdir_lib.FINAL]
+  if pack > 1:
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+      steps = dict(zip(todo, pool.map(lambda i: resume_step(str(workdir / i)), todo)))
+    units = pack_trials({i: s.trials[i] for i in todo}, steps, pack)
+  else:
+    units = [[i] for i in todo]
+  packs = f" as {len(units)} pack{'s' * (len(units) != 1)} of <= {pack}" if pack > 1 else ""
   print(f"{s.spec}: {len(s.trials)} trials, {len(s.trials) - len(todo)} already final, "
-        f"{len(todo)} to run in {workdir}", file=out, flush=True)
+        f"{len(todo)} to run{packs} in {workdir}", file=out, flush=True)
   if not todo:
     return _counts(states)
   started_ray = not ray.is_initialized()
@@ -372,26 +505,38 @@ def run_sweep(s: Sweep, workdir: epath.PathLike, *, parallel: int | None = None,
     except ConnectionError as e:
       raise SweepError(f"--ray_address: {str(e).strip().splitlines()[-1]}") from None
   resources = dict(resources or {"CPU": 1})
-  task = ray.remote(run_trial).options(
+  options = dict(
       num_cpus=resources.pop("CPU", 0), num_gpus=resources.pop("GPU", 0), resources=resources,
       max_retries=max_retries, retry_exceptions=[TrialInterrupted])
+  trial_task = ray.remote(run_trial).options(**options)
+  pack_task = ray.remote(run_pack).options(**options)
+
+  def launch(unit: list[str]):
+    if pack > 1:
+      return pack_task.remote([(s.trials[i], str(workdir / i)) for i in unit], trainer)
+    base, *overrides = flags_of(s.trials[unit[0]])
+    flags = [base, f"--workdir={workdir / unit[0]}", *overrides]
+    return trial_task.remote(flags, str(workdir / unit[0]), trainer)
+
   progress = _Progress(len(todo), out)
-  queue, running = list(reversed(todo)), {}
+  queue, running = list(reversed(units)), {}
   try:
     while queue or running:
-      while queue and len(running) < (parallel or len(todo)):
-        tid = queue.pop()
-        base, *overrides = flags_of(s.trials[tid])
-        flags = [base, f"--workdir={workdir / tid}", *overrides]
-        running[task.remote(flags, str(workdir / tid), trainer)] = tid
+      while queue and len(running) < (parallel or len(units)):
+        unit = queue.pop()
+        running[launch(unit)] = unit
       [ref], _ = ray.wait(list(running), num_returns=1)
-      tid = running.pop(ref)
+      unit = running.pop(ref)
       try:
-        record = ray.get(ref)
+        records = ray.get(ref)
+        records = records if pack > 1 else [records]
       except ray.exceptions.RayError as e:  # Out of retries: left for the next launch.
-        record = {"status": "interrupted", "error": str(e).strip().splitlines()[-1]}
-      states[tid] = results_lib.TrialState(record["status"], record.get("step", 0))
-      progress.update(tid, record)
+        lost = {"status": "interrupted", "error": str(e).strip().splitlines()[-1]}
+        records = [_read(workdir / i) for i in unit]  # Members of a pack may have finished.
+        records = [r if r.get("status") in workdir_lib.FINAL else lost for r in records]
+      for tid, record in zip(unit, records):
+        states[tid] = results_lib.TrialState(record["status"], record.get("step", 0))
+        progress.update(tid, record)
   finally:
     if started_ray:
       ray.shutdown()
@@ -478,21 +623,30 @@ def list_sweep(s: Sweep, out: TextIO | None = None) -> dict[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if argv[:1] == [TRAIN_PACK] and len(argv) == 2:  # A pack's subprocess; not for users.
+    app.run(lambda _: train_pack_main(argv[1]), argv=[f"wae-sweep {TRAIN_PACK}", "--"])
+    return
   parser = argparse.ArgumentParser(prog="wae-sweep", description=__doc__.split("\n\n")[1])
   parser.add_argument("command", choices=("list", "run", "status"))
   parser.add_argument("sweep", help="sweep file and optional argument: path.py[:arg]")
   parser.add_argument("--workdir", help="sweep directory (local or gs://); one subdir a trial")
   parser.add_argument("--parallel", type=int, default=None,
-                      help="trials at a time (local Ray: its CPU count; default 1 locally, "
-                           "unbounded on a cluster)")
+                      help="tasks (trials, or packs) at a time (local Ray: its CPU count; "
+                           "default 1 locally, unbounded on a cluster)")
+  parser.add_argument("--pack", type=int, default=1,
+                      help="train up to this many trials that share their shapes as one "
+                           "vmapped program, one Ray task a pack (default 1: a task a trial)")
   parser.add_argument("--ray_address", default=None, help="join this Ray cluster ('auto', ...)")
   parser.add_argument("--trainer", default=None,
-                      help="trainer command before --config (default: python -m wae_jax.train)")
+                      help="trainer command before --config (default: python -m wae_jax.train)"
+                           f"; with --pack > 1, before the pack's JSON (default: python -m "
+                           f"wae_jax.sweep {TRAIN_PACK})")
   parser.add_argument("--resources", default=None, type=json.loads,
-                      help='Ray resources per trial as JSON, e.g. \'{"TPU": 4}\' '
-                           '(default {"CPU": 1})')
+                      help='Ray resources per task (a trial, or a pack) as JSON, e.g. '
+                           '\'{"TPU": 4}\' (default {"CPU": 1})')
   parser.add_argument("--max_retries", type=int, default=2,
-                      help="retries of a trial whose worker or trainer is lost")
+                      help="retries of a task whose worker or trainer is lost")
   parser.add_argument("--nocheck", action="store_true",
                       help="do not validate the trials' configs before running")
   args = parser.parse_args(argv)
@@ -501,13 +655,16 @@ def main(argv: Sequence[str] | None = None) -> None:
       raise SweepError(f"{args.command} needs --workdir")
     if args.parallel is not None and args.parallel < 1:
       raise SweepError(f"--parallel must be >= 1, got {args.parallel}")
+    if args.pack < 1:
+      raise SweepError(f"--pack must be >= 1, got {args.pack}")
     s = load_sweep(args.sweep, check=not args.nocheck)
     if args.command == "list":
       list_sweep(s)
     elif args.command == "status":
       sweep_status(s, args.workdir)
     else:
-      counts = run_sweep(s, args.workdir, parallel=args.parallel, ray_address=args.ray_address,
+      counts = run_sweep(s, args.workdir, parallel=args.parallel, pack=args.pack,
+                         ray_address=args.ray_address,
                          trainer=shlex.split(args.trainer) if args.trainer else None,
                          resources=args.resources, max_retries=args.max_retries)
       sys.exit(0 if set(counts) <= set(workdir_lib.FINAL) else 1)

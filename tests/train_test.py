@@ -153,8 +153,14 @@ def _assert_same_run(a, b, rtol=1e-5):
   for step in a.history:
     for key, value in a.history[step].items():
       np.testing.assert_allclose(b.history[step][key], value, rtol=rtol, err_msg=f"{key}@{step}")
-  for x, y in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state)):
-    np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=rtol, atol=1e-6)
+  # Final parameters, tensor by tensor (relative error in norm): vmapped convolutions round
+  # differently, and Adam turns rounding in a near-zero gradient into a full-size step of a
+  # near-zero weight, so elementwise relative error is meaningless there.
+  for (path, x), y in zip(
+      jax.tree_util.tree_leaves_with_path((a.state.params, a.state.batch_stats)),
+      jax.tree.leaves((b.state.params, b.state.batch_stats))):
+    x, y = np.asarray(x), np.asarray(y)
+    assert np.linalg.norm(y - x) <= rtol * np.linalg.norm(x), jax.tree_util.keystr(path)
 
 
 @pytest.fixture(scope="module")

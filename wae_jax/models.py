@@ -1,7 +1,8 @@
 """Encoders, decoders and the latent adversary.
 
 The DCGAN-style nets follow the public WAE code: stride-2 convolutions (transposed in the
-decoder), BatchNorm with momentum 0.9 and eps 1e-5, ReLU, N(0, 0.01^2) weights. The ResNet
+decoder), BatchNorm with momentum 0.9 and eps 1e-5, ReLU, N(0, 0.01^2) weights; unlike it,
+convolutions that feed BatchNorm have no bias, which BN's own shift makes redundant. The ResNet
 nets are the bigWAE study's second architecture: pre-activation (v2) residual blocks at the
 same resolutions and channel counts, so either family plugs into the same latent space.
 `width` multiplies every channel count so CPU presets can shrink the 1024-channel nets.
@@ -31,10 +32,10 @@ class _Common(nn.Module):
   kernel_size: int
   init_std: float
 
-  def conv(self, features, strides=1, transpose=False, kernel_size=None):
+  def conv(self, features, strides=1, transpose=False, kernel_size=None, use_bias=True):
     k = kernel_size or self.kernel_size
     cls = nn.ConvTranspose if transpose else nn.Conv
-    return cls(features, (k, k), strides=(strides, strides), padding="SAME",
+    return cls(features, (k, k), strides=(strides, strides), padding="SAME", use_bias=use_bias,
                kernel_init=nn.initializers.normal(self.init_std))
 
   def dense(self, features):
@@ -51,7 +52,9 @@ class DCGANEncoder(_Common):
   @nn.compact
   def __call__(self, x, train: bool):
     for i in range(self.num_layers):
-      x = nn.relu(self.norm(train)(self.conv(channels(self.width, i, self.num_layers), 2)(x)))
+      # No conv bias before BatchNorm: BN's shift makes it redundant (its gradient is 0).
+      x = self.conv(channels(self.width, i, self.num_layers), 2, use_bias=False)(x)
+      x = nn.relu(self.norm(train)(x))
     return self.dense(self.out_dim)(x.reshape(x.shape[0], -1))
 
 
@@ -67,7 +70,8 @@ class DCGANDecoder(_Common):
     top = channels(self.width, self.num_layers - 1, self.num_layers)
     x = nn.relu(self.dense(h // f * (w // f) * top)(z)).reshape(-1, h // f, w // f, top)
     for i in range(self.num_layers - 1):
-      x = self.conv(channels(self.width, self.num_layers - 2 - i, self.num_layers), 2, True)(x)
+      x = self.conv(channels(self.width, self.num_layers - 2 - i, self.num_layers), 2, True,
+                    use_bias=False)(x)
       x = nn.relu(self.norm(train)(x))
     return self.activation(self.conv(c, 1, True)(x))
 

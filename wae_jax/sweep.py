@@ -38,7 +38,7 @@ import tempfile
 import time
 import traceback
 import types
-from typing import Any, Callable, Iterable, Mapping, Sequence, TextIO
+from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence, TextIO
 
 from absl import app
 from absl import logging
@@ -219,7 +219,7 @@ def check_configs(trials: Mapping[str, Trial]) -> None:
                        f"{str(e).strip().splitlines()[0]}") from None
 
 
-def trial_config(trial: Trial, bases: dict[str, Any] | None = None,
+def trial_config(trial: Trial, bases: dict[str, ml_collections.ConfigDict] | None = None,
                  tid: str | None = None) -> ml_collections.ConfigDict:
   """The trial's config: its base config with its overrides, as `wae-train` would build it.
 
@@ -414,7 +414,7 @@ def train_pack_main(spec: str) -> None:
     sys.exit(143)  # Stopped by a signal with checkpoints saved: not finished.
 
 
-def _last_words(line: str, code: int) -> None:
+def _last_words(line: str, code: int) -> NoReturn:
   """Exits with `line` as the log's last line, the one the runner records as the error."""
   sys.stdout.flush()
   print(line, file=sys.stderr, flush=True)

@@ -56,18 +56,20 @@ def main():
   for width in map(float, args.widths.split(",")):
     c = config_lib.load(args.config)
     c.model.width, c.batch_size = width, args.batch
-    _, state, step = train.setup(c, image_shape, False, 600, mesh)
-    rows = NamedSharding(mesh, P("data"))
+    config_lib.validate(c, jax.device_count())
+    # One trial: the packed step with K = 1, exactly what `wae-train` runs.
+    _, state, step = train.setup([c], image_shape, False, 600, mesh)
     batch = jax.device_put(
-        np.random.default_rng(0).integers(0, 256, (args.batch,) + image_shape, np.uint8), rows)
-    rng = jax.random.key(0)
+        np.random.default_rng(0).integers(0, 256, (1, args.batch) + image_shape, np.uint8),
+        NamedSharding(mesh, P(None, "data")))
+    keys = jax.random.key(0)[None]
     for _ in range(2):  # Compile and warm up.
-      state, metrics = step(state, batch, rng)
+      state, metrics = step(state, batch, keys)
     jax.block_until_ready(metrics)
     times = []
-    for i in range(args.steps):
+    for _ in range(args.steps):
       t = time.perf_counter()
-      state, metrics = step(state, batch, jax.random.fold_in(rng, i))
+      state, metrics = step(state, batch, keys)
       jax.block_until_ready(metrics)
       times.append(time.perf_counter() - t)
     seconds = float(np.median(times))

@@ -42,6 +42,7 @@ def test_paper_hyperparameters():
     ("data.source", "idx:/no/such/dir", "config.data.source: no such directory"),
     ("batch_size", 100, "config.batch_size: 100 does not divide over 8 devices"),
     ("mmd.scales", (), "config.mmd.scales: must be a non-empty tuple"),
+    ("eval.fid_num_samples", 1, "config.eval.fid_num_samples: must be an integer >= 2"),
     ("model.encoder", "deterministic", "config.model.encoder: the VAE needs a 'gaussian' encoder"),
 ])
 def test_bad_fields_are_named(field, value, message):

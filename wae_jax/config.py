@@ -98,6 +98,11 @@ def mnist() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.num_samples = 1000  # Prior samples whose sharpness is reported.
   c.eval.batch_size = 500
+  # At the end of training, also compute what `wae-eval` does (domain FID; FID when the
+  # Inception weights are found) on fid_num_samples prior samples. Off: it takes minutes.
+  c.eval.final_fid = False
+  c.eval.fid_num_samples = 10_000
+  c.eval.cache_dir = ""  # Domain classifier and reference statistics; "": ~/.cache/wae_jax.
   return c
 
 
@@ -222,6 +227,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
     value = get(c, field)
     _check(isinstance(value, int) and value >= 1, field, f"must be an integer >= 1, got {value!r}")
   _check(c.sw.p >= 1, "sw.p", f"must be >= 1, got {c.sw.p}")
+  _check(isinstance(c.eval.fid_num_samples, int) and c.eval.fid_num_samples >= 2,
+         "eval.fid_num_samples", f"must be an integer >= 2, got {c.eval.fid_num_samples!r}")
   _check(c.optim.lr > 0, "optim.lr", f"must be > 0, got {c.optim.lr}")
   _check(c.gan.lr > 0, "gan.lr", f"must be > 0, got {c.gan.lr}")
   _check(len(c.mmd.scales) > 0 and all(s > 0 for s in c.mmd.scales), "mmd.scales",

@@ -289,6 +289,34 @@ def unstack(states: TrainState, k: int) -> TrainState:
   return jax.tree.map(lambda a: a[k], states)
 
 
+def trial_keys(c: ml_collections.ConfigDict) -> jax.Array:
+  """The trial's training and evaluation keys: functions of its seed alone."""
+  return jax.random.split(jax.random.key(c.seed))
+
+
+def checkpoint_manager(workdir: epath.PathLike, c: ml_collections.ConfigDict,
+                       create: bool = False) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      (epath.Path(workdir) / workdir_lib.CHECKPOINTS).absolute(),
+      options=ocp.CheckpointManagerOptions(max_to_keep=c.keep_ckpts, create=create))
+
+
+def restore(manager: ocp.CheckpointManager, step: int, c: ml_collections.ConfigDict,
+            ds: data.Dataset, mesh: Mesh) -> tuple[models.AutoEncoder, TrainState]:
+  """The model and the single-trial state saved at `step`, replicated over `mesh`.
+
+  The target is the abstract state `init_state` would make: nothing is initialised.
+  """
+  model, adversary = models.build(c, ds.image_shape, ds.symmetric)
+  tx = optimizer(c, len(ds.train.images) // c.batch_size)
+  replicated = NamedSharding(mesh, P())
+  abstract = jax.eval_shape(functools.partial(init_state, c, model, adversary, tx,
+                                              ds.image_shape), jax.random.key(c.seed))
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                          abstract)
+  return model, manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
 class _Trial:
   """One trial's directory, writers and checkpoints, and its progress through the loop."""
 
@@ -300,6 +328,7 @@ class _Trial:
     self.previous = workdir_lib.read_metrics(self.workdir)  # Every host reads it: all agree.
     self.status, self.history, self.pending = "running", {}, []
     self.metrics = (self.previous or {}).get("metrics", {})
+    self.extra = {k: v for k, v in (self.previous or {}).items() if k in workdir_lib.EVAL_FIELDS}
 
   @property
   def finished(self) -> bool:
@@ -307,9 +336,7 @@ class _Trial:
     return bool(p) and p["status"] in workdir_lib.FINAL and p["step"] >= self.c.num_steps
 
   def open(self) -> None:
-    self.ckpt = ocp.CheckpointManager(
-        (self.workdir / workdir_lib.CHECKPOINTS).absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=self.c.keep_ckpts, create=True))
+    self.ckpt = checkpoint_manager(self.workdir, self.c, create=True)
     self.start = self.ckpt.latest_step() or 0
     if self.lead:
       workdir_lib.write_json(self.workdir / workdir_lib.CONFIG, self.c.to_dict())
@@ -327,7 +354,7 @@ class _Trial:
       workdir_lib.write_metrics(
           self.workdir, status=status, step=step, num_steps=self.c.num_steps,
           wall_s=time.time() - self.started + (self.previous or {}).get("wall_s", 0),
-          metrics=self.metrics, config=self.flat, error=error)
+          metrics=self.metrics, config=self.flat, error=error, extra=self.extra)
 
   def after_step(self, step: int, metrics: dict[str, np.ndarray], stopping: bool) -> bool:
     """Logs (and checks for divergence); returns False once this trial has diverged."""
@@ -348,7 +375,8 @@ class _Trial:
     return True
 
   def evaluate(self, step: int, evaluator, state, ds, rng) -> None:
-    self.metrics, images = evaluator(evaluate.variables_of(state), ds, rng, self.c)
+    self.metrics, images, _ = evaluator(evaluate.variables_of(state), ds, rng, self.c)
+    self.extra = {}
     self.writer.write_scalars(step, {f"eval/{k}": v for k, v in self.metrics.items()})
     self.writer.write_images(step, {k: v[None] for k, v in images.items()})
     if self.lead:
@@ -356,6 +384,13 @@ class _Trial:
         evaluate.save_png(os.fspath(self.workdir / f"{name}.png"), grid)
     logging.info("Evaluation of %s at step %d: %s", self.workdir, step,
                  ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items()))
+
+  def evaluate_fid(self, evaluator, state, ds, rng, inception_params) -> None:
+    """What `wae-eval` computes, on the final state (`eval.final_fid`)."""
+    self.metrics, self.extra = evaluate.final_metrics(
+        self.c, evaluate.variables_of(state), ds, evaluator, rng,
+        num_samples=self.c.eval.fid_num_samples, cache_dir=self.c.eval.cache_dir,
+        inception_params=inception_params)
 
   def close(self, step: int) -> None:
     self.ckpt.wait_until_finished()
@@ -420,7 +455,7 @@ def _train_active(trials: list[_Trial], ds: data.Dataset, mesh: Mesh, results: d
   for k, t in enumerate(trials):
     if start:
       singles[k] = t.ckpt.restore(start, args=ocp.args.StandardRestore(singles[k]))
-      logging.info("Resumed %s from the checkpoint at step %d.", t.workdir, start)
+      logging.info("Resumed from the checkpoint at step %d in %s.", start, t.workdir)
     elif t.c.pretrain.max_steps > 0:
       singles[k], n, loss = pretrain_encoder(
           t.c, model, singles[k],
@@ -428,7 +463,10 @@ def _train_active(trials: list[_Trial], ds: data.Dataset, mesh: Mesh, results: d
       logging.info("Encoder pre-training of %s: %d steps, moment loss %.4f.", t.workdir, n, loss)
   states = jax.device_put(stack(singles), NamedSharding(mesh, P()))
   evaluator = evaluate.Evaluator(trials[0].c, model, mesh, ds.symmetric)
-  keys = [jax.random.split(jax.random.key(t.c.seed)) for t in trials]
+  # Loaded before training, so bad weights fail the run at once, not at its end.
+  inception_params = (evaluate.load_inception() if any(t.c.eval.final_fid for t in trials)
+                      else None)
+  keys = [trial_keys(t.c) for t in trials]
   train_keys = jnp.stack([k[0] for k in keys])
   stacked_rows = NamedSharding(mesh, P(None, "data"))
   alive = list(range(len(trials)))
@@ -465,6 +503,8 @@ def _train_active(trials: list[_Trial], ds: data.Dataset, mesh: Mesh, results: d
         if due(t, t.c.ckpt_every) or preemption.requested:
           t.ckpt.save(step, args=ocp.args.StandardSave(state_k))
         if step == t.c.num_steps:
+          if t.c.eval.final_fid:
+            t.evaluate_fid(evaluator, state_k, ds, keys[k][1], inception_params)
           t.status = "done"
           alive.remove(k)
           results[id(t)] = Result(state_k, "done", t.metrics, t.history)
@@ -545,13 +585,13 @@ def _run(argv: list[str]) -> None:
     sys.exit(143)  # Stopped by a signal with a checkpoint saved: not finished.
 
 
-def _quiet_libraries(record) -> bool:
+def quiet_libraries(record) -> bool:
   """Keeps the console to this program's progress: orbax logs every save at INFO."""
   return record.levelno >= logging.converter.STANDARD_WARNING or "/orbax/" not in record.pathname
 
 
 def main() -> None:
-  logging.get_absl_handler().python_handler.addFilter(_quiet_libraries)
+  logging.get_absl_handler().python_handler.addFilter(quiet_libraries)
   app.run(_run, flags_parser=_parse_flags)
 
 

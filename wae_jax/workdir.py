@@ -20,6 +20,8 @@ METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
 STATUSES = ("running", "done", "diverged", "failed")
 FINAL = ("done", "diverged", "failed")
+# Top-level fields that describe the metrics beside them (not floats, so not in `metrics`).
+EVAL_FIELDS = ("inception_sha256",)
 
 
 def write_json(path: epath.PathLike, obj: Any) -> None:
@@ -47,12 +49,31 @@ def read_metrics(workdir: epath.PathLike) -> dict[str, Any] | None:
 
 def write_metrics(workdir: epath.PathLike, *, status: str, step: int, num_steps: int,
                   wall_s: float, metrics: dict[str, float], config: dict[str, Any],
-                  error: str | None = None) -> None:
-  """Writes `metrics.json`; non-finite metrics become null so the file stays valid JSON."""
+                  error: str | None = None, extra: dict[str, Any] | None = None) -> None:
+  """Writes `metrics.json`; non-finite metrics become null so the file stays valid JSON.
+
+  `extra` holds EVAL_FIELDS that go with `metrics`, e.g. the hash of the Inception weights.
+  """
   assert status in STATUSES, status
-  clean = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()}
   write_json(epath.Path(workdir) / METRICS, {
       "status": status, "step": int(step), "num_steps": int(num_steps),
-      "wall_s": round(float(wall_s), 3), "metrics": clean, "error": error, "config": config,
-      "host": os.uname().nodename,
+      "wall_s": round(float(wall_s), 3), "metrics": _finite(metrics), "error": error,
+      "config": config, "host": os.uname().nodename, **(extra or {}),
   })
+
+
+def update_metrics(workdir: epath.PathLike, metrics: dict[str, float],
+                   extra: dict[str, Any], drop: tuple[str, ...] = ()) -> None:
+  """Merges a later evaluation into `metrics.json`, keeping status, step and config.
+
+  Metrics and top-level fields named in `drop` go first, so results of an earlier
+  evaluation that this one did not recompute do not stay beside its numbers.
+  """
+  record = {k: v for k, v in read_metrics(workdir).items() if k not in drop}
+  kept = {k: v for k, v in record["metrics"].items() if k not in drop}
+  write_json(epath.Path(workdir) / METRICS,
+             {**record, **extra, "metrics": {**kept, **_finite(metrics)}})
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
+  return {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()}

@@ -1,0 +1,115 @@
+"""wae-eval: domain FID, FID and sharpness of a trial's latest checkpoint, and the same
+evaluation at the end of training (`eval.final_fid`)."""
+import functools
+import json
+
+import numpy as np
+import pytest
+
+from wae_jax import evaluate
+from wae_jax import fid
+from wae_jax import inception
+from wae_jax import train
+from wae_jax import workdir as workdir_lib
+from train_test import tiny
+
+CLASSIFIER_STEPS = 50  # The real classifier takes 2,000 steps: minutes on a laptop CPU.
+NUM_SAMPLES = 256
+FID_KEYS = {"domain_fid", "domain_fid_classifier_acc", "eval_num_samples"}
+
+
+@pytest.fixture(autouse=True)
+def no_inception_weights(monkeypatch, tmp_path):
+  monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+  monkeypatch.setattr(inception, "TORCH_HUB_FILE", str(tmp_path / "no_weights.pth"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A tiny trial trained with eval.final_fid, and the cache its evaluation filled."""
+  root = tmp_path_factory.mktemp("eval")
+  cache_dir = str(root / "cache")
+  c = tiny(num_steps=10, eval_every=10, ckpt_every=10, **{
+      "eval.final_fid": True, "eval.fid_num_samples": NUM_SAMPLES, "eval.cache_dir": cache_dir})
+  with pytest.MonkeyPatch.context() as mp:
+    mp.delenv(inception.WEIGHTS_ENV, raising=False)
+    mp.setattr(inception, "TORCH_HUB_FILE", str(root / "no_weights.pth"))
+    mp.setattr(evaluate, "final_metrics",
+               functools.partial(evaluate.final_metrics, classifier_steps=CLASSIFIER_STEPS))
+    result = train.train_and_evaluate(c, str(root / "trial"))
+  return root / "trial", cache_dir, result
+
+
+@pytest.mark.slow
+def test_final_fid_at_the_end_of_training(trained):
+  workdir, _, result = trained
+  m = workdir_lib.read_metrics(workdir)
+  assert m["status"] == "done" and m["step"] == 10
+  assert m["metrics"] == pytest.approx(result.metrics)
+  assert FID_KEYS <= set(m["metrics"]) and m["metrics"]["eval_num_samples"] == NUM_SAMPLES
+  assert "fid" not in m["metrics"] and "inception_sha256" not in m  # No weights: no FID.
+  assert all(np.isfinite(v) for v in m["metrics"].values())
+  assert m["metrics"]["domain_fid"] > 0 and 0.1 < m["metrics"]["domain_fid_classifier_acc"] <= 1
+
+
+@pytest.mark.slow
+def test_wae_eval_merges_the_same_metrics_into_metrics_json(trained, monkeypatch):
+  workdir, cache_dir, result = trained
+  before = workdir_lib.read_metrics(workdir)
+  # As if trained without eval.final_fid.
+  workdir_lib.write_json(workdir / workdir_lib.METRICS, {
+      **before, "metrics": {k: v for k, v in before["metrics"].items() if k not in FID_KEYS}})
+  got = evaluate.evaluate_workdir(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
+                                  classifier_steps=CLASSIFIER_STEPS)
+  after = workdir_lib.read_metrics(workdir)
+  assert {k: v for k, v in after.items() if k != "metrics"} == {
+      k: v for k, v in before.items() if k != "metrics"}  # Status, step, config, ... stay.
+  assert after["metrics"] == pytest.approx(got)
+  assert got == pytest.approx(result.metrics, rel=1e-5)  # Same samples as in training.
+  assert "fid" not in after["metrics"]
+
+  # With Inception weights: FID beside its weights' hash. (Stubbed: real Inception features
+  # of the 4,000 training images take too long on a CPU.)
+  calls = []
+  monkeypatch.setattr(inception, "load_params", lambda path: ({"w": path}, "ab" * 32))
+  monkeypatch.setattr(fid, "inception_fid", lambda images, ds, cache, variables, sha, mesh:
+                      calls.append((images, variables, sha)) or 12.5)
+  got = evaluate.evaluate_workdir(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
+                                  inception_weights="w.pth", classifier_steps=CLASSIFIER_STEPS)
+  (images, variables, sha), = calls
+  assert images.shape == (NUM_SAMPLES, 28, 28, 1) and 0 <= images.min() <= images.max() <= 1
+  assert variables == {"w": "w.pth"}
+  m = workdir_lib.read_metrics(workdir)
+  assert m["metrics"]["fid"] == got["fid"] == 12.5 and m["inception_sha256"] == sha
+  assert m["metrics"]["domain_fid"] == pytest.approx(result.metrics["domain_fid"], rel=1e-5)
+
+
+def _cli_error(argv, capsys) -> str:
+  with pytest.raises(SystemExit) as e:
+    evaluate.main(argv)
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith("wae-eval: error:") and err.count("\n") == 1, err
+  return err
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+  assert "no trial directory" in _cli_error([f"--workdir={tmp_path / 'nowhere'}"], capsys)
+  assert "config.json" in _cli_error([f"--workdir={tmp_path}"], capsys)
+  (tmp_path / workdir_lib.CONFIG).write_text(json.dumps(tiny().to_dict()))
+  assert "no checkpoint" in _cli_error([f"--workdir={tmp_path}"], capsys)
+
+
+@pytest.mark.slow
+def test_cli_rejects_wrong_inception_weights(trained, tmp_path, capsys, monkeypatch):
+  wrong = tmp_path / inception.WEIGHTS_FILE
+  wrong.write_bytes(b"not the weights")
+  workdir = trained[0]
+  before = (workdir / workdir_lib.METRICS).read_text()
+  assert "has sha256" in _cli_error([f"--workdir={workdir}", f"--inception_weights={wrong}"],
+                                    capsys)
+  assert "not found" in _cli_error(
+      [f"--workdir={workdir}", f"--inception_weights={tmp_path / 'none.pth'}"], capsys)
+  monkeypatch.setenv(inception.WEIGHTS_ENV, str(wrong))
+  assert "has sha256" in _cli_error([f"--workdir={workdir}"], capsys)
+  assert (workdir / workdir_lib.METRICS).read_text() == before

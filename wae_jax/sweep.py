@@ -399,7 +399,7 @@ def train_pack_main(spec: str) -> None:
   """
   from wae_jax import train  # pylint: disable=g-import-not-at-top  # Imports JAX.
   # The log keeps to progress lines, as wae-train's does: orbax logs every save at INFO.
-  quiet = train._quiet_libraries  # pylint: disable=protected-access
+  quiet = train.quiet_libraries
   logging.get_absl_handler().python_handler.addFilter(quiet)
   members, bases = json.loads(spec), {}
   try:

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import flax.linen as nn
 import pytest
 
 from wae_jax import config as config_lib
@@ -25,6 +26,23 @@ def test_mnist_paper_encoder_and_decoder_channels():
   dec = v["params"]["decoder"]
   assert dec["Dense_0"]["kernel"].shape == (8, 7 * 7 * 1024)
   assert [dec[f"ConvTranspose_{i}"]["kernel"].shape[-1] for i in range(3)] == [512, 256, 1]
+
+
+@pytest.mark.parametrize("by_matmul", [True, False])
+@pytest.mark.parametrize("k,s", [(4, 2), (5, 2), (3, 2), (1, 2), (4, 1), (5, 1)])
+def test_conv_transpose_equals_flax_values_and_gradients(k, s, by_matmul):
+  """Every kernel size and stride the nets use, on square, odd and 1-pixel inputs."""
+  ref, ours = nn.ConvTranspose(6, (k, k), (s, s), "SAME"), models.ConvTranspose(6, k, s,
+                                                                               by_matmul=by_matmul)
+  for hw in [(7, 7), (4, 5), (1, 1)]:
+    x = jax.random.normal(jax.random.key(0), (3, *hw, 5))
+    v = ref.init(jax.random.key(1), x)
+    v = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(2), a.shape), v)  # Bias != 0.
+    np.testing.assert_allclose(ours.apply(v, x), ref.apply(v, x), rtol=1e-5, atol=2e-5)
+    grads = [jax.grad(lambda v, x, m=m: jnp.sum(jnp.sin(m.apply(v, x))), argnums=(0, 1))(v, x)
+             for m in (ref, ours)]
+    for a, b in zip(*map(jax.tree.leaves, grads)):
+      np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(a))))
 
 
 @pytest.mark.parametrize("name,shape,symmetric", [

@@ -568,6 +568,8 @@ def _run(argv: list[str]) -> None:
   c = _CONFIG.value
   if c.multihost:
     _join_hosts()
+    if jax.process_index() != 0:  # One console: the other hosts report only problems.
+      logging.set_verbosity(logging.WARNING)
   try:
     result = train_and_evaluate(c, _WORKDIR.value)
   except config_lib.ConfigError as e:

@@ -40,7 +40,6 @@ from wae_jax import fid
 from wae_jax import inception
 from wae_jax import losses
 from wae_jax import mmd
-from wae_jax import train  # Imports this module too: each uses the other only at run time.
 from wae_jax import workdir as workdir_lib
 
 # ITU-R 601 luma, as in tf.image.rgb_to_grayscale.
@@ -147,7 +146,8 @@ class Evaluator:
         "sharpness_min": float(sharp.min()),
         "sharpness_data": float(sharpness(real).mean()),
     }
-    pairs = np.stack([real[:32], to_unit(recons[:32], self.symmetric)], axis=1)
+    shown = min(32, len(real))  # Real images are the first eval.num_samples held-out ones.
+    pairs = np.stack([real[:shown], to_unit(recons[:shown], self.symmetric)], axis=1)
     images = {"samples": image_grid(samples[:64]),
               "reconstructions": image_grid(pairs.reshape((-1,) + pairs.shape[2:]))}
     return metrics, images, samples
@@ -218,6 +218,9 @@ def evaluate_workdir(workdir: epath.PathLike, *, num_samples: int = NUM_SAMPLES,
   Raises EvalError (no trial directory, config.json, metrics.json or checkpoint) and
   inception.WeightsError before any expensive work.
   """
+  # Imported here, not at the top: train.py imports this module, and under
+  # `python -m wae_jax.train` importing it back would run train.py a second time.
+  from wae_jax import train  # pylint: disable=g-import-not-at-top
   workdir = epath.Path(workdir)
   if num_samples < 2:
     raise EvalError(f"num_samples must be >= 2 (FID fits a covariance), got {num_samples}")
@@ -266,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+  from wae_jax import train  # pylint: disable=g-import-not-at-top  # See evaluate_workdir.
   logging.get_absl_handler().python_handler.addFilter(train.quiet_libraries)
   try:
     evaluate_workdir(args.workdir, num_samples=args.num_samples,

@@ -90,12 +90,15 @@ class _Common(nn.Module):
   width: float
   kernel_size: int
   init_std: float
+  conv_transpose: str = "auto"  # config.model.conv_transpose
 
   def conv(self, features, strides=1, transpose=False, kernel_size=None, use_bias=True):
     k = kernel_size or self.kernel_size
     init = nn.initializers.normal(self.init_std)
     if transpose:
-      return ConvTranspose(features, k, strides, use_bias=use_bias, kernel_init=init)
+      by_matmul = {"auto": None, "xla": False, "matmul": True}[self.conv_transpose]
+      return ConvTranspose(features, k, strides, use_bias=use_bias, kernel_init=init,
+                           by_matmul=by_matmul)
     return nn.Conv(features, (k, k), strides=(strides, strides), padding="SAME",
                    use_bias=use_bias, kernel_init=init)
 
@@ -169,7 +172,7 @@ class ResNetEncoder(_Common):
 
   def block(self, features, resample):
     return PreActBlock(self.num_layers, self.width, self.kernel_size, self.init_std,
-                       features=features, resample=resample)
+                       self.conv_transpose, features=features, resample=resample)
 
 
 class ResNetDecoder(_Common):
@@ -185,7 +188,7 @@ class ResNetDecoder(_Common):
     x = self.dense(h // f * (w // f) * top)(z).reshape(-1, h // f, w // f, top)
     for i in range(self.num_layers - 1):
       x = PreActBlock(self.num_layers, self.width, self.kernel_size, self.init_std,
-                      features=channels(self.width, self.num_layers - 2 - i, self.num_layers),
+                      self.conv_transpose, features=channels(self.width, self.num_layers - 2 - i, self.num_layers),
                       resample="up")(x, train)
     x = nn.relu(self.norm(train)(x))
     return self.activation(self.conv(c, kernel_size=3)(x))
@@ -233,7 +236,8 @@ def build(c: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
   """The auto-encoder (and adversary, for WAE-GAN) that config `c` describes."""
   m = c.model
   gaussian = m.encoder == "gaussian"
-  common = dict(width=m.width, kernel_size=m.kernel_size, init_std=m.init_std)
+  common = dict(width=m.width, kernel_size=m.kernel_size, init_std=m.init_std,
+                conv_transpose=m.conv_transpose)
   enc_cls, dec_cls = {"dcgan": (DCGANEncoder, DCGANDecoder),
                       "resnet": (ResNetEncoder, ResNetDecoder)}[m.arch]
   encoder = enc_cls(num_layers=m.enc_layers, out_dim=c.z_dim * (2 if gaussian else 1), **common)

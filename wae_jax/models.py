@@ -188,7 +188,8 @@ class ResNetDecoder(_Common):
     x = self.dense(h // f * (w // f) * top)(z).reshape(-1, h // f, w // f, top)
     for i in range(self.num_layers - 1):
       x = PreActBlock(self.num_layers, self.width, self.kernel_size, self.init_std,
-                      self.conv_transpose, features=channels(self.width, self.num_layers - 2 - i, self.num_layers),
+                      self.conv_transpose,
+                      features=channels(self.width, self.num_layers - 2 - i, self.num_layers),
                       resample="up")(x, train)
     x = nn.relu(self.norm(train)(x))
     return self.activation(self.conv(c, kernel_size=3)(x))

@@ -96,7 +96,8 @@ def sweep(args: argparse.Namespace, cloud: gcloud.Cloud, sh: Shell) -> None:
   for name in others:
     sh.run(gcloud.ssh(cloud, name, remote.ray_join(head_ip)))
   argv = ["wae-sweep", "run", study, f"--workdir={workdir}",
-          f"--ray_address={head_ip}:{remote.RAY_PORT}", f"--resources={remote.HOST_RESOURCES}"]
+          f"--ray_address={head_ip}:{remote.RAY_PORT}", f"--resources={remote.HOST_RESOURCES}",
+          f"--devices={args.devices_per_host}"]
   if args.parallel:
     argv.append(f"--parallel={args.parallel}")
   sh.run(gcloud.ssh(cloud, head, remote.detached(argv), worker="0"))
@@ -209,6 +210,10 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", required=True, help="gs:// directory holding the trial directories")
   p.add_argument("--parallel", type=int,
                  help="trials at once (default: wae-sweep's, one per host)")
+  p.add_argument("--devices-per-host", type=int, default=8,
+                 help="JAX devices of one VM, which each trial trains on: 8 on v2-8 and "
+                      "v3-8, 4 on v4-8 (default: %(default)s); every trial's batch must "
+                      "divide over them, checked before anything starts")
 
   for func, help_text in ((status, "show the state of the VMs"),
                           (delete, "delete the VMs")):

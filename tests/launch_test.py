@@ -145,14 +145,16 @@ def test_sweep_on_four_vms(capsys, study):
   assert run[:9] == ssh("wae-0", "0", "")[:9]
   assert detached_job(run) == [
       "wae-sweep", "run", "bigwae.py", "--workdir=gs://bkt/bigwae", "--ray_address=HEAD_IP:6379",
-      '--resources={"tpu_host":1}', "--parallel=4"]
+      '--resources={"tpu_host":1}', "--devices=8", "--parallel=4"]
 
 
 def test_sweep_on_one_vm_keeps_the_sweep_argument(capsys, study):
-  commands = dry_run(capsys, "sweep", f"{study}:debug", "--workdir", "gs://bkt/s")
+  commands = dry_run(capsys, "sweep", f"{study}:debug", "--workdir", "gs://bkt/s",
+                     "--devices-per-host", "4")
   assert [c[4] for c in commands] == ["describe", "scp", "ssh", "ssh"]
   assert commands[1][5:7] == ["sweeps/bigwae.py", "wae:bigwae.py"]
   assert detached_job(commands[-1])[:3] == ["wae-sweep", "run", "bigwae.py:debug"]
+  assert "--devices=4" in detached_job(commands[-1])
   assert not any(w.startswith("--parallel") for w in detached_job(commands[-1]))
 
 

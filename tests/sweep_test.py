@@ -135,6 +135,17 @@ def test_sweep_files(spec, count):
   assert len(sweep_lib.load_sweep(spec).trials) == count
 
 
+def test_check_divides_each_batch_over_the_target_devices():
+  """The paper's batch of 100 cannot shard over a v2-8's 8 cores: said before launch."""
+  assert len(sweep_lib.load_sweep("sweeps/table1.py:mnist", num_devices=4).trials) == 3
+  assert len(sweep_lib.load_sweep("sweeps/bigwae.py:debug", num_devices=8).trials) == 8
+  with pytest.raises(sweep_lib.SweepError, match=r"batch_size.*100 does not divide over 8"):
+    sweep_lib.load_sweep("sweeps/table1.py:mnist", num_devices=8)
+  with pytest.raises(SystemExit) as e:
+    sweep_lib.main(["list", "sweeps/table1.py", "--devices=0"])
+  assert e.value.code == 2
+
+
 def test_bad_sweeps_fail_with_one_line(tmp_path, capsys):
   no_base = _sweep_file(tmp_path, "def get_hyper(h):\n  return h.sweep('config.lam', [1])\n")
   with pytest.raises(sweep_lib.SweepError, match="no base config"):

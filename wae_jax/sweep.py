@@ -203,17 +203,18 @@ def _check_form(trial: Trial, where: str) -> None:
       raise SweepError(f"{where}: {key}={value!r} is not a number, string, bool or list")
 
 
-def check_configs(trials: Mapping[str, Trial]) -> None:
+def check_configs(trials: Mapping[str, Trial], num_devices: int = 1) -> None:
   """Builds every trial's config and validates it, so a typo fails before any launch.
 
-  Only what `config.validate` sees on one device is checked here; the trainer checks the
-  rest (batch divisibility over its devices, data on disk) when it starts.
+  `num_devices` is what each trial will train on (the driver cannot ask: on a TPU VM,
+  initialising JAX here would hold the chips the trainers need). The trainer checks the
+  rest (data on disk) when it starts.
   """
   bases = {}
   for tid, trial in trials.items():
     c = trial_config(trial, bases, tid)
     try:
-      config_lib.validate(c, num_devices=1)
+      config_lib.validate(c, num_devices=num_devices)
     except (config_lib.ConfigError, TypeError) as e:
       raise SweepError(f"trial {tid} ({' '.join(flags_of(trial))}): "
                        f"{str(e).strip().splitlines()[0]}") from None
@@ -254,8 +255,9 @@ class Sweep:
   trials: dict[str, Trial]  # By trial id, in the file's order.
 
 
-def load_sweep(spec: str, check: bool = True) -> Sweep:
-  """Evaluates the sweep file `path.py[:arg]`; with `check`, validates every trial's config."""
+def load_sweep(spec: str, check: bool = True, num_devices: int = 1) -> Sweep:
+  """Evaluates the sweep file `path.py[:arg]`; with `check`, validates every trial's config
+  for training on `num_devices` devices."""
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise SweepError(f"no sweep file {path!r}")
@@ -279,7 +281,7 @@ def load_sweep(spec: str, check: bool = True) -> Sweep:
   if not by_id:
     raise SweepError(f"{spec} has no trials")
   if check:
-    check_configs(by_id)
+    check_configs(by_id, num_devices)
   return Sweep(spec, by_id)
 
 
@@ -647,6 +649,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                            '\'{"TPU": 4}\' (default {"CPU": 1})')
   parser.add_argument("--max_retries", type=int, default=2,
                       help="retries of a task whose worker or trainer is lost")
+  parser.add_argument("--devices", type=int, default=1,
+                      help="devices each trial trains on, for the up-front check that its "
+                           "batch divides over them (8 on a v2-8; default 1)")
   parser.add_argument("--nocheck", action="store_true",
                       help="do not validate the trials' configs before running")
   args = parser.parse_args(argv)
@@ -657,7 +662,9 @@ def main(argv: Sequence[str] | None = None) -> None:
       raise SweepError(f"--parallel must be >= 1, got {args.parallel}")
     if args.pack < 1:
       raise SweepError(f"--pack must be >= 1, got {args.pack}")
-    s = load_sweep(args.sweep, check=not args.nocheck)
+    if args.devices < 1:
+      raise SweepError(f"--devices must be >= 1, got {args.devices}")
+    s = load_sweep(args.sweep, check=not args.nocheck, num_devices=args.devices)
     if args.command == "list":
       list_sweep(s)
     elif args.command == "status":

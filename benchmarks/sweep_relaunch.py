@@ -4,8 +4,9 @@ r"""Kill-and-relaunch: SIGKILL a real `wae-sweep run` mid-way, relaunch, count w
       [--workdir runs/relaunch] [--parallel 2]
 
 Runs the sweep with the real trainer; each time the number of finished trials reaches the
-next value of --kills_after, the sweep process (the Ray driver) is SIGKILLed, and the same
-command is run again; the last run goes to the end. Then every trial directory is read:
+next value of --kills_after and another trial has saved a checkpoint (so the kill lands
+mid-trial), the sweep process (the Ray driver) is SIGKILLed, and the same command is run
+again; the last run goes to the end. Then every trial directory is read:
 `lost` counts trials without a final status, `repeated` trials whose final step was logged
 by more than one trainer run (every run writes its own TensorBoard event file), `resumed`
 trials trained by more than one run. One JSON line per launch and one summary line.
@@ -29,6 +30,16 @@ from wae_jax import workdir as workdir_lib
 def finished(workdir: pathlib.Path) -> int:
   return sum((workdir_lib.read_metrics(d) or {}).get("status") in workdir_lib.FINAL
              for d in workdir.iterdir() if d.is_dir())
+
+
+def interrupted(workdir: pathlib.Path) -> dict[str, int]:
+  """Trials not final that have a checkpoint: {trial id: its latest checkpoint step}."""
+  out = {}
+  for d in workdir.iterdir():
+    steps = [int(c.name) for c in (d / "checkpoints").glob("*") if c.name.isdigit()]
+    if steps and (workdir_lib.read_metrics(d) or {}).get("status") not in workdir_lib.FINAL:
+      out[d.name] = max(steps)
+  return out
 
 
 def steps_per_run(trial_dir: pathlib.Path) -> list[int]:
@@ -59,13 +70,17 @@ def main():
   for launch, kill_after in enumerate(kills + [None]):
     with open(workdir.with_name(f"{workdir.name}.launch{launch}.log"), "w") as log:
       sweep = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-      while kill_after is not None and sweep.poll() is None and finished(workdir) < kill_after:
+      # Kill mid-trial: once enough trials are final and another has a checkpoint to lose.
+      while kill_after is not None and sweep.poll() is None and not (
+          finished(workdir) >= kill_after and interrupted(workdir)):
         time.sleep(1)
+      in_flight = interrupted(workdir)
       if kill_after is not None and sweep.poll() is None:
         sweep.send_signal(signal.SIGKILL)
       rc = sweep.wait()
     print(json.dumps({"launch": launch, "killed": rc == -signal.SIGKILL, "rc": rc,
                       "finished_trials": finished(workdir),
+                      "interrupted_at_checkpoint": in_flight if rc else {},
                       "elapsed_s": round(time.time() - start, 1)}), flush=True)
 
   trials = sweep_lib.load_sweep(args.sweep, check=False).trials

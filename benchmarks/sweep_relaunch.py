@@ -35,7 +35,7 @@ def finished(workdir: pathlib.Path) -> int:
 def interrupted(workdir: pathlib.Path) -> dict[str, int]:
   """Trials not final that have a checkpoint: {trial id: its latest checkpoint step}."""
   out = {}
-  for d in workdir.iterdir():
+  for d in filter(pathlib.Path.is_dir, workdir.iterdir()):
     steps = [int(c.name) for c in (d / "checkpoints").glob("*") if c.name.isdigit()]
     if steps and (workdir_lib.read_metrics(d) or {}).get("status") not in workdir_lib.FINAL:
       out[d.name] = max(steps)
@@ -56,7 +56,8 @@ def main():
   parser.add_argument("--sweep", default="sweeps/bigwae.py:debug")
   parser.add_argument("--workdir", default="runs/relaunch")
   parser.add_argument("--kills_after", default="2,5",
-                      help="kill the sweep when this many trials have finished, in turn")
+                      help="kill the sweep when this many trials have finished (and "
+                           "another has a checkpoint), in turn")
   parser.add_argument("--parallel", type=int, default=2)
   args = parser.parse_args()
   workdir = pathlib.Path(args.workdir)

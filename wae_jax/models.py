@@ -108,6 +108,23 @@ class _Common(nn.Module):
   def norm(self, train):
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
 
+  def preact_block(self, features, resample):
+    return PreActBlock(self.num_layers, self.width, self.kernel_size, self.init_std,
+                       self.conv_transpose, features=features, resample=resample)
+
+
+class _Decoder(_Common):
+  """What both decoders share: the output image and the linear map the code starts from."""
+  image_shape: tuple[int, int, int] = (28, 28, 1)
+  activation: Callable = nn.sigmoid
+
+  def top_map(self, z):
+    """A linear map from the code to a (H/2^(L-1)) x (W/2^(L-1)) map of the widest channels."""
+    h, w, _ = self.image_shape
+    f = 2 ** (self.num_layers - 1)
+    top = channels(self.width, self.num_layers - 1, self.num_layers)
+    return self.dense(h // f * (w // f) * top)(z).reshape(-1, h // f, w // f, top)
+
 
 class DCGANEncoder(_Common):
   """Stride-2 convs, BN, ReLU, then a linear map to the code (or to mean and log-variance)."""
@@ -122,22 +139,17 @@ class DCGANEncoder(_Common):
     return self.dense(self.out_dim)(x.reshape(x.shape[0], -1))
 
 
-class DCGANDecoder(_Common):
+class DCGANDecoder(_Decoder):
   """Linear map to a (H/2^(L-1))^2 x 1024 map, stride-2 transposed convs, a last stride-1 one."""
-  image_shape: tuple[int, int, int] = (28, 28, 1)
-  activation: Callable = nn.sigmoid
 
   @nn.compact
   def __call__(self, z, train: bool):
-    h, w, c = self.image_shape
-    f = 2 ** (self.num_layers - 1)
-    top = channels(self.width, self.num_layers - 1, self.num_layers)
-    x = nn.relu(self.dense(h // f * (w // f) * top)(z)).reshape(-1, h // f, w // f, top)
+    x = nn.relu(self.top_map(z))
     for i in range(self.num_layers - 1):
       x = self.conv(channels(self.width, self.num_layers - 2 - i, self.num_layers), 2, True,
                     use_bias=False)(x)
       x = nn.relu(self.norm(train)(x))
-    return self.activation(self.conv(c, 1, True)(x))
+    return self.activation(self.conv(self.image_shape[-1], 1, True)(x))
 
 
 class PreActBlock(_Common):
@@ -166,33 +178,22 @@ class ResNetEncoder(_Common):
   def __call__(self, x, train: bool):
     x = self.conv(channels(self.width, 0, self.num_layers) // 2 or 1, kernel_size=3)(x)
     for i in range(self.num_layers):
-      x = self.block(channels(self.width, i, self.num_layers), "down")(x, train)
+      x = self.preact_block(channels(self.width, i, self.num_layers), "down")(x, train)
     x = nn.relu(self.norm(train)(x))
     return self.dense(self.out_dim)(x.reshape(x.shape[0], -1))
 
-  def block(self, features, resample):
-    return PreActBlock(self.num_layers, self.width, self.kernel_size, self.init_std,
-                       self.conv_transpose, features=features, resample=resample)
 
-
-class ResNetDecoder(_Common):
+class ResNetDecoder(_Decoder):
   """The DCGAN decoder's resolutions, with upsampling pre-activation blocks."""
-  image_shape: tuple[int, int, int] = (28, 28, 1)
-  activation: Callable = nn.sigmoid
 
   @nn.compact
   def __call__(self, z, train: bool):
-    h, w, c = self.image_shape
-    f = 2 ** (self.num_layers - 1)
-    top = channels(self.width, self.num_layers - 1, self.num_layers)
-    x = self.dense(h // f * (w // f) * top)(z).reshape(-1, h // f, w // f, top)
+    x = self.top_map(z)
     for i in range(self.num_layers - 1):
-      x = PreActBlock(self.num_layers, self.width, self.kernel_size, self.init_std,
-                      self.conv_transpose,
-                      features=channels(self.width, self.num_layers - 2 - i, self.num_layers),
-                      resample="up")(x, train)
+      features = channels(self.width, self.num_layers - 2 - i, self.num_layers)
+      x = self.preact_block(features, "up")(x, train)
     x = nn.relu(self.norm(train)(x))
-    return self.activation(self.conv(c, kernel_size=3)(x))
+    return self.activation(self.conv(self.image_shape[-1], kernel_size=3)(x))
 
 
 class AutoEncoder(nn.Module):

@@ -144,12 +144,17 @@ def test_cli_sigterm_checkpoints_and_a_rerun_finishes(tmp_path):
   assert workdir_lib.read_metrics(tmp_path)["status"] == "done"
 
 
-# Packs are compared with solo runs on the XLA transposed convolution: the CPU default's
-# matmul is batched for K > 1 and plain for K = 1, which round differently enough for Adam to
-# amplify over 20 steps (2e-4 in a loss at lr 2e-3), hiding what the comparison is about.
-SAME_ROUNDING = {"model.conv_transpose": "xla"}
 PACK = [dict(seed=0, lam=10.0), dict(seed=1, lam=1.0, **{"optim.lr": 2e-3}),
         dict(seed=2, lam=30.0, prior_var=2.0), dict(seed=3, lam=3.0, **{"recon.scale": 0.1})]
+
+
+def packable(num_steps, **overrides):
+  """A tiny trial of `num_steps` for the pack tests, on the XLA transposed convolution: the CPU
+  default's matmul is batched for K > 1 and plain for K = 1, which round differently enough
+  for Adam to amplify over 20 steps (2e-4 in a loss at lr 2e-3), hiding what the comparison
+  is about."""
+  return tiny(num_steps=num_steps, eval_every=num_steps, **{"model.conv_transpose": "xla"},
+              **overrides)
 
 
 def _assert_same_run(a, b, rtol=1e-5):
@@ -171,13 +176,13 @@ def _assert_same_run(a, b, rtol=1e-5):
 def alone(tmp_path_factory):
   """The PACK trials, each trained on its own (the reference for packed training)."""
   root = tmp_path_factory.mktemp("alone")
-  return [train.train_and_evaluate(tiny(num_steps=20, eval_every=20, **SAME_ROUNDING, **o), str(root / str(k)))
+  return [train.train_and_evaluate(packable(20, **o), str(root / str(k)))
           for k, o in enumerate(PACK)]
 
 
 def test_a_pack_equals_its_trials_run_alone(alone, tmp_path):
   dirs = [str(tmp_path / str(k)) for k in range(len(PACK))]
-  packed = train.train_pack([tiny(num_steps=20, eval_every=20, **SAME_ROUNDING, **o) for o in PACK], dirs)
+  packed = train.train_pack([packable(20, **o) for o in PACK], dirs)
   for a, p, d in zip(alone, packed, dirs):
     _assert_same_run(a, p)
     assert workdir_lib.read_metrics(d)["status"] == "done"
@@ -187,8 +192,8 @@ def test_a_pack_equals_its_trials_run_alone(alone, tmp_path):
 
 def test_a_packed_checkpoint_resumes_as_a_single_trial(alone, tmp_path):
   dirs = [str(tmp_path / str(k)) for k in range(2)]
-  train.train_pack([tiny(num_steps=10, eval_every=10, **SAME_ROUNDING, **o) for o in PACK[:2]], dirs)
-  resumed = train.train_and_evaluate(tiny(num_steps=20, eval_every=20, **SAME_ROUNDING, **PACK[1]), dirs[1])
+  train.train_pack([packable(10, **o) for o in PACK[:2]], dirs)
+  resumed = train.train_and_evaluate(packable(20, **PACK[1]), dirs[1])
   assert sorted(resumed.history) == [20]
   np.testing.assert_allclose(resumed.history[20]["loss"], alone[1].history[20]["loss"], rtol=1e-5)
 
@@ -196,7 +201,7 @@ def test_a_packed_checkpoint_resumes_as_a_single_trial(alone, tmp_path):
 def test_a_diverging_member_is_recorded_and_the_others_go_on(alone, tmp_path):
   members = [PACK[0], dict(seed=9, **{"recon.scale": 1e38}), PACK[2]]
   dirs = [str(tmp_path / str(k)) for k in range(3)]
-  packed = train.train_pack([tiny(num_steps=20, eval_every=20, **SAME_ROUNDING, **o) for o in members], dirs)
+  packed = train.train_pack([packable(20, **o) for o in members], dirs)
   assert [r.status for r in packed] == ["done", "diverged", "done"]
   assert workdir_lib.read_metrics(dirs[1])["step"] == 1
   _assert_same_run(alone[0], packed[0])

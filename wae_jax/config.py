@@ -18,6 +18,7 @@ import ml_collections
 ALGOS = ("wae_mmd", "wae_gan", "wae_sw", "vae")
 ARCHS = ("dcgan", "resnet")
 ENCODERS = ("deterministic", "gaussian")
+CONV_TRANSPOSE_IMPLS = ("auto", "xla", "matmul")
 KERNELS = ("imq", "rbf")
 RECON_COSTS = ("l2sq", "l2", "l1")
 # Weights of the reconstruction costs in the public WAE code.
@@ -216,7 +217,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   _one_of(c, "algo", ALGOS)
   _one_of(c, "model.arch", ARCHS)
   _one_of(c, "model.encoder", ENCODERS)
-  _one_of(c, "model.conv_transpose", ("auto", "xla", "matmul"))
+  _one_of(c, "model.conv_transpose", CONV_TRANSPOSE_IMPLS)
   _one_of(c, "mmd.kernel", KERNELS)
   _one_of(c, "recon.cost", RECON_COSTS)
   _check(c.z_dim >= 1, "z_dim", f"must be >= 1, got {c.z_dim}")

@@ -60,21 +60,24 @@ class ConvTranspose(nn.Module):
   On CPU it is computed by `_conv_transpose_by_matmul`, because XLA:CPU runs the
   stride-dilated convolutions of a transposed convolution's backward pass through a naive
   loop at ~4 GFLOP/s (61 s for one paper-width MNIST decoder layer at batch 100);
-  accelerators get `lax.conv_transpose`. `by_matmul` forces either (None: by backend).
+  accelerators get `lax.conv_transpose`. `impl` ("matmul" or "xla") forces either; "auto"
+  chooses by backend (config.model.conv_transpose).
   """
   features: int
   kernel_size: int
   strides: int
   use_bias: bool = True
   kernel_init: Callable = nn.initializers.lecun_normal()
-  by_matmul: bool | None = None
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, x):
     k, s = self.kernel_size, self.strides
     kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
-    by_matmul = jax.default_backend() == "cpu" if self.by_matmul is None else self.by_matmul
-    if by_matmul:
+    impl = self.impl
+    if impl == "auto":
+      impl = "matmul" if jax.default_backend() == "cpu" else "xla"
+    if impl == "matmul":
       y = _conv_transpose_by_matmul(x, kernel, s)
     else:
       y = jax.lax.conv_transpose(x, kernel, (s, s), "SAME",
@@ -96,9 +99,8 @@ class _Common(nn.Module):
     k = kernel_size or self.kernel_size
     init = nn.initializers.normal(self.init_std)
     if transpose:
-      by_matmul = {"auto": None, "xla": False, "matmul": True}[self.conv_transpose]
       return ConvTranspose(features, k, strides, use_bias=use_bias, kernel_init=init,
-                           by_matmul=by_matmul)
+                           impl=self.conv_transpose)
     return nn.Conv(features, (k, k), strides=(strides, strides), padding="SAME",
                    use_bias=use_bias, kernel_init=init)
 

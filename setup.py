@@ -8,7 +8,8 @@ setuptools.setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["wae_jax", "wae_jax.configs", "wae_jax.launch"],
+    packages=["wae_jax", "wae_jax.cli", "wae_jax.configs", "wae_jax.evaluators",
+              "wae_jax.launch", "wae_jax.regularisers"],
     package_dir={"wae_jax.launch": "launch"},
     package_data={"wae_jax": ["assets/*.npz"]},
     install_requires=[
@@ -34,11 +35,11 @@ setuptools.setup(
     },
     entry_points={
         "console_scripts": [
-            "wae-train=wae_jax.train:main",
+            "wae-train=wae_jax.cli.train:main",
             "wae-launch=wae_jax.launch.cli:main",
-            "wae-sweep=wae_jax.sweep:main",
-            "wae-results=wae_jax.results:main",
-            "wae-eval=wae_jax.evaluate:main",
+            "wae-sweep=wae_jax.cli.sweep:main",
+            "wae-results=wae_jax.cli.results:main",
+            "wae-eval=wae_jax.cli.evaluate:main",
         ],
     },
 )

@@ -23,7 +23,7 @@ import time
 
 import tensorflow as tf
 
-from wae_jax import sweep as sweep_lib
+from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
 
@@ -64,7 +64,7 @@ def main():
   if workdir.exists() and any(workdir.iterdir()):
     sys.exit(f"sweep_relaunch: {workdir} is not empty; the experiment starts from nothing")
   workdir.mkdir(parents=True, exist_ok=True)
-  command = [sys.executable, "-m", "wae_jax.sweep", "run", args.sweep,
+  command = [sys.executable, "-m", "wae_jax.cli.sweep", "run", args.sweep,
              f"--workdir={workdir}", f"--parallel={args.parallel}"]
   start = time.time()
   kills = [int(k) for k in args.kills_after.split(",") if k]
@@ -84,7 +84,7 @@ def main():
                       "interrupted_at_checkpoint": in_flight if rc else {},
                       "elapsed_s": round(time.time() - start, 1)}), flush=True)
 
-  trials = sweep_lib.load_sweep(args.sweep, check=False).trials
+  trials = study.load_sweep(args.sweep, check=False).trials
   lost = repeated = resumed = 0
   for tid in trials:
     metrics = workdir_lib.read_metrics(workdir / tid) or {}

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from wae_jax import results as results_lib
+from wae_jax.cli import results as results_cli
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "results")
 # The fixture sweep: 10 trials in sweep.json, 9 directories (one trial never started).
@@ -68,6 +69,24 @@ def test_metric_falls_back_to_domain_fid_then_recon(tmp_path):
   assert results_lib.summarize(trials, "recon")["running"].tolist() == [1]
 
 
+def test_last_training_metrics_are_train_columns(tmp_path):
+  _trial(tmp_path, "a", recon=2.0)
+  _trial(tmp_path, "b", recon=1.0)
+  record = json.loads((tmp_path / "a" / "metrics.json").read_text())
+  record["train"] = {"loss": 3.5, "recon": 2.5, "mmd": None}
+  (tmp_path / "a" / "metrics.json").write_text(json.dumps(record))
+  results = results_lib.read_results(tmp_path)
+  trials = results.trials.set_index("trial")
+  assert trials.loc["a", ["train/loss", "train/recon"]].tolist() == [3.5, 2.5]
+  assert np.isnan(trials.loc["a", "train/mmd"]) and np.isnan(trials.loc["b", "train/loss"])
+  assert trials.loc["a", "recon"] == 2.0  # The evaluated metric keeps its own column.
+  assert not any(h.startswith("train/") for h in results.hyperparameters)
+  report = results_lib.report(results)
+  header = next(l for l in report.splitlines() if l.startswith("| trial |"))
+  assert header.split(" | ")[-3:] == ["train/loss", "train/recon", "train/mmd |"]
+  assert "| b | done | 5 | 1 |  |  |  |" in report
+
+
 def test_partial_and_foreign_files_without_a_ledger(tmp_path):
   _trial(tmp_path, "ok", recon=1.0)
   os.makedirs(tmp_path / "partial")
@@ -83,14 +102,14 @@ def test_partial_and_foreign_files_without_a_ledger(tmp_path):
 
 
 def test_cli_formats(tmp_path, capsys):
-  results_lib.main([FIXTURE])
+  results_cli.main([FIXTURE])
   out = capsys.readouterr().out
   row = "| tfds:celeb_a | wae_gan | 3 | 2 | 1 | 0 | 0 | 0 | 40 | 45 | 0.006 | c6382cee3163 |"
   assert row in out
   assert f"- {CORRUPT}: metrics.json unreadable" in out
   for fmt, read in (("csv", pd.read_csv), ("parquet", pd.read_parquet)):
     path = tmp_path / f"t.{fmt}"
-    results_lib.main([FIXTURE, f"--format={fmt}", f"--out={path}"])
+    results_cli.main([FIXTURE, f"--format={fmt}", f"--out={path}"])
     table = read(path).set_index("trial")
     assert len(table) == 10
     assert table.loc["c6382cee3163", "fid"] == 40.0
@@ -101,7 +120,7 @@ def test_cli_formats(tmp_path, capsys):
 def test_cli_errors_are_one_line(tmp_path, capsys):
   for argv in ([str(tmp_path / "nowhere")], [FIXTURE, "--format=parquet"], [str(tmp_path)]):
     with pytest.raises(SystemExit) as e:
-      results_lib.main(argv)
+      results_cli.main(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("wae-results: error:") and err.count("\n") == 1
@@ -109,7 +128,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_plot(tmp_path):
   path = tmp_path / "p.png"
-  results_lib.main([FIXTURE, f"--out={tmp_path / 't.md'}", f"--plot={path}"])
+  results_cli.main([FIXTURE, f"--out={tmp_path / 't.md'}", f"--plot={path}"])
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   with pytest.raises(ValueError, match="no finished trial"):
     trials = results_lib.read_results(FIXTURE).trials

@@ -15,22 +15,19 @@ from typing import Any
 
 import ml_collections
 
-ALGOS = ("wae_mmd", "wae_gan", "wae_sw", "vae")
+from wae_jax import data
+from wae_jax import evaluators
+from wae_jax import mmd
+from wae_jax import regularisers
+from wae_jax.errors import ConfigError
+
 ARCHS = ("dcgan", "resnet")
 ENCODERS = ("deterministic", "gaussian")
 CONV_TRANSPOSE_IMPLS = ("auto", "xla", "matmul")
-KERNELS = ("imq", "rbf")
 RECON_COSTS = ("l2sq", "l2", "l1")
 # Weights of the reconstruction costs in the public WAE code.
 RECON_SCALES = {"l2sq": 0.05, "l2": 0.2, "l1": 0.02}
-# The public code sums the IMQ kernel over these multiples of C = 2 * z_dim * prior_var.
-IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
-TFDS_DATASETS = ("mnist", "fashion_mnist", "celeb_a")
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
-
-
-class ConfigError(ValueError):
-  """A config field has a bad value; the message names the field."""
 
 
 def mnist() -> ml_collections.ConfigDict:
@@ -68,7 +65,7 @@ def mnist() -> ml_collections.ConfigDict:
 
   c.mmd = ml_collections.ConfigDict()
   c.mmd.kernel = "imq"
-  c.mmd.scales = IMQ_SCALES
+  c.mmd.scales = mmd.PAPER_SCALES  # Multiples of C = 2 z_dim prior_var.
   c.mmd.block_size = 512  # A 1 MiB fp32 tile: fits a CPU core's L2 (benchmarks/mmd.py).
 
   # WAE-SW: sliced Wasserstein SW_p^p over fresh random directions each step.
@@ -100,6 +97,10 @@ def mnist() -> ml_collections.ConfigDict:
   c.keep_ckpts = 3
   c.eval_every = 10_000  # Sample/reconstruction grids and held-out metrics; also at the end.
   c.eval = ml_collections.ConfigDict()
+  # Evaluators by name (`wae_jax/evaluators/`): every eval_every steps and at the end...
+  c.eval.evaluators = ("heldout", "sharpness")
+  # ...and what `wae-eval` computes, also at the end of training with final_fid.
+  c.eval.final_evaluators = ("heldout", "sharpness", "domain_fid", "fid")
   c.eval.num_samples = 1000  # Prior samples whose sharpness is reported.
   c.eval.batch_size = 500
   # At the end of training, also compute what `wae-eval` does (domain FID; FID when the
@@ -180,6 +181,15 @@ def load(spec: str) -> ml_collections.ConfigDict:
   return module.get_config(arg or None)
 
 
+def from_dict(d: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A config saved as JSON (a trial's config.json), with fields it predates at their
+  defaults."""
+  c = mnist()
+  c.update_from_flattened_dict({k: tuple(v) if isinstance(v, list) else v
+                                for k, v in flatten(ml_collections.ConfigDict(d)).items()})
+  return c
+
+
 def flatten(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
   """`{'mmd.kernel': 'imq', ...}`: the form `metrics.json` and the results table use."""
   out = {}
@@ -214,11 +224,11 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   Data sources are checked here only for their form; whether a directory holds usable
   data is found out by `data.load`, which raises the same error type.
   """
-  _one_of(c, "algo", ALGOS)
+  _one_of(c, "algo", tuple(regularisers.names()))
   _one_of(c, "model.arch", ARCHS)
   _one_of(c, "model.encoder", ENCODERS)
   _one_of(c, "model.conv_transpose", CONV_TRANSPOSE_IMPLS)
-  _one_of(c, "mmd.kernel", KERNELS)
+  _one_of(c, "mmd.kernel", mmd.KERNELS)
   _one_of(c, "recon.cost", RECON_COSTS)
   _check(c.z_dim >= 1, "z_dim", f"must be >= 1, got {c.z_dim}")
   _check(c.prior_var > 0, "prior_var", f"must be > 0, got {c.prior_var}")
@@ -242,21 +252,15 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
          "needs one factor per entry of optim.decay_epochs")
   _check(list(c.optim.decay_epochs) == sorted(c.optim.decay_epochs), "optim.decay_epochs",
          f"must be increasing, got {c.optim.decay_epochs!r}")
-  _check(c.algo != "vae" or c.model.encoder == "gaussian", "model.encoder",
-         "the VAE needs a 'gaussian' encoder")
+  needs = regularisers.get(c.algo).encoder
+  _check(needs in (None, c.model.encoder), "model.encoder",
+         f"{c.algo} needs a {needs!r} encoder")
+  for name in (*c.eval.evaluators, *c.eval.final_evaluators):
+    _check(name in evaluators.names(), "eval.evaluators",
+           f"unknown evaluator {name!r} (expected one of {', '.join(evaluators.names())})")
   _check(c.data.heldout >= 1, "data.heldout", f"must be >= 1, got {c.data.heldout}")
   _check(c.batch_size % num_devices == 0, "batch_size",
          f"{c.batch_size} does not divide over {num_devices} devices; use a multiple of "
          f"{num_devices}, e.g. {max(num_devices, c.batch_size // num_devices * num_devices)} "
          f"or {(c.batch_size // num_devices + 1) * num_devices}")
-  kind, _, name = c.data.source.partition(":")
-  if kind == "bundled":
-    _check(name == "mnist", "data.source", f"the only bundled dataset is 'mnist', got {name!r}")
-  elif kind == "tfds":
-    _check(name in TFDS_DATASETS, "data.source",
-           f"unknown tfds dataset {name!r} (expected one of {', '.join(TFDS_DATASETS)})")
-  elif kind == "idx":
-    _check(os.path.isdir(name), "data.source", f"no such directory: {name!r}")
-  else:
-    raise ConfigError(f"config.data.source: unknown source {c.data.source!r} "
-                      "(expected bundled:mnist, idx:<dir> or tfds:<name>)")
+  data.parse_source(c.data.source)

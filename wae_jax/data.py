@@ -19,12 +19,13 @@ from typing import Iterator
 import jax
 import numpy as np
 
-from wae_jax.config import ConfigError
+from wae_jax.errors import ConfigError
 
 BUNDLED_MNIST = os.path.join(os.path.dirname(__file__), "assets", "mnist_5k.npz")
 # CelebA's aligned faces are 218x178; the paper's close crop is the central 140x140.
 CELEBA_CROP = 140
 CELEBA_SIZE = 64
+TFDS_DATASETS = ("mnist", "fashion_mnist", "celeb_a")
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -40,29 +41,77 @@ class Split:
 
 
 @dataclasses.dataclass(frozen=True)
+class Pixels:
+  """How uint8 pixels map to the model's floats: [0, 1] for a sigmoid decoder, or [-1, 1]
+  for a tanh one (CelebA, as in the public code)."""
+  symmetric: bool
+
+  def to_float(self, images: jax.Array) -> jax.Array:
+    return to_float(images, self.symmetric)
+
+  def to_unit(self, x: np.ndarray) -> np.ndarray:
+    """Model floats -> [0, 1], for pictures and sharpness."""
+    return (x + 1.0) / 2.0 if self.symmetric else x
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """A parsed `config.data.source`: `bundled:mnist`, `idx:<dir>` or `tfds:<name>`."""
+  kind: str
+  name: str
+
+  @property
+  def pixels(self) -> Pixels:
+    return Pixels(symmetric=self.name == "celeb_a")
+
+
+def parse_source(source: str) -> Source:
+  """The one parser of `config.data.source`; raises ConfigError naming the field."""
+  kind, _, name = source.partition(":")
+  if kind == "bundled":
+    ok, why = name == "mnist", f"the only bundled dataset is 'mnist', got {name!r}"
+  elif kind == "tfds":
+    ok, why = name in TFDS_DATASETS, (f"unknown tfds dataset {name!r} "
+                                      f"(expected one of {', '.join(TFDS_DATASETS)})")
+  elif kind == "idx":
+    ok, why = os.path.isdir(name), f"no such directory: {name!r}"
+  else:
+    ok, why = False, (f"unknown source {source!r} "
+                      "(expected bundled:mnist, idx:<dir> or tfds:<name>)")
+  if not ok:
+    raise ConfigError(f"config.data.source: {why}")
+  return Source(kind, name)
+
+
+@dataclasses.dataclass(frozen=True)
 class Dataset:
   name: str
   train: Split
   test: Split
-  symmetric: bool  # Pixels in [-1, 1] with a tanh decoder (CelebA), else [0, 1] with a sigmoid.
+  pixels: Pixels
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
     return self.train.images.shape[1:]
 
+  @property
+  def symmetric(self) -> bool:
+    return self.pixels.symmetric
+
+  def steps_per_epoch(self, batch_size: int) -> int:
+    return len(self.train.images) // batch_size
+
 
 def load(source: str, heldout: int) -> Dataset:
   """Loads `bundled:mnist`, `idx:<dir>` or `tfds:<name>`, holding out the last `heldout` images."""
-  kind, _, name = source.partition(":")
-  if kind == "bundled":
+  src = parse_source(source)
+  if src.kind == "bundled":
     with np.load(BUNDLED_MNIST) as f:
       images, labels = f["images"], f["labels"]
-  elif kind == "idx":
-    images, labels = _load_idx_dir(name)
-  elif kind == "tfds":
-    images, labels = _load_tfds(name)
+  elif src.kind == "idx":
+    images, labels = _load_idx_dir(src.name)
   else:
-    raise ConfigError(f"config.data.source: unknown source {source!r}")
+    images, labels = _load_tfds(src.name)
   if not 0 < heldout < len(images):
     raise ConfigError(f"config.data.heldout: {heldout} must be between 1 and {len(images) - 1} "
                       f"for {source} ({len(images)} images)")
@@ -72,7 +121,7 @@ def load(source: str, heldout: int) -> Dataset:
       name=source,
       train=Split(images[:cut], split(labels, slice(None, cut))),
       test=Split(images[cut:], split(labels, slice(cut, None))),
-      symmetric=name == "celeb_a",
+      pixels=src.pixels,
   )
 
 

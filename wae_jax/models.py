@@ -236,8 +236,8 @@ class Adversary(nn.Module):
 
 
 def build(c: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
-          symmetric: bool) -> tuple[AutoEncoder, Adversary | None]:
-  """The auto-encoder (and adversary, for WAE-GAN) that config `c` describes."""
+          symmetric: bool) -> AutoEncoder:
+  """The auto-encoder that config `c` describes, with a tanh output for [-1, 1] pixels."""
   m = c.model
   gaussian = m.encoder == "gaussian"
   common = dict(width=m.width, kernel_size=m.kernel_size, init_std=m.init_std,
@@ -247,7 +247,4 @@ def build(c: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
   encoder = enc_cls(num_layers=m.enc_layers, out_dim=c.z_dim * (2 if gaussian else 1), **common)
   decoder = dec_cls(num_layers=m.dec_layers, image_shape=tuple(image_shape),
                     activation=jnp.tanh if symmetric else nn.sigmoid, **common)
-  adversary = None
-  if c.algo == "wae_gan":
-    adversary = Adversary(layers=c.gan.layers, units=c.gan.units, init_std=m.init_std)
-  return AutoEncoder(encoder, decoder, gaussian), adversary
+  return AutoEncoder(encoder, decoder, gaussian)

@@ -1,16 +1,15 @@
 r"""Results: a sweep's trial directories as one pandas table, Table 1 of the paper, and plots.
 
-  wae-results /tmp/sweep [--format md|csv|parquet] [--out FILE] [--plot out.png]
-
 Every trial directory is read on its own, so a missing, half-written or corrupt
 `metrics.json` costs that trial its metrics (it is listed under errors), never the table.
-The expected set of trials comes from the ledger `W/sweep.json` that `wae-sweep run`
-writes; without one, every subdirectory of W is a trial. Paths may be local or gs://.
+The expected set of trials comes from the sweep's ledger; without one, every subdirectory
+of the sweep directory is a trial. Paths may be local or gs://. The table ranks trials by
+the first metric of `evaluators.ranking()` that a finished trial has, in its declared
+direction.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import dataclasses
 import functools
@@ -18,29 +17,19 @@ import io
 import json
 import math
 import sys
-from typing import Any, Sequence
+from typing import Any
 
 from etils import epath
 import numpy as np
 import pandas as pd
 
 from wae_jax import config as config_lib
+from wae_jax import evaluators
+from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
-LEDGER = "sweep.json"
-PENDING = "pending"  # No metrics.json yet: the trial has not started.
-CORRUPT = "corrupt"  # metrics.json unreadable: listed under errors.
-STATES = workdir_lib.STATUSES + (PENDING, CORRUPT)
-# Lower is better for all of them; the first one any finished trial has is the table's metric.
-METRICS = ("fid", "domain_fid", "recon")
 SHARPNESS = "sharpness_mean"
-
-
-@dataclasses.dataclass(frozen=True)
-class TrialState:
-  status: str  # One of STATES.
-  step: int = 0
-  mtime: float | None = None  # When metrics.json was last written.
+TRAIN = "train"  # metrics.json's last logged training metrics: columns `train/<name>`.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,41 +37,6 @@ class Results:
   trials: pd.DataFrame  # One row per trial: id, status, step, metrics, hyperparameters.
   errors: list[str]  # "<trial id>: <why its metrics.json could not be read>".
   hyperparameters: list[str]  # The config columns of `trials`, sorted.
-
-
-def read_ledger(workdir: epath.PathLike) -> dict[str, Any] | None:
-  """The sweep ledger `W/sweep.json`, or None if W has none."""
-  path = epath.Path(workdir) / LEDGER
-  return json.loads(path.read_text()) if path.exists() else None
-
-
-def _load(trial_dir: epath.Path) -> tuple[dict[str, Any] | None, str | None]:
-  """(metrics.json as a dict or None if absent, why it is unusable or None)."""
-  try:
-    record = workdir_lib.read_metrics(trial_dir)
-  except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError.
-    return None, f"metrics.json unreadable: {str(e).splitlines()[0]}"
-  if record is None:
-    return None, None
-  if not isinstance(record, dict) or record.get("status") not in workdir_lib.STATUSES:
-    status = record.get("status") if isinstance(record, dict) else None
-    return None, f"metrics.json has no valid status (got {status!r})"
-  return record, None
-
-
-def read_state(trial_dir: epath.PathLike) -> TrialState:
-  """The trial's state as the sweep runner sees it."""
-  trial_dir = epath.Path(trial_dir)
-  record, error = _load(trial_dir)
-  if error:
-    return TrialState(CORRUPT)
-  if record is None:
-    return TrialState(PENDING)
-  try:
-    mtime = (trial_dir / workdir_lib.METRICS).stat().mtime
-  except OSError:  # Replaced between the read and the stat: the next look sees it.
-    mtime = None
-  return TrialState(record["status"], int(record.get("step") or 0), mtime)
 
 
 @functools.lru_cache(maxsize=None)
@@ -100,19 +54,22 @@ def _cell(value: Any) -> Any:
 
 def _row(tid: str, trial: dict[str, Any] | None,
          trial_dir: epath.Path) -> tuple[dict[str, Any], set[str], str | None]:
-  record, error = _load(trial_dir)
+  record, error = workdir_lib.load_record(trial_dir)
   record = record or {}
   # Hyperparameters: what the trainer resolved, else what the sweep asked for.
   config = record.get("config")
   if not isinstance(config, dict):
-    overrides = {k[len("config."):]: v for k, v in (trial or {}).items() if k != "config"}
-    config = {**_base_config(trial["config"]), **overrides} if trial else {}
+    overrides = {k[len("config."):]: v for k, v in (trial or {}).items() if k != study.BASE}
+    config = {**_base_config(trial[study.BASE]), **overrides} if trial else {}
   metrics = record.get("metrics")
   metrics = metrics if isinstance(metrics, dict) else {}
-  row = {"trial": tid, "base": (trial or {}).get("config"),
-         "status": CORRUPT if error else record.get("status", PENDING),
+  train = record.get(TRAIN)
+  train = train if isinstance(train, dict) else {}
+  row = {"trial": tid, "base": (trial or {}).get(study.BASE),
+         "status": workdir_lib.CORRUPT if error else record.get("status", workdir_lib.PENDING),
          **{k: record.get(k) for k in ("step", "num_steps", "wall_s", "error")}}
   row.update({k: (np.nan if v is None else v) for k, v in metrics.items()})
+  row.update({f"{TRAIN}/{k}": (np.nan if v is None else v) for k, v in train.items()})
   row.update({k: _cell(v) for k, v in config.items() if k not in row})
   return row, set(config) - set(metrics), error and f"{tid}: {error}"
 
@@ -124,9 +81,10 @@ def read_results(workdir: epath.PathLike) -> Results:
     raise FileNotFoundError(f"no sweep directory {workdir}")
   errors = []
   try:
-    ledger = read_ledger(workdir)
+    ledger = workdir_lib.read_ledger(workdir)
   except ValueError as e:
-    ledger, errors = None, [f"{LEDGER}: unreadable ({e}); reading every subdirectory"]
+    ledger, errors = None, [f"{workdir_lib.LEDGER}: unreadable ({e}); reading every "
+                            "subdirectory"]
   if ledger:
     trials = ledger["trials"]
   else:
@@ -139,12 +97,19 @@ def read_results(workdir: epath.PathLike) -> Results:
 
 
 def table_metric(trials: pd.DataFrame) -> str:
-  """FID if any finished trial has it, else domain FID, else the reconstruction cost."""
-  done = trials[trials["status"] == "done"]
-  for name in METRICS:
+  """The first metric of `evaluators.ranking()` that a finished trial has, else the last."""
+  ranking = evaluators.ranking()
+  done = trials[trials["status"] == workdir_lib.DONE]
+  for name in ranking:
     if name in done and done[name].notna().any():
       return name
-  return METRICS[-1]
+  return ranking[-1]
+
+
+def _higher_is_better(metric: str) -> bool:
+  """The metric's declared direction; a metric no one declares ranks lower-is-better."""
+  declared = evaluators.metrics().get(metric)
+  return bool(declared and declared.higher_is_better)
 
 
 def summarize(trials: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
@@ -156,14 +121,16 @@ def summarize(trials: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
   metric = metric or table_metric(trials)
   trials = trials.assign(**{k: trials.get(k, pd.Series("?", index=trials.index)).fillna("?")
                             for k in ("data.source", "algo")})
+  higher = _higher_is_better(metric)
   rows = []
   for (source, algo), group in trials.groupby(["data.source", "algo"], sort=True):
     counts = group["status"].value_counts()
-    done = group[group["status"] == "done"]
+    done = group[group["status"] == workdir_lib.DONE]
     scored = done[done[metric].notna()] if metric in done else done.iloc[:0]
-    best = scored.loc[scored[metric].idxmin()] if len(scored) else None
+    best_of = scored[metric].idxmax if higher else scored[metric].idxmin
+    best = scored.loc[best_of()] if len(scored) else None
     row = {"data": source, "algo": algo, "trials": len(group)}
-    row.update({s: int(counts.get(s, 0)) for s in STATES})
+    row.update({s: int(counts.get(s, 0)) for s in workdir_lib.STATES})
     row.update({f"best {metric}": np.nan if best is None else best[metric],
                 f"median {metric}": scored[metric].median() if len(scored) else np.nan,
                 "sharpness of best": np.nan if best is None else best.get(SHARPNESS, np.nan),
@@ -175,7 +142,9 @@ def summarize(trials: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
         rows.append({"data": source, "algo": "data",
                      "sharpness of best": group["sharpness_data"].median()})
   summary = pd.DataFrame(rows)
-  unused = [s for s in (PENDING, CORRUPT, "running") if s in summary and not summary[s].any()]
+  # Final states always have a column; the others only where a trial is in them.
+  unused = [s for s in workdir_lib.STATES
+            if s not in workdir_lib.FINAL and s in summary and not summary[s].any()]
   return summary.drop(columns=unused)
 
 
@@ -202,9 +171,13 @@ def report(results: Results) -> str:
   trials = results.trials
   metric = table_metric(trials)
   cols = ["trial", "status", "step"] + swept_columns(results) + [
-      c for c in (*METRICS, SHARPNESS) if c in trials]
-  order = trials.sort_values(["status", metric] if metric in trials else ["status"])
-  parts = [f"## Table 1 (metric: {metric}, lower is better)", to_markdown(summarize(trials)),
+      c for c in (*evaluators.ranking(), SHARPNESS) if c in trials] + [
+      c for c in trials if c.startswith(f"{TRAIN}/")]
+  higher = _higher_is_better(metric)
+  by = ["status", metric] if metric in trials else ["status"]
+  order = trials.sort_values(by, ascending=[True, not higher][:len(by)])  # Best first.
+  parts = [f"## Table 1 (metric: {metric}, {'higher' if higher else 'lower'} is better)",
+           to_markdown(summarize(trials, metric)),
            f"## Trials ({len(trials)})", to_markdown(order[cols])]
   if results.errors:
     parts += [f"## Errors ({len(results.errors)})", "\n".join(f"- {e}" for e in results.errors)]
@@ -229,7 +202,7 @@ def plot(trials: pd.DataFrame, path: epath.PathLike, metric: str | None = None) 
   metric = metric or table_metric(trials)
   if metric not in trials:
     raise ValueError(f"no trial has {metric!r} to plot")
-  done = trials[(trials["status"] == "done") & trials[metric].notna()]
+  done = trials[(trials["status"] == workdir_lib.DONE) & trials[metric].notna()]
   algos = sorted(done["algo"].dropna().unique()) if "algo" in done else []
   if not algos or "lam" not in done:
     raise ValueError(f"no finished trial has {metric!r}, algo and lam to plot")
@@ -289,32 +262,3 @@ def write_table(results: Results, fmt: str, out: str | None) -> None:
     epath.Path(out).write_text(text)
   else:
     sys.stdout.write(text)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog="wae-results", description=__doc__.split("\n\n")[0])
-  parser.add_argument("workdir", help="sweep directory (local or gs://)")
-  parser.add_argument("--format", choices=("md", "csv", "parquet"), default="md",
-                      help="md: Table 1, trials and errors; csv/parquet: one row per trial")
-  parser.add_argument("--out", help="file to write (local or gs://; default stdout)")
-  parser.add_argument("--plot", help="PNG: metric vs lambda and distribution per algorithm")
-  args = parser.parse_args(argv)
-  try:
-    if args.format == "parquet" and not args.out:
-      raise ValueError("--format=parquet needs --out")
-    results = read_results(args.workdir)
-    if results.trials.empty:
-      raise ValueError(f"no trials in {args.workdir}")
-    write_table(results, args.format, args.out)
-    if args.plot:
-      plot(results.trials, args.plot)
-  except (ValueError, OSError) as e:
-    print(f"wae-results: error: {e}", file=sys.stderr)
-    sys.exit(2)
-  if results.errors and args.format != "md":
-    print(f"wae-results: {len(results.errors)} unreadable trial(s):", *results.errors,
-          sep="\n  ", file=sys.stderr)
-
-
-if __name__ == "__main__":
-  main()

@@ -1,25 +1,46 @@
-"""The trial directory contract shared by the trainer, the evaluator, sweeps and results.
+"""The trial-directory contract: every file, status and exit code the parts agree on.
 
-A trial directory holds `config.json`, `checkpoints/`, TensorBoard events, PNG grids and
-`metrics.json`. `metrics.json` is the single source of truth about a trial's state; it is
-replaced atomically so a reader never sees half a file. Paths may be local or `gs://`.
+A trial directory holds `config.json`, `checkpoints/`, TensorBoard events, PNG grids,
+`train.log` (under a sweep) and `metrics.json`, the single source of truth about the
+trial's state. A sweep directory holds one trial directory per trial id and the ledger
+`sweep.json`. JSON files are replaced atomically, so a reader sees the old or the new file,
+never half of one. Paths may be local or `gs://`.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import json
 import math
 import os
+import time
 import uuid
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from etils import epath
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
-STATUSES = ("running", "done", "diverged", "failed")
-FINAL = ("done", "diverged", "failed")
+LOG = "train.log"  # The trainer's output under a sweep, from its latest attempt.
+LEDGER = "sweep.json"  # A sweep directory's expected set of trials.
+
+# What a trainer writes into metrics.json.
+RUNNING, DONE, DIVERGED, FAILED = "running", "done", "diverged", "failed"
+STATUSES = (RUNNING, DONE, DIVERGED, FAILED)
+FINAL = (DONE, DIVERGED, FAILED)  # A sweep never reruns these.
+# What a reader may see besides: no metrics.json yet, or one it cannot read; and a trial
+# whose task the sweep runner gave up on this launch (it resumes on the next).
+PENDING, CORRUPT, INTERRUPTED = "pending", "corrupt", "interrupted"
+STATES = STATUSES + (PENDING, CORRUPT, INTERRUPTED)
+
+# Exit codes of the trainer, which the sweep runner reads.
+EXIT_OK = 0
+EXIT_CRASHED = 1  # The error is the output's last line and in metrics.json.
+EXIT_USAGE = 2  # A refused flag or config: one line on stderr, nothing written.
+EXIT_STOPPED = 143  # Stopped by a signal with a checkpoint saved: rerun to resume.
+
 # Top-level fields that describe the metrics beside them (not floats, so not in `metrics`).
 EVAL_FIELDS = ("inception_sha256",)
 
@@ -47,23 +68,34 @@ def read_metrics(workdir: epath.PathLike) -> dict[str, Any] | None:
   return json.loads(path.read_text())
 
 
+def read_record(workdir: epath.PathLike) -> dict[str, Any]:
+  """`metrics.json` as a supervisor reads it: {} when absent or unreadable (the trainer
+  rewrites it on its next run)."""
+  try:
+    record = read_metrics(workdir)
+  except (ValueError, OSError):
+    return {}
+  return record if isinstance(record, dict) else {}
+
+
 def write_metrics(workdir: epath.PathLike, *, status: str, step: int, num_steps: int,
-                  wall_s: float, metrics: dict[str, float], config: dict[str, Any],
-                  error: str | None = None, extra: dict[str, Any] | None = None) -> None:
+                  wall_s: float, metrics: Mapping[str, float], config: Mapping[str, Any],
+                  error: str | None = None, extra: Mapping[str, Any] | None = None) -> None:
   """Writes `metrics.json`; non-finite metrics become null so the file stays valid JSON.
 
-  `extra` holds EVAL_FIELDS that go with `metrics`, e.g. the hash of the Inception weights.
+  `extra` holds further top-level fields: EVAL_FIELDS that go with `metrics` (e.g. the hash
+  of the Inception weights) and the last logged training metrics under `train`.
   """
   assert status in STATUSES, status
   write_json(epath.Path(workdir) / METRICS, {
       "status": status, "step": int(step), "num_steps": int(num_steps),
       "wall_s": round(float(wall_s), 3), "metrics": _finite(metrics), "error": error,
-      "config": config, "host": os.uname().nodename, **(extra or {}),
+      "config": dict(config), "host": os.uname().nodename, **(extra or {}),
   })
 
 
-def update_metrics(workdir: epath.PathLike, metrics: dict[str, float],
-                   extra: dict[str, Any], drop: tuple[str, ...] = ()) -> None:
+def update_metrics(workdir: epath.PathLike, metrics: Mapping[str, float],
+                   extra: Mapping[str, Any], drop: tuple[str, ...] = ()) -> None:
   """Merges a later evaluation into `metrics.json`, keeping status, step and config.
 
   Metrics and top-level fields named in `drop` go first, so results of an earlier
@@ -75,5 +107,99 @@ def update_metrics(workdir: epath.PathLike, metrics: dict[str, float],
              {**record, **extra, "metrics": {**kept, **_finite(metrics)}})
 
 
-def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
+def record_failure(workdir: epath.PathLike, error: str, *,
+                   config: Mapping[str, Any] | None = None,
+                   num_steps: int | None = None) -> None:
+  """Marks the trial `failed` with a one-line `error`; the rest of its record stays.
+
+  The one place a failure is written, by the trainer's crash handler and by a sweep whose
+  trainer exited without saying why (then `config` and `num_steps` may be unknown).
+  """
+  record = read_record(workdir)
+  record.update(status=FAILED, error=error.strip().splitlines()[-1] if error.strip() else error)
+  record.setdefault("step", 0)
+  if config is not None:
+    record["config"] = dict(config)
+  if num_steps is not None:
+    record["num_steps"] = int(num_steps)
+  write_json(epath.Path(workdir) / METRICS, record)
+
+
+def _finite(metrics: Mapping[str, float]) -> dict[str, float | None]:
   return {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()}
+
+
+# ------------------------------------------------------------------------------------------
+# A trial's state as a reader (the sweep runner, `wae-results`) sees it.
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialState:
+  status: str  # One of STATES.
+  step: int = 0
+  mtime: float | None = None  # When metrics.json was last written.
+  error: str | None = None  # Why metrics.json is unusable (CORRUPT), or the trial's error.
+
+
+def load_record(workdir: epath.PathLike) -> tuple[dict[str, Any] | None, str | None]:
+  """(metrics.json as a dict, or None if absent; why it is unusable, or None)."""
+  try:
+    record = read_metrics(workdir)
+  except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError.
+    return None, f"{METRICS} unreadable: {str(e).splitlines()[0]}"
+  if record is None:
+    return None, None
+  if not isinstance(record, dict) or record.get("status") not in STATUSES:
+    status = record.get("status") if isinstance(record, dict) else None
+    return None, f"{METRICS} has no valid status (got {status!r})"
+  return record, None
+
+
+def read_state(workdir: epath.PathLike) -> TrialState:
+  workdir = epath.Path(workdir)
+  record, error = load_record(workdir)
+  if error:
+    return TrialState(CORRUPT, error=error)
+  if record is None:
+    return TrialState(PENDING)
+  try:
+    mtime = (workdir / METRICS).stat().mtime
+  except OSError:  # Replaced between the read and the stat: the next look sees it.
+    mtime = None
+  return TrialState(record["status"], int(record.get("step") or 0), mtime, record.get("error"))
+
+
+def read_states(sweep_dir: epath.PathLike, ids: Iterable[str]) -> dict[str, TrialState]:
+  """Each trial's state, read in parallel (thousands of trials on gs:// are slow one by one)."""
+  sweep_dir, ids = epath.Path(sweep_dir), list(ids)
+  with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    return dict(zip(ids, pool.map(lambda i: read_state(sweep_dir / i), ids)))
+
+
+def checkpoint_steps(workdir: epath.PathLike) -> list[int]:
+  """The steps of the trial's finalized checkpoints, oldest first."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top  # Slow to import.
+  return sorted(ocp.utils.checkpoint_steps(epath.Path(workdir) / CHECKPOINTS))
+
+
+# ------------------------------------------------------------------------------------------
+# The sweep ledger.
+
+
+def read_ledger(sweep_dir: epath.PathLike) -> dict[str, Any] | None:
+  """The ledger `W/sweep.json` ({"sweeps": {spec: [ids]}, "trials": {id: trial}}), or None."""
+  path = epath.Path(sweep_dir) / LEDGER
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def add_to_ledger(sweep_dir: epath.PathLike, spec: str, trials: Mapping[str, Any]) -> None:
+  """Adds a sweep's trials to the ledger, the expected set that status and results read.
+
+  The ledger is a union, so growing a sweep (more seeds, a new sub-study) into the same
+  directory keeps the earlier trials in the table.
+  """
+  ledger = read_ledger(sweep_dir) or {"sweeps": {}, "trials": {}}
+  ledger["sweeps"][spec] = list(trials)
+  ledger["trials"].update(trials)
+  ledger["launched_at"] = time.time()
+  write_json(epath.Path(sweep_dir) / LEDGER, ledger)

@@ -1,4 +1,4 @@
-"""Tests of the sweep DSL, trial ids, the sweep files and the Ray runner (with a fake trainer)."""
+"""Tests of the Ray runner with fake trainers: outcomes, relaunches, kills and packs."""
 import collections
 import json
 import os
@@ -11,9 +11,10 @@ import time
 import pytest
 
 from wae_jax import results as results_lib
-from wae_jax import sweep as sweep_lib
+from wae_jax import runner
+from wae_jax import study
+from wae_jax import workdir as workdir_lib
 
-h = sweep_lib.HYPER
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE_TRAINER = os.path.join(REPO, "tests", "fixtures", "fake_trainer.py")
 
@@ -31,137 +32,6 @@ def _log_counts(log):
     kind, trial = line.split()[:2]
     (starts if kind == "start" else dones)[trial] += 1
   return starts, dones
-
-
-# --- The DSL -----------------------------------------------------------------------------
-
-
-def test_product_zip_chain_counts():
-  grid = h.product([h.fixed("config", "b"), h.sweep("config.lam", [1, 10, 100]),
-                    h.sweep("config.seed", [0, 1])])
-  assert len(grid) == 6
-  assert {(t["config.lam"], t["config.seed"]) for t in grid} == {
-      (l, s) for l in (1, 10, 100) for s in (0, 1)}
-  assert all(t["config"] == "b" for t in grid)
-  zipped = h.zipit([h.sweep("config.lam", [1, 2, 3]), h.sweep("config.z_dim", [4, 5, 6])])
-  assert zipped == [{"config.lam": 1, "config.z_dim": 4}, {"config.lam": 2, "config.z_dim": 5},
-                    {"config.lam": 3, "config.z_dim": 6}]
-  assert len(h.chainit([grid, zipped, h.fixed("config", "c")])) == 10
-
-
-def test_combinators_reject_conflicts():
-  with pytest.raises(sweep_lib.SweepError, match="config.lam"):
-    h.product([h.sweep("config.lam", [1, 2]), h.fixed("config.lam", 3)])
-  with pytest.raises(sweep_lib.SweepError, match="different lengths"):
-    h.zipit([h.sweep("config.lam", [1, 2]), h.sweep("config.seed", [1, 2, 3])])
-
-
-def test_random_search_is_seeded_and_in_range():
-  space = {"config.lr": h.loguniform(1e-4, 1e-2), "config.w": h.uniform(-1, 1),
-           "config.arch": h.choice(["a", "b", "c"])}
-  draws = h.random_search(500, space, seed=3)
-  assert len(draws) == 500
-  assert draws == h.random_search(500, space, seed=3)
-  assert draws != h.random_search(500, space, seed=4)
-  lrs = [d["config.lr"] for d in draws]
-  assert 1e-4 <= min(lrs) < 2e-4 and 5e-3 < max(lrs) <= 1e-2
-  # Log-uniform: about half the draws below the geometric middle 1e-3.
-  assert 200 < sum(lr < 1e-3 for lr in lrs) < 300
-  assert all(-1 <= d["config.w"] <= 1 for d in draws)
-  assert collections.Counter(d["config.arch"] for d in draws).keys() == {"a", "b", "c"}
-  # A new key leaves the draws of the others alone.
-  more = h.random_search(500, {**space, "config.extra": h.uniform(0, 1)}, seed=3)
-  assert [{k: d[k] for k in space} for d in more] == draws
-
-
-def test_trial_id_is_a_canonical_hash():
-  a = {"config": "mnist_vae", "config.lam": 1.0, "config.seed": 0}
-  b = {"config.seed": 0, "config.lam": 1.0, "config": "mnist_vae"}
-  assert sweep_lib.trial_id(a) == sweep_lib.trial_id(b)
-  assert sweep_lib.trial_id(a) != sweep_lib.trial_id({**a, "config.seed": 1})
-  # Pinned: ids name directories of running studies and must never change.
-  assert sweep_lib.trial_id(a) == "539ffd163295"
-
-
-def test_trial_ids_are_the_same_in_another_process():
-  here = list(sweep_lib.load_sweep("sweeps/bigwae.py", check=False).trials)
-  code = ("import json; from wae_jax import sweep; "
-          "print(json.dumps(list(sweep.load_sweep('sweeps/bigwae.py', check=False).trials)))")
-  there = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONHASHSEED": "123"}).stdout
-  assert json.loads(there) == here
-
-
-def test_flags_of():
-  trial = {"config": "mnist_wae_mmd:debug", "config.mmd.scales": [0.5, 1.0], "config.lam": 1e-05,
-           "config.mmd.kernel": "rbf", "config.gan.p_trick": True, "config.z_dim": 8}
-  assert sweep_lib.flags_of(trial) == [
-      "--config=mnist_wae_mmd:debug", "--config.gan.p_trick=True", "--config.lam=1e-05",
-      "--config.mmd.kernel=rbf", "--config.mmd.scales=(0.5, 1.0)", "--config.z_dim=8"]
-
-
-# --- The sweep files -----------------------------------------------------------------------
-
-
-def test_bigwae_has_3000_trials_with_equal_budgets():
-  s = sweep_lib.load_sweep("sweeps/bigwae.py")  # Also validates every trial's config.
-  trials = list(s.trials.values())
-  assert len(s.trials) >= 3000 and len(s.trials) == len(trials)
-  per_base = collections.Counter(t["config"] for t in trials)
-  assert set(per_base) == {"celeba_wae_gan", "celeba_wae_mmd", "celeba_vae", "celeba_wae_sw"}
-  assert len(set(per_base.values())) == 1
-  assert {t["config.num_steps"] for t in trials} == {100_000}
-  for base in per_base:
-    group = [t for t in trials if t["config"] == base]
-    # 3 seeds of each sampled point.
-    points = collections.Counter(
-        json.dumps({k: v for k, v in t.items() if k != "config.seed"}, sort_keys=True)
-        for t in group)
-    assert set(points.values()) == {3}
-    assert {t["config.model.arch"] for t in group} == {"dcgan", "resnet"}
-    assert len({t["config.optim.lr"] for t in group}) > 100
-  own = {"celeba_wae_gan": {"config.lam", "config.gan.lr"}, "celeba_wae_mmd": {"config.lam"},
-         "celeba_vae": {"config.recon.scale"},
-         "celeba_wae_sw": {"config.lam", "config.sw.num_projections"}}
-  shared = {"config", "config.num_steps", "config.ckpt_every", "config.seed", "config.z_dim",
-            "config.batch_size", "config.optim.lr", "config.model.arch"}
-  assert all(set(t) == shared | own[t["config"]] for t in trials)
-
-
-@pytest.mark.parametrize("spec,count", [
-    ("sweeps/bigwae.py:debug", 8), ("sweeps/table1.py", 6), ("sweeps/table1.py:mnist", 3),
-    ("sweeps/kernel_ablation.py", 36), ("sweeps/kernel_ablation.py:debug", 12)])
-def test_sweep_files(spec, count):
-  assert len(sweep_lib.load_sweep(spec).trials) == count
-
-
-def test_check_divides_each_batch_over_the_target_devices():
-  """The paper's batch of 100 cannot shard over a v2-8's 8 cores: said before launch."""
-  assert len(sweep_lib.load_sweep("sweeps/table1.py:mnist", num_devices=4).trials) == 3
-  assert len(sweep_lib.load_sweep("sweeps/bigwae.py:debug", num_devices=8).trials) == 8
-  with pytest.raises(sweep_lib.SweepError, match=r"batch_size.*100 does not divide over 8"):
-    sweep_lib.load_sweep("sweeps/table1.py:mnist", num_devices=8)
-  with pytest.raises(SystemExit) as e:
-    sweep_lib.main(["list", "sweeps/table1.py", "--devices=0"])
-  assert e.value.code == 2
-
-
-def test_bad_sweeps_fail_with_one_line(tmp_path, capsys):
-  no_base = _sweep_file(tmp_path, "def get_hyper(h):\n  return h.sweep('config.lam', [1])\n")
-  with pytest.raises(sweep_lib.SweepError, match="no base config"):
-    sweep_lib.load_sweep(no_base)
-  typo = _sweep_file(tmp_path, "def get_hyper(h):\n"
-                     "  return h.product([h.fixed('config', 'mnist_vae'),"
-                     " h.fixed('config.optim.lrr', 1e-3)])\n", "typo.py")
-  with pytest.raises(sweep_lib.SweepError, match="optim.lrr"):
-    sweep_lib.load_sweep(typo)
-  with pytest.raises(sweep_lib.SweepError, match="unknown argument"):
-    sweep_lib.load_sweep("sweeps/bigwae.py:huge")
-  with pytest.raises(SystemExit) as e:
-    sweep_lib.main(["run", typo])
-  assert e.value.code == 2
-  err = capsys.readouterr().err
-  assert err.startswith("wae-sweep: error:") and err.count("\n") == 1
 
 
 # --- The runner ---------------------------------------------------------------------------
@@ -192,10 +62,10 @@ def get_hyper(h):
 
 
 def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, capsys):
-  s = sweep_lib.load_sweep(_sweep_file(tmp_path, FAKE_SWEEP), check=False)
+  s = study.load_sweep(_sweep_file(tmp_path, FAKE_SWEEP), check=False)
   log, workdir = str(tmp_path / "log"), tmp_path / "w"
   trainer = [sys.executable, FAKE_TRAINER, f"--log={log}"]
-  counts = sweep_lib.run_sweep(s, workdir, parallel=2, trainer=trainer)
+  counts = runner.run_sweep(s, workdir, parallel=2, trainer=trainer)
   assert counts == {"done": 3, "diverged": 1, "failed": 2}
   by_kind = {}
   for tid, trial in s.trials.items():
@@ -221,17 +91,17 @@ def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, 
   assert set(ledger["trials"]) == set(s.trials)
 
   # A relaunch finds every trial final and starts nothing.
-  assert sweep_lib.run_sweep(s, workdir, parallel=2, trainer=trainer) == counts
+  assert runner.run_sweep(s, workdir, parallel=2, trainer=trainer) == counts
   assert _log_counts(log)[0] == starts
   assert "0 to run" in capsys.readouterr().out
-  sweep_lib.sweep_status(s, workdir)
+  runner.sweep_status(s, workdir)
   out = capsys.readouterr().out
   assert "done 3  diverged 1  failed 2" in out and "6/6 final" in out
 
 
 def test_interrupted_trials_resume(tmp_path, local_ray):
   """A trial left `running` (its sweep was killed) resumes from its checkpoint on relaunch."""
-  s = sweep_lib.load_sweep(_sweep_file(
+  s = study.load_sweep(_sweep_file(
       tmp_path, "def get_hyper(h):\n  return h.sweep('config', ['a', 'b'])\n"), check=False)
   log, workdir = str(tmp_path / "log"), tmp_path / "w"
   a, b = s.trials
@@ -240,10 +110,10 @@ def test_interrupted_trials_resume(tmp_path, local_ray):
   (workdir / a / "metrics.json").write_text(json.dumps({"status": "running", "step": 7}))
   (workdir / b).mkdir()
   (workdir / b / "metrics.json").write_text("{not json")
-  sweep_lib.run_sweep(s, workdir, trainer=[sys.executable, FAKE_TRAINER, f"--log={log}"])
+  runner.run_sweep(s, workdir, trainer=[sys.executable, FAKE_TRAINER, f"--log={log}"])
   starts = [line.split()[:3] for line in open(log) if line.startswith("start")]
   assert sorted(starts) == sorted([["start", a, "7"], ["start", b, "0"]])
-  assert results_lib.read_state(workdir / a).status == "done"
+  assert workdir_lib.read_state(workdir / a).status == "done"
 
 
 @pytest.mark.slow
@@ -256,7 +126,7 @@ def test_kill_and_relaunch_runs_each_trial_once(tmp_path):
       """)
   log, workdir = tmp_path / "log", tmp_path / "w"
   log.touch()
-  command = [sys.executable, "-m", "wae_jax.sweep", "run", spec, f"--workdir={workdir}",
+  command = [sys.executable, "-m", "wae_jax.cli.sweep", "run", spec, f"--workdir={workdir}",
              "--parallel=2", "--nocheck", f"--trainer={sys.executable} {FAKE_TRAINER} --log={log}"]
   for kill_after in (2, 5):
     sweep = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
@@ -277,7 +147,7 @@ def test_kill_and_relaunch_runs_each_trial_once(tmp_path):
   assert done.returncode == 0, done.stderr
   starts, dones = _log_counts(log)
   assert len(dones) == 8 and set(dones.values()) == {1}
-  assert {st.status for st in sweep_lib.read_states(workdir, dones).values()} == {"done"}
+  assert {st.status for st in workdir_lib.read_states(workdir, dones).values()} == {"done"}
   print(json.dumps({"kills": 2, "trials": 8, "completions": sum(dones.values()),
                     "restarted": sum(n > 1 for n in starts.values())}))
 
@@ -306,7 +176,7 @@ def test_real_trainer_sweep(tmp_path, local_ray):
         ])
       """)
   workdir = tmp_path / "w"
-  counts = sweep_lib.run_sweep(sweep_lib.load_sweep(spec), workdir, parallel=2)
+  counts = runner.run_sweep(study.load_sweep(spec), workdir, parallel=2)
   assert counts == {"done": 1, "diverged": 1}
   results = results_lib.read_results(workdir)
   trials = results.trials.set_index("lam")
@@ -327,16 +197,16 @@ def test_pack_trials_share_packs_only_with_equal_shapes_and_resume_steps():
   other = [{**base, "config.z_dim": 16}, {**base, "config.z_dim": 16, "config.lam": 3.0},
            {**base, "config.model.arch": "resnet"}, {**base, "config.batch_size": 32},
            {"config": "mnist_wae_gan:debug"}, {**base, "config.seed": 9}]
-  trials = {sweep_lib.trial_id(t): t for t in same + other}
+  trials = {study.trial_id(t): t for t in same + other}
   ids = list(trials)
   resumed = ids[-1]  # Shaped like `same`, but resumes from a checkpoint.
-  packs = sweep_lib.pack_trials(trials, {resumed: 100}, size=4)
+  packs = runner.pack_trials(trials, {resumed: 100}, size=4)
   # The 5 trials that differ only in per-trial fields: 2 packs of as equal sizes as possible.
   assert packs[:2] == [ids[0:2], ids[2:5]]
   assert packs[2:] == [ids[5:7], [ids[7]], [ids[8]], [ids[9]], [resumed]]
-  assert sweep_lib.pack_trials(trials, {resumed: 100}, size=8)[0] == ids[0:5]
-  assert sweep_lib.pack_trials(trials, {}, size=8)[0] == ids[0:5] + [resumed]
-  assert all(len(p) == 1 for p in sweep_lib.pack_trials(trials, {}, size=1))
+  assert runner.pack_trials(trials, {resumed: 100}, size=8)[0] == ids[0:5]
+  assert runner.pack_trials(trials, {}, size=8)[0] == ids[0:5] + [resumed]
+  assert all(len(p) == 1 for p in runner.pack_trials(trials, {}, size=1))
 
 
 FAKE_PACK_TRAINER = """
@@ -369,7 +239,7 @@ def test_run_pack_records_each_member(tmp_path):
           member("final", "crash")]
   os.makedirs(tmp_path / "final")
   (tmp_path / "final" / "metrics.json").write_text(json.dumps({"status": "done", "step": 3}))
-  records = sweep_lib.run_pack(pack, trainer)
+  records = runner.run_pack(pack, trainer)
   # A finished member is not trained again; the crash fails each member it left unfinished.
   assert (tmp_path / "log").read_text() == "ok nan crash\n"
   assert [r["status"] for r in records] == ["done", "diverged", "failed", "done"]
@@ -379,13 +249,13 @@ def test_run_pack_records_each_member(tmp_path):
     assert "training 3 trials" in (tmp_path / name / "train.log").read_text()
 
   # Killed by a signal: Ray's retry resumes it.
-  with pytest.raises(sweep_lib.TrialInterrupted, match="code -15"):
-    sweep_lib.run_pack([member("a", "done"), member("b", "signal")], trainer)
+  with pytest.raises(runner.TrialInterrupted, match="code -15"):
+    runner.run_pack([member("a", "done"), member("b", "signal")], trainer)
 
   # Members a kill left at different checkpoint steps train as one pack per step.
   for name, step in (("c", 2), ("d", 4), ("e", 2)):
     os.makedirs(tmp_path / name / "checkpoints" / str(step))
-  sweep_lib.run_pack([member(n, "done") for n in "cde"], trainer)
+  runner.run_pack([member(n, "done") for n in "cde"], trainer)
   assert (tmp_path / "log").read_text().splitlines()[-2:] == ["c e", "d"]
 
 
@@ -404,12 +274,12 @@ def test_packed_sweep_through_the_cli(tmp_path):
         ])
       """)
   workdir = tmp_path / "w"
-  command = [sys.executable, "-m", "wae_jax.sweep", "run", spec, f"--workdir={workdir}",
+  command = [sys.executable, "-m", "wae_jax.cli.sweep", "run", spec, f"--workdir={workdir}",
              "--pack=4"]
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
   assert done.returncode == 0, done.stderr[-2000:]
   assert "4 to run as 1 pack of <= 4" in done.stdout and "done 4" in done.stdout
-  trials = sweep_lib.load_sweep(spec).trials
+  trials = study.load_sweep(spec).trials
   records = {tid: json.loads((workdir / tid / "metrics.json").read_text()) for tid in trials}
   for tid, record in records.items():
     assert (record["status"], record["step"]) == ("done", 20)

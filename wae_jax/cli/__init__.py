@@ -1,0 +1,1 @@
+"""Command-line entry points: thin argparse wrappers over the library modules."""

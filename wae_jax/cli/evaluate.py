@@ -1,0 +1,46 @@
+r"""wae-eval: the final metrics of a trial directory's latest checkpoint, into metrics.json.
+
+  wae-eval --workdir=W [--num_samples=50000] [--inception_weights=PATH] [--cache_dir=DIR]
+"""
+
+import argparse
+from typing import Sequence
+
+from absl import app
+from absl import logging
+
+from wae_jax import evaluate
+from wae_jax import inception
+from wae_jax.cli import common
+from wae_jax.errors import ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(
+      prog="wae-eval", description="Domain FID, FID, sharpness and held-out metrics of the "
+      "latest checkpoint of a trial directory, merged into its metrics.json.")
+  parser.add_argument("--workdir", required=True, help="trial directory (local or gs://)")
+  parser.add_argument("--num_samples", type=int, default=evaluate.NUM_SAMPLES,
+                      help=f"prior samples (default {evaluate.NUM_SAMPLES}; 50000 as in most "
+                           "FID tables)")
+  parser.add_argument("--inception_weights", default=None,
+                      help=f"pytorch-fid's {inception.WEIGHTS_FILE} (default: "
+                           f"${inception.WEIGHTS_ENV}, else torch's hub cache; no FID without)")
+  parser.add_argument("--cache_dir", default="",
+                      help="domain classifiers and reference statistics (default "
+                           f"{evaluate.CACHE_DIR})")
+  args = parser.parse_args(argv)
+  app.run(lambda _: _run(args), argv=[parser.prog])
+
+
+def _run(args: argparse.Namespace) -> None:
+  logging.get_absl_handler().python_handler.addFilter(common.quiet_libraries)
+  try:
+    evaluate.evaluate(args.workdir, num_samples=args.num_samples,
+                      inception_weights=args.inception_weights, cache_dir=args.cache_dir)
+  except (evaluate.EvalError, inception.WeightsError, ConfigError) as e:
+    common.fail("wae-eval", str(e))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,87 @@
+r"""wae-sweep: list, run and follow a study written as data, one trial directory a trial.
+
+  wae-sweep list   sweeps/bigwae.py
+  wae-sweep run    sweeps/bigwae.py:debug --workdir=/tmp/sweep [--parallel=2] [--pack=8]
+  wae-sweep status sweeps/bigwae.py:debug --workdir=/tmp/sweep
+
+A sweep file defines `get_hyper(h, arg=None)` and builds its trials with the DSL in `h`
+(`wae_jax.hyper`). Each trial trains in `W/<trial id>/`; `run` fans them out on Ray and,
+relaunched with the same command, skips finished trials and resumes the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from typing import Sequence
+
+from wae_jax import hyper
+from wae_jax import runner
+from wae_jax import study
+from wae_jax import workdir as workdir_lib
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="wae-sweep", description=__doc__.split("\n\n")[0])
+  parser.add_argument("command", choices=("list", "run", "status"))
+  parser.add_argument("sweep", help="sweep file and optional argument: path.py[:arg]")
+  parser.add_argument("--workdir", help="sweep directory (local or gs://); one subdir a trial")
+  parser.add_argument("--parallel", type=int, default=None,
+                      help="tasks (trials, or packs) at a time (local Ray: its CPU count; "
+                           "default 1 locally, unbounded on a cluster)")
+  parser.add_argument("--pack", type=int, default=1,
+                      help="train up to this many trials that share their shapes as one "
+                           "vmapped program, one Ray task a pack (default 1: a task a trial)")
+  parser.add_argument("--ray_address", default=None, help="join this Ray cluster ('auto', ...)")
+  parser.add_argument("--trainer", default=None,
+                      help="trainer command before --config (default: python "
+                           f"{' '.join(runner.default_trainer()[1:])}); with --pack > 1, "
+                           "before the pack's JSON (default: python "
+                           f"{' '.join(runner.default_pack_trainer()[1:])})")
+  parser.add_argument("--resources", default=None, type=json.loads,
+                      help='Ray resources per task (a trial, or a pack) as JSON, e.g. '
+                           '\'{"TPU": 4}\' (default {"CPU": 1})')
+  parser.add_argument("--max_retries", type=int, default=2,
+                      help="retries of a task whose worker or trainer is lost")
+  parser.add_argument("--devices", type=int, default=1,
+                      help="devices each trial trains on, for the up-front check that its "
+                           "batch divides over them (8 on a v2-8; default 1)")
+  parser.add_argument("--nocheck", action="store_true",
+                      help="do not validate the trials' configs before running")
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  args = _parser().parse_args(argv)
+  try:
+    if args.command != "list" and not args.workdir:
+      raise hyper.SweepError(f"{args.command} needs --workdir")
+    if args.parallel is not None and args.parallel < 1:
+      raise hyper.SweepError(f"--parallel must be >= 1, got {args.parallel}")
+    if args.pack < 1:
+      raise hyper.SweepError(f"--pack must be >= 1, got {args.pack}")
+    if args.devices < 1:
+      raise hyper.SweepError(f"--devices must be >= 1, got {args.devices}")
+    s = study.load_sweep(args.sweep, check=not args.nocheck, num_devices=args.devices)
+    if args.command == "list":
+      runner.list_sweep(s)
+    elif args.command == "status":
+      runner.sweep_status(s, args.workdir)
+    else:
+      counts = runner.run_sweep(s, args.workdir, parallel=args.parallel, pack=args.pack,
+                                ray_address=args.ray_address,
+                                trainer=shlex.split(args.trainer) if args.trainer else None,
+                                resources=args.resources, max_retries=args.max_retries)
+      sys.exit(0 if set(counts) <= set(workdir_lib.FINAL) else 1)
+  except hyper.SweepError as e:
+    print(f"wae-sweep: error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except KeyboardInterrupt:
+    print("wae-sweep: interrupted; run the same command again to resume", file=sys.stderr)
+    sys.exit(130)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,114 @@
+r"""wae-train: trains one trial (or a pack of trials) into its directory.
+
+  wae-train --config=mnist_wae_mmd:debug --workdir=/tmp/wae [--config.lam=5 ...]
+  wae-train --pack='[{"trial": {...}, "workdir": "..."}, ...]'   (what `wae-sweep --pack` runs)
+
+Exit codes (workdir.EXIT_*): 0 finished; 2 a refused flag or config, one line, nothing
+written; 143 stopped by a signal with a checkpoint saved (run it again to resume); 1 a
+crash, recorded as `failed` in each unfinished trial's metrics.json, the error the last line.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF is only here for TensorBoard files.
+
+import json  # pylint: disable=g-import-not-at-top,wrong-import-position
+import sys
+import traceback
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from wae_jax import config as config_lib
+from wae_jax import hyper
+from wae_jax import loop
+from wae_jax import study
+from wae_jax import workdir as workdir_lib
+from wae_jax.cli import common
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config: name[:arg] or path.py[:arg].",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Trial directory (local or gs://).")
+_PACK = flags.DEFINE_string("pack", None, "JSON [{trial, workdir}, ...]: trials that share "
+                            "their shapes, trained as one program (instead of --config).")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing with bundled config names and one-line errors (exit 2)."""
+  try:
+    argv = [argv[0]] + [_resolve_config_flag(a) for a in argv[1:]]
+    rest = flags.FLAGS(argv)
+    if _PACK.value is None and (_WORKDIR.value is None or _CONFIG.value is None):
+      raise flags.Error("--config and --workdir are required")
+  except (flags.Error, config_lib.ConfigError) as e:
+    common.fail("wae-train", str(e).splitlines()[0])
+  except (AttributeError, KeyError) as e:  # ml_collections' answer to --config.<unknown field>.
+    field, *hint = str(e.args[0]).split("\n")
+    common.fail("wae-train", f"--config: no field {field.strip(chr(39))!r}. "
+                f"{' '.join(hint)}".strip())
+  return rest
+
+
+def _resolve_config_flag(arg: str) -> str:
+  if arg.startswith("--config="):
+    return "--config=" + config_lib.resolve(arg[len("--config="):])
+  return arg
+
+
+def _members() -> tuple[list, list[str]]:
+  """The configs and trial directories to train: --pack's, or --config's and --workdir's."""
+  if _PACK.value is None:
+    return [_CONFIG.value], [_WORKDIR.value]
+  members, bases = json.loads(_PACK.value), {}
+  return ([study.trial_config(m["trial"], bases) for m in members],
+          [m["workdir"] for m in members])
+
+
+def _join_hosts() -> None:
+  """Joins the other processes of a multi-host run before JAX touches a device.
+
+  On Cloud TPU VMs everything is auto-detected. Elsewhere (or to test on one machine) set
+  JAX_COORDINATOR_ADDRESS=host:port, WAE_NUM_PROCESSES and WAE_PROCESS_ID.
+  """
+  n, i = os.environ.get("WAE_NUM_PROCESSES"), os.environ.get("WAE_PROCESS_ID")
+  jax.distributed.initialize(num_processes=int(n) if n else None,
+                             process_id=int(i) if i else None)
+
+
+def _run(argv: list[str]) -> None:
+  del argv
+  try:
+    configs, workdirs = _members()
+  except (hyper.SweepError, ValueError, KeyError) as e:
+    common.fail("wae-train", f"--pack: {str(e).strip().splitlines()[0]}")
+  if configs[0].multihost:
+    _join_hosts()
+    if jax.process_index() != 0:  # One console: the other hosts report only problems.
+      logging.set_verbosity(logging.WARNING)
+  try:
+    results = loop.train_pack(configs, workdirs)
+  except config_lib.ConfigError as e:
+    common.fail("wae-train", str(e).strip().splitlines()[0])
+  except Exception as e:  # pylint: disable=broad-except  # Recorded, then summed up.
+    error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}"
+    if jax.process_index() == 0:
+      for c, workdir in zip(configs, workdirs):
+        if workdir_lib.read_record(workdir).get("status") not in workdir_lib.FINAL:
+          workdir_lib.record_failure(workdir, error, config=config_lib.flatten(c),
+                                     num_steps=c.num_steps)
+    traceback.print_exc()
+    common.fail(None, error, workdir_lib.EXIT_CRASHED)
+  if any(r.status == workdir_lib.RUNNING for r in results):
+    sys.exit(workdir_lib.EXIT_STOPPED)
+
+
+def main() -> None:
+  logging.get_absl_handler().python_handler.addFilter(common.quiet_libraries)
+  app.run(_run, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,30 @@
+"""Domain FID: the Frechet distance of a classifier trained on the dataset's own labels.
+
+Not an Inception FID: a sample-quality score for small grey datasets, with the classifier's
+test accuracy beside it. Datasets without labels (CelebA) get none.
+"""
+
+from absl import logging
+
+from wae_jax import classifier
+from wae_jax import evaluators
+from wae_jax import fid
+from wae_jax.evaluators.common import Context
+
+
+@evaluators.register("domain_fid", metrics=(
+    evaluators.Metric("domain_fid", table_rank=1),
+    evaluators.Metric("domain_fid_classifier_acc", higher_is_better=True)))
+def evaluate(context: Context):
+  ds, cache_dir = context.dataset, context.options["cache_dir"]
+  if ds.train.labels is None:
+    logging.info("No domain FID: %s has no class labels.", ds.name)
+    return {}
+  logging.info("Domain FID: the domain classifier (trained once per dataset, cached in %s).",
+               cache_dir)
+  clf = classifier.get_or_train(
+      ds, cache_dir, steps=context.options.get("classifier_steps", classifier.STEPS))
+  logging.info("Domain FID: classifier features (its test accuracy is %.4f).",
+               clf.test_accuracy)
+  return {"domain_fid": fid.domain_fid(context.samples, ds, cache_dir, clf),
+          "domain_fid_classifier_acc": clf.test_accuracy}

@@ -1,0 +1,15 @@
+"""Held-out reconstruction cost and MMD(Q_Z, P_Z): the paper's test-set numbers."""
+
+from wae_jax import evaluators
+from wae_jax.evaluators.common import Context
+
+
+@evaluators.register("heldout", metrics=(
+    evaluators.Metric("recon", table_rank=2),
+    evaluators.Metric("recon_sq_l2"),  # Unweighted, comparable across recon.scale.
+    evaluators.Metric("mmd_heldout")))
+def heldout(context: Context):
+  _, costs, sq_l2, _ = context.heldout
+  return {"recon": float(context.c.recon.scale * costs.mean()),
+          "recon_sq_l2": float(sq_l2.mean()),
+          "mmd_heldout": context.heldout_mmd()}

@@ -1,0 +1,27 @@
+"""Sharpness: the paper's blurriness measure, of prior samples next to real images."""
+
+import numpy as np
+
+from wae_jax import evaluators
+from wae_jax.evaluators.common import Context
+
+# ITU-R 601 luma, as in tf.image.rgb_to_grayscale.
+LUMA = np.array([0.2989, 0.5870, 0.1140], np.float32)
+
+
+def sharpness(images: np.ndarray) -> np.ndarray:
+  """Per-image variance of the 3x3 Laplacian (VALID) of the grey image; images in [0, 1]."""
+  grey = images[..., 0] if images.shape[-1] == 1 else images @ LUMA
+  lap = (grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1] + grey[:, 1:-1, :-2] + grey[:, 1:-1, 2:]
+         - 4.0 * grey[:, 1:-1, 1:-1])
+  return lap.reshape(len(lap), -1).var(axis=1)
+
+
+@evaluators.register("sharpness", metrics=(
+    evaluators.Metric("sharpness_mean", higher_is_better=True),
+    evaluators.Metric("sharpness_min", higher_is_better=True),
+    evaluators.Metric("sharpness_data", higher_is_better=None)))  # The reference.
+def evaluate(context: Context):
+  sharp = sharpness(context.samples)
+  return {"sharpness_mean": float(sharp.mean()), "sharpness_min": float(sharp.min()),
+          "sharpness_data": float(sharpness(context.real).mean())}

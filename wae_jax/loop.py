@@ -1,0 +1,229 @@
+"""The training loop: the (packed) step, then each trial's periodic hooks.
+
+    for step in ...:
+      states, metrics = step_fn(states, batches, keys)     # K trials, one program
+      for each trial still training:
+        log -> evaluate -> checkpoint -> finish           # when each is due
+
+Metrics stay on the device until some hook is due, so steps dispatch back to back. A
+trial that diverges is recorded and dropped while the others go on; SIGTERM (a TPU
+preemption) or SIGINT checkpoints every trial and stops, and the same command resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import orbax.checkpoint as ocp
+
+from wae_jax import config as config_lib
+from wae_jax import data
+from wae_jax import evaluate
+from wae_jax import pack
+from wae_jax import state as state_lib
+from wae_jax import step as step_lib
+from wae_jax import workdir as workdir_lib
+from wae_jax.evaluators import common as eval_common
+from wae_jax.trial import Trial
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+  state: state_lib.TrainState | None  # None for a trial that was already finished.
+  status: str  # DONE, DIVERGED, or RUNNING (stopped by a signal; resumable).
+  metrics: dict[str, float]  # Held-out metrics of the last evaluation.
+  history: dict[int, dict[str, float]]  # Train metrics written at each log step of this run.
+
+
+class Preemption:
+  """Turns SIGTERM (TPU preemption) and SIGINT into a request to checkpoint and stop."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    logging.warning("Received %s: saving a checkpoint and stopping.", signal.Signals(signum).name)
+    self.requested = True
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+# ------------------------------------------------------------------------------------------
+# Periodic hooks: `due(trial, step, stopping)` and `__call__(trial, step, state)`.
+
+
+@dataclasses.dataclass
+class Evaluate:
+  """The config's evaluators on held-out data, every eval_every steps and at the end."""
+  inference: eval_common.Inference
+  dataset: data.Dataset
+  key: jax.Array
+
+  def due(self, t: Trial, step: int, stopping: bool) -> bool:
+    return t.due(step, t.c.eval_every)
+
+  def __call__(self, t: Trial, step: int, s: state_lib.TrainState) -> None:
+    context = eval_common.Context(self.inference, s.variables, self.dataset, self.key, t.c,
+                                  t.c.eval.num_samples)
+    metrics, fields = eval_common.run(t.c.eval.evaluators, context)
+    t.record_evaluation(step, metrics, fields, context.pictures())
+
+
+class Checkpoint:
+  """Saves the state every ckpt_every steps, at the end, and before stopping."""
+
+  def due(self, t: Trial, step: int, stopping: bool) -> bool:
+    return t.due(step, t.c.ckpt_every) or stopping
+
+  def __call__(self, t: Trial, step: int, s: state_lib.TrainState) -> None:
+    t.ckpt.save(step, args=ocp.args.StandardSave(s))
+
+
+@dataclasses.dataclass
+class Finish:
+  """At num_steps: what `wae-eval` computes (with eval.final_fid), then status done."""
+  evaluate: Evaluate
+  inception_params: Any
+
+  def due(self, t: Trial, step: int, stopping: bool) -> bool:
+    return step == t.c.num_steps
+
+  def __call__(self, t: Trial, step: int, s: state_lib.TrainState) -> None:
+    if t.c.eval.final_fid:
+      metrics, fields = evaluate.final_metrics(
+          t.c, s.variables, self.evaluate.dataset, self.evaluate.inference, self.evaluate.key,
+          num_samples=t.c.eval.fid_num_samples, cache_dir=t.c.eval.cache_dir,
+          inception_params=self.inception_params)
+      t.record_evaluation(step, metrics, fields, pictures={})
+    t.status = workdir_lib.DONE
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def train(c: ml_collections.ConfigDict, workdir: str) -> Result:
+  """Trains (or resumes) the run in `workdir` to `c.num_steps` and evaluates it."""
+  return train_pack([c], [workdir])[0]
+
+
+def train_pack(configs: list[ml_collections.ConfigDict], workdirs: list[str]) -> list[Result]:
+  """Trains trials that share their shapes (`pack.signature`) as one vmapped program."""
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  for c in configs:
+    config_lib.validate(c, jax.device_count())
+  pack.check(configs)
+  c = configs[0]
+  ds = data.load(c.data.source, c.data.heldout)
+  f = 2 ** (c.model.dec_layers - 1)
+  if ds.image_shape[0] % f or ds.image_shape[1] % f:
+    raise config_lib.ConfigError(
+        f"config.model.dec_layers: {c.model.dec_layers} layers need image sides divisible by "
+        f"{f}, but {c.data.source} has {ds.image_shape[0]}x{ds.image_shape[1]} images")
+  trials = [Trial(ck, w) for ck, w in zip(configs, workdirs)]
+  results = {}
+  for t in trials:
+    if t.finished:
+      logging.info("%s is already %s at step %d.", t.workdir, t.previous["status"],
+                   t.previous["step"])
+      results[id(t)] = Result(None, t.previous["status"], t.previous["metrics"], {})
+  active = [t for t in trials if not t.finished]
+  if active:
+    results.update(_train(active, ds, mesh))
+  return [results[id(t)] for t in trials]
+
+
+def _initial_states(trials: list[Trial], ds: data.Dataset, mesh: Mesh):
+  """The model, the jitted step and the trials' stacked states: restored, or fresh (after
+  encoder pre-training, where configured)."""
+  model, states, step_fn = pack.setup([t.c for t in trials], ds, mesh)
+  start = trials[0].open()
+  if any(t.open() != start for t in trials[1:]):
+    raise config_lib.ConfigError("trials in one pack must resume from the same step, got "
+                                 + ", ".join(f"{t.workdir}: {t.start}" for t in trials))
+  singles = [state_lib.unstack(states, k) for k in range(len(trials))]
+  for k, t in enumerate(trials):
+    if start:
+      singles[k] = state_lib.restore(t.ckpt, start, singles[k])
+      logging.info("Resumed from the checkpoint at step %d in %s.", start, t.workdir)
+    elif t.c.pretrain.max_steps > 0:
+      batches = data.batches(ds.train.images, t.c.batch_size, t.c.seed + 1, 0,
+                             NamedSharding(mesh, P("data")))
+      singles[k], n, loss = step_lib.pretrain_encoder(t.c, model, singles[k], batches, ds.pixels)
+      logging.info("Encoder pre-training of %s: %d steps, moment loss %.4f.", t.workdir, n, loss)
+  return model, step_fn, start, jax.device_put(state_lib.stack(singles), NamedSharding(mesh, P()))
+
+
+def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Result]:
+  model, step_fn, start, states = _initial_states(trials, ds, mesh)
+  inference = eval_common.Inference(trials[0].c, model, mesh, ds.pixels)
+  # Loaded before training, so bad weights fail the run at once, not at its end.
+  inception_params = (evaluate.load_inception() if any(t.c.eval.final_fid for t in trials)
+                      else None)
+  keys = [state_lib.trial_keys(t.c) for t in trials]
+  hooks = []
+  for k in range(len(trials)):
+    evaluator = Evaluate(inference, ds, keys[k][1])
+    hooks.append([evaluator, Checkpoint(), Finish(evaluator, inception_params)])
+  train_keys = jnp.stack([k[0] for k in keys])
+  batch_sharding = NamedSharding(mesh, P(None, "data"))
+  for t in trials:
+    t.write_status(workdir_lib.RUNNING, start)
+  results, alive = {}, list(range(len(trials)))
+  pending, step = [], start
+  with Preemption() as preemption:
+    for step in range(start + 1, max(t.c.num_steps for t in trials) + 1):
+      batch = np.stack([ds.train.images[data.batch_indices(
+          len(ds.train.images), t.c.batch_size, t.c.seed, step - 1)] for t in trials])
+      states, metrics = step_fn(states, data.place(batch, batch_sharding, axis=1), train_keys)
+      pending.append(metrics)
+      for k in alive:
+        trials[k].progress(step)
+      stopping = preemption.requested
+      if not stopping and not any(trials[k].due(step, trials[k].c.log_every)
+                                  or any(h.due(trials[k], step, False) for h in hooks[k])
+                                  for k in alive):
+        continue
+      for offset, m in enumerate(jax.device_get(pending)):
+        s = step - len(pending) + 1 + offset
+        alive = [k for k in alive
+                 if trials[k].log(s, {n: v[k] for n, v in m.items()}, stopping and s == step)]
+      pending = []
+      for k in list(alive):
+        t, state_k = trials[k], state_lib.unstack(states, k)
+        for hook in hooks[k]:
+          if hook.due(t, step, stopping):
+            hook(t, step, state_k)
+        if t.status == workdir_lib.DONE:
+          alive.remove(k)
+          results[id(t)] = Result(state_k, t.status, t.metrics, t.history)
+      if stopping:
+        for k in alive:
+          trials[k].write_status(workdir_lib.RUNNING, step)
+        logging.warning("Stopped at step %d; run the same command again to resume.", step)
+        break
+      if not alive:
+        break
+  for k, t in enumerate(trials):
+    t.close(t.c.num_steps if t.status == workdir_lib.DONE else step)
+    if id(t) not in results:
+      results[id(t)] = Result(state_lib.unstack(states, k), t.status, t.metrics, t.history)
+  return results

@@ -1,0 +1,91 @@
+"""Latent regularisers chosen by name: the penalty D_Z(Q_Z, P_Z) of the WAE objective.
+
+    loss = reconstruction + lambda * regulariser.penalty(codes, prior draws, rng, hparams)
+
+`config.algo` names the regulariser. Each lives in its own module and registers its class
+with `register`; a new one is a new module (or a class anywhere, registered before the run)
+and nothing else. A regulariser with state of its own (WAE-GAN's adversary) keeps it in
+`TrainState.penalty_state`: `init` makes it and `update` takes its step after the
+auto-encoder's, on the same batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import optax
+from jax.sharding import Mesh
+
+# Built-in regularisers by `config.algo`, imported when first asked for.
+_BUILTIN = {"wae_mmd": "mmd", "wae_sw": "sliced", "wae_gan": "adversarial", "vae": "kl"}
+_REGISTRY: dict[str, type[Regulariser]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Codes:
+  """The encoder's output for a batch: codes z ~ Q(Z|X), and Q(Z|X)'s mean and log-variance
+  (gaussian encoders; a deterministic encoder's z is its mean and log_var is None)."""
+  z: jax.Array
+  mean: jax.Array
+  log_var: jax.Array | None
+
+
+class Regulariser:
+  """Base class. Subclasses set `metric` (the penalty's name in the training metrics) and
+  implement `penalty`; `encoder` names the encoder kind they need, if any; `per_trial` the
+  config fields it reads only at `init` (into its state), which trials of a pack may vary."""
+  metric: str = "penalty"
+  encoder: str | None = None
+  per_trial: tuple[str, ...] = ()  # Its config fields that may differ within a pack.
+
+  def __init__(self, c: ml_collections.ConfigDict, mesh: Mesh,
+               optimizer: Callable[[float], optax.GradientTransformation]):
+    """`c` fixes what shapes the program; per-trial numbers come from `hparams`. `optimizer`
+    makes the trial's optimizer from a base learning rate, for regularisers with a state."""
+    self.c, self.mesh, self.optimizer = c, mesh, optimizer
+
+  def penalty(self, codes: Codes, prior: jax.Array, rng: jax.Array,
+              hparams: dict[str, jax.Array], state: Any) -> jax.Array:
+    """The scalar penalty: codes of a batch against as many draws of the prior P_Z."""
+    raise NotImplementedError
+
+  def init(self, rng: jax.Array, c: ml_collections.ConfigDict) -> Any:
+    """The regulariser's own state for the trial configured by `c` (None: it has none)."""
+    del rng, c
+    return None
+
+  def update(self, state: Any, z: jax.Array, prior: jax.Array,
+             hparams: dict[str, jax.Array]) -> tuple[Any, dict[str, jax.Array]]:
+    """Its own step after the auto-encoder's (on the codes before that step); new state and
+    metrics."""
+    del z, prior, hparams
+    return state, {}
+
+
+def register(name: str):
+  """Class decorator: makes the regulariser available as `config.algo = name`."""
+  def wrap(cls: type[Regulariser]) -> type[Regulariser]:
+    _REGISTRY[name] = cls
+    return cls
+  return wrap
+
+
+def get(name: str) -> type[Regulariser]:
+  if name not in _REGISTRY and name in _BUILTIN:
+    importlib.import_module(f"{__name__}.{_BUILTIN[name]}")
+  if name not in _REGISTRY:
+    raise KeyError(name)
+  return _REGISTRY[name]
+
+
+def names() -> list[str]:
+  return sorted(set(_BUILTIN) | set(_REGISTRY))
+
+
+def build(c: ml_collections.ConfigDict, mesh: Mesh,
+          optimizer: Callable[[float], optax.GradientTransformation]) -> Regulariser:
+  return get(c.algo)(c, mesh, optimizer)

@@ -1,0 +1,166 @@
+"""The train state, its optimizer and initialisation, and its checkpoints.
+
+Everything a training step reads and writes lives in one `TrainState`, including the
+trial's continuous hyperparameters (`hparams`, and the learning rates inside the optimizer
+states, injected the optax way). One compiled step therefore serves every trial that
+differs only in those numbers, and `jax.vmap` over a stack of states trains several such
+trials at once (see `pack.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from etils import epath
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from wae_jax import config as config_lib
+from wae_jax import data
+from wae_jax import models
+from wae_jax import regularisers
+from wae_jax import workdir as workdir_lib
+
+# Per-trial hyperparameters the objective reads from the state, by the config field they
+# come from. The learning rates live in the optimizer states (`optimizer`).
+HPARAMS = {"lam": "lam", "prior_var": "prior_var", "recon_scale": "recon.scale"}
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  hparams: dict[str, jax.Array]
+  params: Any  # {"encoder": ..., "decoder": ...}
+  batch_stats: Any
+  opt_state: optax.InjectHyperparamsState
+  penalty_state: Any = None  # A regulariser's own state (WAE-GAN: its adversary).
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    """The auto-encoder's flax variables."""
+    return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def hparams_of(c: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+  return {k: jnp.asarray(config_lib.get(c, field), jnp.float32) for k, field in HPARAMS.items()}
+
+
+def learning_rate(base: float, c: ml_collections.ConfigDict, steps_per_epoch: int):
+  """The paper's piecewise-constant decay: base / factor[i] from epoch decay_epochs[i] on."""
+  scales, previous = {}, 1.0
+  for epoch, factor in zip(c.optim.decay_epochs, c.optim.decay_factors):
+    scales[int(epoch * steps_per_epoch)] = previous / factor
+    previous = factor
+  return optax.piecewise_constant_schedule(base, scales)
+
+
+def optimizer(c: ml_collections.ConfigDict, steps_per_epoch: int, lr: float
+              ) -> optax.GradientTransformation:
+  """Adam (the paper's beta1 = 0.5) along the decay schedule, from base rate `lr`.
+
+  The base rate is injected into the optimizer state, so trials with different rates share
+  one transformation (and one compiled step): the update reads each trial's own.
+  """
+  decay = learning_rate(1.0, c, steps_per_epoch)
+
+  @optax.inject_hyperparams
+  def adam(learning_rate):  # pylint: disable=redefined-outer-name
+    return optax.adam(lambda count: learning_rate * decay(count), b1=c.optim.b1, b2=c.optim.b2)
+
+  return adam(learning_rate=lr)
+
+
+def init_state(c: ml_collections.ConfigDict, model: models.AutoEncoder,
+               regulariser: regularisers.Regulariser, image_shape, steps_per_epoch: int,
+               rng: jax.Array) -> TrainState:
+  model_rng, penalty_rng = jax.random.split(rng)
+  x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
+  variables = model.init(model_rng, x, jnp.zeros((1, c.z_dim)), train=False)
+  params = variables["params"]
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), hparams=hparams_of(c), params=params,
+      batch_stats=variables["batch_stats"],
+      opt_state=optimizer(c, steps_per_epoch, c.optim.lr).init(params),
+      penalty_state=regulariser.init(penalty_rng, c))
+
+
+def trial_keys(c: ml_collections.ConfigDict) -> jax.Array:
+  """The trial's training and evaluation keys: functions of its seed alone."""
+  return jax.random.split(jax.random.key(c.seed))
+
+
+def stack(states: list[TrainState]) -> TrainState:
+  return jax.tree.map(lambda *a: jnp.stack(a), *states)
+
+
+def unstack(states: TrainState, k: int) -> TrainState:
+  return jax.tree.map(lambda a: a[k], states)
+
+
+# ------------------------------------------------------------------------------------------
+# Checkpoints.
+
+
+def checkpoint_manager(workdir: epath.PathLike, c: ml_collections.ConfigDict,
+                       create: bool = False) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      (epath.Path(workdir) / workdir_lib.CHECKPOINTS).absolute(),
+      options=ocp.CheckpointManagerOptions(max_to_keep=c.keep_ckpts, create=create),
+      item_handlers=ocp.StandardCheckpointHandler())
+
+
+def abstract_state(c: ml_collections.ConfigDict, ds: data.Dataset, mesh: Mesh) -> TrainState:
+  """The shapes, dtypes and (replicated) shardings of the trial's state; nothing computed."""
+  steps_per_epoch = ds.steps_per_epoch(c.batch_size)
+  model = models.build(c, ds.image_shape, ds.symmetric)
+  regulariser = regularisers.build(c, mesh, functools.partial(optimizer, c, steps_per_epoch))
+  shapes = jax.eval_shape(functools.partial(init_state, c, model, regulariser, ds.image_shape,
+                                            steps_per_epoch), jax.random.key(c.seed))
+  replicated = NamedSharding(mesh, P())
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                      shapes)
+
+
+def restore(manager: ocp.CheckpointManager, step: int, target: TrainState) -> TrainState:
+  """The state saved at `step`, laid out as `target` (a state or `abstract_state`).
+
+  Checkpoints written before the learning rates moved into the optimizer state (and the
+  adversary into `penalty_state`) are read in their own layout and converted.
+  """
+  if "adv_params" not in manager.item_metadata(step):
+    return manager.restore(step, args=ocp.args.StandardRestore(target))
+  return _from_legacy(manager.restore(step, args=ocp.args.StandardRestore(_legacy(target))))
+
+
+def _legacy(s: TrainState) -> dict[str, Any]:
+  """`s` in the layout of the first checkpoints: base rates among the hyperparameters."""
+  lr = lambda opt: opt.hyperparams["learning_rate"]
+  penalty = s.penalty_state or {}
+  return {"step": s.step, "params": s.params, "batch_stats": s.batch_stats,
+          "opt_state": s.opt_state.inner_state,
+          "hparams": {**s.hparams, "lr": lr(s.opt_state),
+                      "adv_lr": lr(penalty["opt_state"]) if penalty else lr(s.opt_state)},
+          "adv_params": penalty.get("params"),
+          "adv_opt_state": penalty["opt_state"].inner_state if penalty else None}
+
+
+def _from_legacy(t: dict[str, Any]) -> TrainState:
+  def opt(inner, lr):
+    return optax.InjectHyperparamsState(count=t["step"], hyperparams={"learning_rate": lr},
+                                        inner_state=inner)
+  hparams = dict(t["hparams"])
+  lr, adv_lr = hparams.pop("lr"), hparams.pop("adv_lr")
+  penalty = None
+  if t["adv_params"] is not None:
+    penalty = {"params": t["adv_params"], "opt_state": opt(t["adv_opt_state"], adv_lr)}
+  return TrainState(step=t["step"], hparams=hparams, params=t["params"],
+                    batch_stats=t["batch_stats"], opt_state=opt(t["opt_state"], lr),
+                    penalty_state=penalty)

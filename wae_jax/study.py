@@ -1,0 +1,137 @@
+"""A study: a sweep file evaluated into trials with stable ids, their flags and configs.
+
+A trial is a flat dict: the key `config` names the base config (`name[:arg]`, as for
+`wae-train --config`), every other key is a `config.<field>` override. Its id is a hash of
+that dict, so the same file yields the same ids in every process and every run, and the id
+names the trial's directory in a sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+from typing import Any, Mapping
+
+import ml_collections
+
+from wae_jax import config as config_lib
+from wae_jax import hyper
+
+BASE = "config"  # The trial key naming the base config; every other key is an override.
+
+
+def trial_id(trial: hyper.Trial) -> str:
+  """A short stable hash of the trial: sha256 of its canonical JSON."""
+  canonical = json.dumps(trial, sort_keys=True, separators=(",", ":"))
+  return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _flag_value(value: Any) -> str:
+  """The text absl/ml_collections parse back into `value` for a field of its type."""
+  if isinstance(value, (list, tuple)):
+    return repr(tuple(value))
+  return value if isinstance(value, str) else repr(value)
+
+
+def flags_of(trial: hyper.Trial) -> list[str]:
+  """`wae-train` flags for the trial: `--config=<base>` then its overrides, sorted."""
+  overrides = sorted((k, v) for k, v in trial.items() if k != BASE)
+  return [f"--config={trial[BASE]}"] + [f"--{k}={_flag_value(v)}" for k, v in overrides]
+
+
+def _check_form(trial: hyper.Trial, where: str) -> None:
+  if not isinstance(trial.get(BASE), str):
+    raise hyper.SweepError(f"{where}: no base config; add h.fixed('config', '<name>[:arg]')")
+  for key, value in trial.items():
+    if key != BASE and not key.startswith("config."):
+      raise hyper.SweepError(f"{where}: key {key!r} is neither 'config' nor a "
+                             "'config.<field>' override")
+    scalars = value if isinstance(value, (list, tuple)) else [value]
+    if not all(isinstance(v, (bool, int, float, str)) for v in scalars):
+      raise hyper.SweepError(f"{where}: {key}={value!r} is not a number, string, bool or list")
+
+
+def check_configs(trials: Mapping[str, hyper.Trial], num_devices: int = 1) -> None:
+  """Builds every trial's config and validates it, so a typo fails before any launch.
+
+  `num_devices` is what each trial will train on (the driver cannot ask: on a TPU VM,
+  initialising JAX here would hold the chips the trainers need). The trainer checks the
+  rest (data on disk) when it starts.
+  """
+  bases = {}
+  for tid, trial in trials.items():
+    c = trial_config(trial, bases, tid)
+    try:
+      config_lib.validate(c, num_devices=num_devices)
+    except (config_lib.ConfigError, TypeError) as e:
+      raise hyper.SweepError(f"trial {tid} ({' '.join(flags_of(trial))}): "
+                             f"{str(e).strip().splitlines()[0]}") from None
+
+
+def trial_config(trial: hyper.Trial,
+                 bases: dict[str, ml_collections.ConfigDict] | None = None,
+                 tid: str | None = None) -> ml_collections.ConfigDict:
+  """The trial's config: its base config with its overrides, as `wae-train` would build it.
+
+  `bases` caches the base configs by name across calls (loading one runs its file).
+  """
+  bases = {} if bases is None else bases
+  try:
+    if trial[BASE] not in bases:
+      bases[trial[BASE]] = config_lib.load(trial[BASE])
+    c = bases[trial[BASE]].copy_and_resolve_references()
+    for key, value in trial.items():
+      if key != BASE:
+        _set_field(c, key[len("config."):], value)
+  except (config_lib.ConfigError, TypeError, KeyError, AttributeError) as e:
+    raise hyper.SweepError(f"trial {tid or trial_id(trial)} ({' '.join(flags_of(trial))}): "
+                           f"{str(e).strip().splitlines()[0]}") from None
+  return c
+
+
+def _set_field(c, field: str, value: Any) -> None:
+  *parents, name = field.split(".")
+  for part in parents:
+    c = c[part]
+  if name not in c:
+    raise KeyError(f"config.{field}: no such field")
+  c[name] = tuple(value) if isinstance(value, list) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  spec: str  # The sweep file and its argument, `path.py[:arg]`.
+  trials: dict[str, hyper.Trial]  # By trial id, in the file's order.
+
+
+def load_sweep(spec: str, check: bool = True, num_devices: int = 1) -> Sweep:
+  """Evaluates the sweep file `path.py[:arg]`; with `check`, validates every trial's config
+  for training on `num_devices` devices."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise hyper.SweepError(f"no sweep file {path!r}")
+  module_spec = importlib.util.spec_from_file_location("_wae_sweep", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_hyper"):
+    raise hyper.SweepError(f"{path} defines no get_hyper(h, arg=None)")
+  try:
+    trials = module.get_hyper(hyper.HYPER, arg) if arg else module.get_hyper(hyper.HYPER)
+  except (ValueError, TypeError) as e:
+    raise hyper.SweepError(f"{spec}: {str(e).strip().splitlines()[0]}") from None
+  by_id = {}
+  for i, trial in enumerate(trials):
+    _check_form(trial, f"{spec} trial #{i}")
+    tid = trial_id(trial)
+    if tid in by_id:
+      raise hyper.SweepError(f"{spec}: trial #{i} repeats an earlier trial ({tid}: "
+                             f"{' '.join(flags_of(trial))})")
+    by_id[tid] = trial
+  if not by_id:
+    raise hyper.SweepError(f"{spec} has no trials")
+  if check:
+    check_configs(by_id, num_devices)
+  return Sweep(spec, by_id)

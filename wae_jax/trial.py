@@ -1,0 +1,113 @@
+"""One trial as the training loop keeps it: its directory, writers, checkpoints and record.
+
+A pack trains several trials in one program; each keeps its own `Trial`, so its directory
+ends exactly as if it had run alone.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+from etils import epath
+import jax
+import ml_collections
+import numpy as np
+
+from wae_jax import config as config_lib
+from wae_jax import images
+from wae_jax import state as state_lib
+from wae_jax import workdir as workdir_lib
+
+
+class Trial:
+  """A trial's files and its progress: status, last evaluation, history of logged means."""
+
+  def __init__(self, c: ml_collections.ConfigDict, workdir: epath.PathLike):
+    self.c, self.workdir = c, epath.Path(workdir)
+    self.lead = jax.process_index() == 0  # Only the lead host writes files and progress.
+    self.started = time.time()
+    self.flat = config_lib.flatten(c)
+    self.previous = workdir_lib.read_metrics(self.workdir)  # Every host reads it: all agree.
+    self.status, self.history, self.pending = workdir_lib.RUNNING, {}, []
+    self.metrics = (self.previous or {}).get("metrics", {})
+    self.fields = {k: v for k, v in (self.previous or {}).items()
+                   if k in workdir_lib.EVAL_FIELDS + ("train",)}
+
+  @property
+  def finished(self) -> bool:
+    p = self.previous
+    return bool(p) and p["status"] in workdir_lib.FINAL and p["step"] >= self.c.num_steps
+
+  def open(self) -> int:
+    """Creates the directory's writers and checkpoint manager; returns the resume step."""
+    self.ckpt = state_lib.checkpoint_manager(self.workdir, self.c, create=True)
+    self.start = self.ckpt.latest_step() or 0
+    if self.lead:
+      workdir_lib.write_json(self.workdir / workdir_lib.CONFIG, self.c.to_dict())
+    self.writer = (metric_writers.create_default_writer(self.workdir) if self.lead
+                   else metric_writers.MultiWriter([]))
+    if self.start == 0:
+      self.writer.write_hparams({k: str(v) if isinstance(v, list) else v
+                                 for k, v in self.flat.items()})
+    self.progress = periodic_actions.ReportProgress(
+        num_train_steps=self.c.num_steps, writer=self.writer, every_steps=self.c.log_every)
+    return self.start
+
+  def due(self, step: int, every: int) -> bool:
+    return step % every == 0 or step == self.c.num_steps
+
+  def write_status(self, status: str, step: int, error: str | None = None) -> None:
+    if self.lead:
+      workdir_lib.write_metrics(
+          self.workdir, status=status, step=step, num_steps=self.c.num_steps,
+          wall_s=time.time() - self.started + (self.previous or {}).get("wall_s", 0),
+          metrics=self.metrics, config=self.flat, error=error, extra=self.fields)
+
+  def log(self, step: int, metrics: dict[str, np.ndarray], stopping: bool) -> bool:
+    """Collects the step's metrics; at log steps writes their means, or finds a divergence.
+
+    Returns False once the trial has diverged (recorded with the first bad step).
+    """
+    self.pending.append(metrics)
+    if not self.due(step, self.c.log_every) and not stopping:
+      return True
+    losses = np.array([m["loss"] for m in self.pending])
+    means = {k: float(np.mean([m[k] for m in self.pending])) for k in self.pending[0]}
+    bad = np.flatnonzero(~np.isfinite(losses))
+    first, self.pending = step - len(losses) + 1, []
+    if len(bad):
+      self.status = workdir_lib.DIVERGED
+      error = f"loss became {means['loss']} at step {first + bad[0]}"
+      logging.error("%s diverged: %s.", self.workdir, error)
+      self.write_status(workdir_lib.DIVERGED, first + bad[0], error)
+      return False
+    self.history[step] = means
+    self.fields["train"] = means
+    self.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
+    return True
+
+  def record_evaluation(self, step: int, metrics: dict[str, float], fields: dict[str, Any],
+                        pictures: dict[str, np.ndarray]) -> None:
+    self.metrics = metrics
+    self.fields = {**({"train": self.fields["train"]} if "train" in self.fields else {}),
+                   **fields}
+    self.writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
+    if pictures:
+      self.writer.write_images(step, {k: v[None] for k, v in pictures.items()})
+    if self.lead:
+      for name, picture in pictures.items():
+        images.save_png(self.workdir / f"{name}.png", picture)
+    logging.info("Evaluation of %s at step %d: %s", self.workdir, step,
+                 ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+  def close(self, step: int) -> None:
+    self.ckpt.wait_until_finished()
+    self.writer.flush()
+    if self.status == workdir_lib.DONE:
+      self.write_status(workdir_lib.DONE, step)
+      logging.info("Done: metrics in %s, samples in %s.", self.workdir / workdir_lib.METRICS,
+                   self.workdir / "samples.png")

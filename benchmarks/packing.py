@@ -1,4 +1,4 @@
-r"""Trials per hour when K trials train as one vmapped program (`train.setup`), by K.
+r"""Trials per hour when K trials train as one vmapped program (`pack.setup`), by K.
 
   python benchmarks/packing.py [--quick] [--nets debug,paper] [--packs 1,2,4] [--steps 5]
 
@@ -7,7 +7,7 @@ steps after --warmup), and trials/hour = 3600 / (step_s * num_steps / K) for tri
 config's num_steps; `speedup` is that over K = 1's, i.e. over the same trials trained one
 after another. The input pipeline is left out (random uint8 batches already on the devices).
 
-`variant` vmap is `train.setup`'s step. On XLA:CPU, vmapping a convolution over per-trial
+`variant` vmap is `pack.setup`'s step. On XLA:CPU, vmapping a convolution over per-trial
 weights makes one grouped convolution (feature_group_count = K), which runs far slower per
 FLOP than K plain ones; so two controls are measured too: `loop`, the K trials' steps one
 after another inside one jitted program (no grouped convs, one dispatch), and `conv`, one
@@ -19,7 +19,6 @@ step on a 2-core CPU. --quick: the debug net, K in {1, 4}, 3 steps. One JSON lin
 """
 
 import argparse
-import functools
 import json
 import statistics
 import time
@@ -30,14 +29,16 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from wae_jax import config as config_lib
+from wae_jax import data
 from wae_jax import models
-from wae_jax import train
+from wae_jax import pack
+from wae_jax import state as state_lib
 
 NETS = {"debug": "mnist_wae_mmd:debug", "paper": "mnist_wae_mmd"}
 PACKS = {"debug": (1, 2, 4, 8, 16), "paper": (1, 2, 4)}
 STEPS = {"debug": 10, "paper": 3}
+DATA = "bundled:mnist"  # Only its shapes matter: batches are random.
 IMAGE_SHAPE = (28, 28, 1)
-STEPS_PER_EPOCH = 600
 
 
 def configs_for(net: str, k: int) -> list:
@@ -51,17 +52,14 @@ def configs_for(net: str, k: int) -> list:
   return configs
 
 
-def looped(configs, mesh):
+def looped(configs, ds, mesh):
   """The control: the K trials' steps one after another in one jitted program."""
-  c = configs[0]
-  model, adversary = models.build(c, IMAGE_SHAPE, False)
-  step = functools.partial(train.train_step, c=c, model=model, adversary=adversary,
-                           tx=train.optimizer(c, STEPS_PER_EPOCH), mesh=mesh, symmetric=False)
+  _, step, _ = pack.single(configs[0], ds, mesh)
 
   def run(states, batches, keys):
-    outs = [step(train.unstack(states, i), batches[i],
+    outs = [step(state_lib.unstack(states, i), batches[i],
                  jax.random.fold_in(keys[i], states.step[i])) for i in range(len(configs))]
-    return train.stack([s for s, _ in outs]), train.stack([m for _, m in outs])
+    return state_lib.stack([s for s, _ in outs]), state_lib.stack([m for _, m in outs])
 
   replicated = NamedSharding(mesh, P())
   return jax.jit(run, donate_argnums=0,
@@ -84,9 +82,10 @@ def time_calls(fn, args, update, warmup: int, steps: int) -> tuple[float, float]
 def bench_step(net: str, k: int, variant: str, mesh, warmup: int, steps: int) -> dict:
   configs = configs_for(net, k)
   c = configs[0]
-  _, states, step_fn = train.setup(configs, IMAGE_SHAPE, False, STEPS_PER_EPOCH, mesh)
+  ds = data.load(DATA, 1000)
+  _, states, step_fn = pack.setup(configs, ds, mesh)
   if variant == "loop":
-    step_fn = looped(configs, mesh)
+    step_fn = looped(configs, ds, mesh)
   batches = jax.device_put(
       np.random.default_rng(0).integers(0, 256, (k, c.batch_size) + IMAGE_SHAPE, np.uint8),
       NamedSharding(mesh, P(None, "data")))

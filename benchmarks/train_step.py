@@ -17,8 +17,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from wae_jax import config as config_lib
+from wae_jax import data
 from wae_jax import models
-from wae_jax import train
+from wae_jax import pack
 
 
 def dcgan_forward_flops(c, image_shape) -> int:
@@ -58,7 +59,7 @@ def main():
     c.model.width, c.batch_size = width, args.batch
     config_lib.validate(c, jax.device_count())
     # One trial: the packed step with K = 1, exactly what `wae-train` runs.
-    _, state, step = train.setup([c], image_shape, False, 600, mesh)
+    _, state, step = pack.setup([c], data.load("bundled:mnist", 1000), mesh)
     batch = jax.device_put(
         np.random.default_rng(0).integers(0, 256, (1, args.batch) + image_shape, np.uint8),
         NamedSharding(mesh, P(None, "data")))

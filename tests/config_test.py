@@ -72,7 +72,7 @@ def test_flatten_uses_dotted_keys():
 
 def _wae_train(*args, tmp_path):
   env = dict(os.environ, JAX_NUM_CPU_DEVICES="8")
-  return subprocess.run([sys.executable, "-m", "wae_jax.train", f"--workdir={tmp_path}", *args],
+  return subprocess.run([sys.executable, "-m", "wae_jax.cli.train", f"--workdir={tmp_path}", *args],
                         capture_output=True, text=True, env=env, timeout=300)
 
 

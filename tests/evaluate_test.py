@@ -9,7 +9,8 @@ import pytest
 from wae_jax import evaluate
 from wae_jax import fid
 from wae_jax import inception
-from wae_jax import train
+from wae_jax import loop
+from wae_jax.cli import evaluate as evaluate_cli
 from wae_jax import workdir as workdir_lib
 from train_test import tiny
 
@@ -36,7 +37,7 @@ def trained(tmp_path_factory):
     mp.setattr(inception, "TORCH_HUB_FILE", str(root / "no_weights.pth"))
     mp.setattr(evaluate, "final_metrics",
                functools.partial(evaluate.final_metrics, classifier_steps=CLASSIFIER_STEPS))
-    result = train.train_and_evaluate(c, str(root / "trial"))
+    result = loop.train(c, str(root / "trial"))
   return root / "trial", cache_dir, result
 
 
@@ -59,7 +60,7 @@ def test_wae_eval_merges_the_same_metrics_into_metrics_json(trained, monkeypatch
   # As if trained without eval.final_fid.
   workdir_lib.write_json(workdir / workdir_lib.METRICS, {
       **before, "metrics": {k: v for k, v in before["metrics"].items() if k not in FID_KEYS}})
-  got = evaluate.evaluate_workdir(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
+  got = evaluate.evaluate(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
                                   classifier_steps=CLASSIFIER_STEPS)
   after = workdir_lib.read_metrics(workdir)
   assert {k: v for k, v in after.items() if k != "metrics"} == {
@@ -74,7 +75,7 @@ def test_wae_eval_merges_the_same_metrics_into_metrics_json(trained, monkeypatch
   monkeypatch.setattr(inception, "load_params", lambda path: ({"w": path}, "ab" * 32))
   monkeypatch.setattr(fid, "inception_fid", lambda images, ds, cache, variables, sha, mesh:
                       calls.append((images, variables, sha)) or 12.5)
-  got = evaluate.evaluate_workdir(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
+  got = evaluate.evaluate(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
                                   inception_weights="w.pth", classifier_steps=CLASSIFIER_STEPS)
   (images, variables, sha), = calls
   assert images.shape == (NUM_SAMPLES, 28, 28, 1) and 0 <= images.min() <= images.max() <= 1
@@ -86,7 +87,7 @@ def test_wae_eval_merges_the_same_metrics_into_metrics_json(trained, monkeypatch
 
 def _cli_error(argv, capsys) -> str:
   with pytest.raises(SystemExit) as e:
-    evaluate.main(argv)
+    evaluate_cli.main(argv)
   assert e.value.code == 2
   err = capsys.readouterr().err
   assert err.startswith("wae-eval: error:") and err.count("\n") == 1, err

@@ -7,10 +7,12 @@ import pytest
 
 from wae_jax import config as config_lib
 from wae_jax import models
+from wae_jax import regularisers
 
 
 def _init(c, image_shape, symmetric):
-  model, adversary = models.build(c, image_shape, symmetric)
+  model = models.build(c, image_shape, symmetric)
+  adversary = getattr(regularisers.build(c, mesh=None, optimizer=None), "net", None)
   x = jnp.full((2,) + image_shape, 0.5)
   variables = model.init(jax.random.key(0), x, jnp.zeros((2, c.z_dim)), train=False)
   return model, adversary, variables, x

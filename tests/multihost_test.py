@@ -16,7 +16,7 @@ ARGS = ["--config=mnist_wae_mmd:debug", "--config.model.width=0.015625",
 
 
 def _train(workdir, *extra, env=None):
-  return subprocess.Popen([sys.executable, "-m", "wae_jax.train", f"--workdir={workdir}",
+  return subprocess.Popen([sys.executable, "-m", "wae_jax.cli.train", f"--workdir={workdir}",
                            *ARGS, *extra], env={**os.environ, **(env or {})},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 
 from wae_jax import config as config_lib
-from wae_jax import train
+from wae_jax import loop
+from wae_jax import state as state_lib
 from wae_jax import workdir as workdir_lib
 
 # Runs a tiny config in a fresh process with a given device count, prints its history.
 _SUBPROCESS = """
 import json, sys
-from wae_jax import config as config_lib, train
+from wae_jax import config as config_lib, loop
 c = config_lib.load(sys.argv[1])
 c.update_from_flattened_dict(json.loads(sys.argv[2]))
-r = train.train_and_evaluate(c, sys.argv[3])
+r = loop.train(c, sys.argv[3])
 print("HISTORY" + json.dumps({str(k): v for k, v in r.history.items()}))
 """
 
@@ -38,7 +39,7 @@ def tiny(name="mnist_wae_mmd:debug", **overrides):
                                   "mnist_vae:debug"])
 def test_training_lowers_the_loss_and_writes_the_trial_directory(name, tmp_path):
   c = tiny(name, num_steps=60, log_every=20, eval_every=60, **{"optim.lr": 3e-3})
-  result = train.train_and_evaluate(c, str(tmp_path))
+  result = loop.train(c, str(tmp_path))
   assert result.status == "done"
   assert result.history[60]["recon"] < 0.8 * result.history[20]["recon"]
   m = workdir_lib.read_metrics(tmp_path)
@@ -55,7 +56,7 @@ def test_training_lowers_the_loss_and_writes_the_trial_directory(name, tmp_path)
 @pytest.mark.parametrize("name", ["mnist_wae_mmd:debug", "mnist_wae_gan:debug"])
 def test_one_device_equals_eight_devices(name, tmp_path):
   c = tiny(name, num_steps=20, eval_every=20)
-  eight = train.train_and_evaluate(c, str(tmp_path / "eight")).history
+  eight = loop.train(c, str(tmp_path / "eight")).history
   assert jax.device_count() == 8
   overrides = {"num_steps": 20, "eval_every": 20, "model.width": 1 / 64, "gan.units": 16,
                "batch_size": 32, "log_every": 10, "ckpt_every": 20, "eval.num_samples": 64,
@@ -73,10 +74,10 @@ def test_one_device_equals_eight_devices(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["mnist_wae_mmd:debug", "mnist_wae_gan:debug"])
 def test_resume_is_bit_exact(name, tmp_path):
-  straight = train.train_and_evaluate(tiny(name), str(tmp_path / "straight"))
-  first = train.train_and_evaluate(tiny(name, num_steps=20), str(tmp_path / "resumed"))
+  straight = loop.train(tiny(name), str(tmp_path / "straight"))
+  first = loop.train(tiny(name, num_steps=20), str(tmp_path / "resumed"))
   assert first.status == "done" and max(first.history) == 20
-  resumed = train.train_and_evaluate(tiny(name), str(tmp_path / "resumed"))
+  resumed = loop.train(tiny(name), str(tmp_path / "resumed"))
   assert sorted(resumed.history) == [30, 40]  # It went on from the step-20 checkpoint.
   for step in (30, 40):
     assert resumed.history[step] == straight.history[step]
@@ -87,14 +88,14 @@ def test_resume_is_bit_exact(name, tmp_path):
 
 def test_a_finished_trial_is_not_trained_again(tmp_path):
   c = tiny(num_steps=10, eval_every=10)
-  train.train_and_evaluate(c, str(tmp_path))
-  again = train.train_and_evaluate(c, str(tmp_path))
+  loop.train(c, str(tmp_path))
+  again = loop.train(c, str(tmp_path))
   assert again.status == "done" and again.history == {} and again.state is None
 
 
 def test_divergence_is_recorded_with_its_step(tmp_path):
   c = tiny(**{"recon.scale": 1e38})  # The first loss overflows to inf.
-  result = train.train_and_evaluate(c, str(tmp_path))
+  result = loop.train(c, str(tmp_path))
   m = workdir_lib.read_metrics(tmp_path)
   assert result.status == "diverged" == m["status"]
   assert m["step"] == 1 and "at step 1" in m["error"]
@@ -102,14 +103,14 @@ def test_divergence_is_recorded_with_its_step(tmp_path):
 
 def test_encoder_pretraining_moves_codes_towards_the_prior(tmp_path):
   c = tiny(num_steps=1, eval_every=1, **{"pretrain.max_steps": 30, "pretrain.tol": 1e-9})
-  model_state = train.train_and_evaluate(c, str(tmp_path / "pre")).metrics
-  baseline = train.train_and_evaluate(tiny(num_steps=1, eval_every=1), str(tmp_path / "no")).metrics
+  model_state = loop.train(c, str(tmp_path / "pre")).metrics
+  baseline = loop.train(tiny(num_steps=1, eval_every=1), str(tmp_path / "no")).metrics
   assert model_state["mmd_heldout"] < baseline["mmd_heldout"]
 
 
 def test_learning_rate_schedule_divides_at_the_paper_epochs():
   c = config_lib.load("mnist_wae_mmd")
-  schedule = train.learning_rate(1e-3, c, steps_per_epoch=600)
+  schedule = state_lib.learning_rate(1e-3, c, steps_per_epoch=600)
   got = [float(schedule(600 * e)) for e in (0, 29, 30, 49, 50, 99, 100)]
   np.testing.assert_allclose(got, [1e-3, 1e-3, 5e-4, 5e-4, 2e-4, 2e-4, 1e-4], rtol=1e-6)
 
@@ -117,7 +118,7 @@ def test_learning_rate_schedule_divides_at_the_paper_epochs():
 @pytest.mark.slow
 def test_cli_sigterm_checkpoints_and_a_rerun_finishes(tmp_path):
   """TPU preemption: SIGTERM saves a checkpoint, exits 143; the same command resumes."""
-  cmd = [sys.executable, "-m", "wae_jax.train", "--config=mnist_wae_mmd:debug",
+  cmd = [sys.executable, "-m", "wae_jax.cli.train", "--config=mnist_wae_mmd:debug",
          f"--workdir={tmp_path}", "--config.num_steps=100000", "--config.log_every=10",
          "--config.model.width=0.015625"]
   env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
@@ -176,13 +177,13 @@ def _assert_same_run(a, b, rtol=1e-5):
 def alone(tmp_path_factory):
   """The PACK trials, each trained on its own (the reference for packed training)."""
   root = tmp_path_factory.mktemp("alone")
-  return [train.train_and_evaluate(packable(20, **o), str(root / str(k)))
+  return [loop.train(packable(20, **o), str(root / str(k)))
           for k, o in enumerate(PACK)]
 
 
 def test_a_pack_equals_its_trials_run_alone(alone, tmp_path):
   dirs = [str(tmp_path / str(k)) for k in range(len(PACK))]
-  packed = train.train_pack([packable(20, **o) for o in PACK], dirs)
+  packed = loop.train_pack([packable(20, **o) for o in PACK], dirs)
   for a, p, d in zip(alone, packed, dirs):
     _assert_same_run(a, p)
     assert workdir_lib.read_metrics(d)["status"] == "done"
@@ -192,8 +193,8 @@ def test_a_pack_equals_its_trials_run_alone(alone, tmp_path):
 
 def test_a_packed_checkpoint_resumes_as_a_single_trial(alone, tmp_path):
   dirs = [str(tmp_path / str(k)) for k in range(2)]
-  train.train_pack([packable(10, **o) for o in PACK[:2]], dirs)
-  resumed = train.train_and_evaluate(packable(20, **PACK[1]), dirs[1])
+  loop.train_pack([packable(10, **o) for o in PACK[:2]], dirs)
+  resumed = loop.train(packable(20, **PACK[1]), dirs[1])
   assert sorted(resumed.history) == [20]
   np.testing.assert_allclose(resumed.history[20]["loss"], alone[1].history[20]["loss"], rtol=1e-5)
 
@@ -201,7 +202,7 @@ def test_a_packed_checkpoint_resumes_as_a_single_trial(alone, tmp_path):
 def test_a_diverging_member_is_recorded_and_the_others_go_on(alone, tmp_path):
   members = [PACK[0], dict(seed=9, **{"recon.scale": 1e38}), PACK[2]]
   dirs = [str(tmp_path / str(k)) for k in range(3)]
-  packed = train.train_pack([packable(20, **o) for o in members], dirs)
+  packed = loop.train_pack([packable(20, **o) for o in members], dirs)
   assert [r.status for r in packed] == ["done", "diverged", "done"]
   assert workdir_lib.read_metrics(dirs[1])["step"] == 1
   _assert_same_run(alone[0], packed[0])
@@ -210,4 +211,4 @@ def test_a_diverging_member_is_recorded_and_the_others_go_on(alone, tmp_path):
 
 def test_trials_that_differ_in_shape_cannot_share_a_pack(tmp_path):
   with pytest.raises(config_lib.ConfigError, match="config.z_dim: trials in one pack must agree"):
-    train.train_pack([tiny(), tiny(z_dim=4)], [str(tmp_path / "a"), str(tmp_path / "b")])
+    loop.train_pack([tiny(), tiny(z_dim=4)], [str(tmp_path / "a"), str(tmp_path / "b")])

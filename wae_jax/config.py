@@ -252,9 +252,9 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
          "needs one factor per entry of optim.decay_epochs")
   _check(list(c.optim.decay_epochs) == sorted(c.optim.decay_epochs), "optim.decay_epochs",
          f"must be increasing, got {c.optim.decay_epochs!r}")
-  needs = regularisers.get(c.algo).encoder
-  _check(needs in (None, c.model.encoder), "model.encoder",
-         f"{c.algo} needs a {needs!r} encoder")
+  regulariser = regularisers.get(c.algo)
+  _check(regulariser.encoder in (None, c.model.encoder), "model.encoder",
+         f"the {regulariser.title} needs a {regulariser.encoder!r} encoder")
   for name in (*c.eval.evaluators, *c.eval.final_evaluators):
     _check(name in evaluators.names(), "eval.evaluators",
            f"unknown evaluator {name!r} (expected one of {', '.join(evaluators.names())})")

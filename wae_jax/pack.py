@@ -47,15 +47,10 @@ def check(configs: list[ml_collections.ConfigDict]) -> None:
                                      f"({first.get(field)!r} vs {value!r})")
 
 
-def setup(configs: list[ml_collections.ConfigDict], ds: data.Dataset, mesh: Mesh
-          ) -> tuple[models.AutoEncoder, state_lib.TrainState, Callable]:
-  """The model, the trials' initial states stacked on a leading axis, and the jitted step.
-
-  The step is `(states, batches, keys) -> (states, metrics)` with batches of shape
-  (K, batch, H, W, C) sharded on the batch axis, and each trial's step rng
-  `fold_in(keys[k], step)`.
-  """
-  c = configs[0]
+def single(c: ml_collections.ConfigDict, ds: data.Dataset, mesh: Mesh
+           ) -> tuple[models.AutoEncoder, Callable, Callable]:
+  """The model, one trial's step `(state, batch, rng) -> (state, metrics)` (unjitted), and
+  `init(config) -> state` for any trial sharing `c`'s shapes."""
   steps_per_epoch = ds.steps_per_epoch(c.batch_size)
   model = models.build(c, ds.image_shape, ds.symmetric)
   optimizer = functools.partial(state_lib.optimizer, c, steps_per_epoch)
@@ -66,6 +61,19 @@ def setup(configs: list[ml_collections.ConfigDict], ds: data.Dataset, mesh: Mesh
                         steps_per_epoch), out_shardings=replicated)(jax.random.key(ck.seed))
   step = functools.partial(step_lib.train_step, c=c, model=model, regulariser=regulariser,
                            tx=optimizer(c.optim.lr), pixels=ds.pixels, mesh=mesh)
+  return model, step, init
+
+
+def setup(configs: list[ml_collections.ConfigDict], ds: data.Dataset, mesh: Mesh
+          ) -> tuple[models.AutoEncoder, state_lib.TrainState, Callable]:
+  """The model, the trials' initial states stacked on a leading axis, and the jitted step.
+
+  The step is `(states, batches, keys) -> (states, metrics)` with batches of shape
+  (K, batch, H, W, C) sharded on the batch axis, and each trial's step rng
+  `fold_in(keys[k], step)`.
+  """
+  model, step, init = single(configs[0], ds, mesh)
+  replicated = NamedSharding(mesh, P())
 
   def packed_step(states, batches, keys):
     rngs = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, states.step[0])

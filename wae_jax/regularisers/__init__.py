@@ -39,6 +39,7 @@ class Regulariser:
   implement `penalty`; `encoder` names the encoder kind they need, if any; `per_trial` the
   config fields it reads only at `init` (into its state), which trials of a pack may vary."""
   metric: str = "penalty"
+  title: str = "regulariser"  # How messages name it.
   encoder: str | None = None
   per_trial: tuple[str, ...] = ()  # Its config fields that may differ within a pack.
 

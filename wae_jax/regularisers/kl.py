@@ -14,6 +14,7 @@ def kl_to_prior(mean, log_var, prior_var):
 @regularisers.register("vae")
 class KL(regularisers.Regulariser):
   metric = "kl"
+  title = "VAE"
   encoder = "gaussian"
 
   def penalty(self, codes, prior, rng, hparams, state):

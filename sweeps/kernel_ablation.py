@@ -8,7 +8,8 @@ The sliced-Wasserstein penalty (WAE-SW) runs over the same lambdas and seeds, as
 kernel-free alternative.
 """
 
-KERNELS = ("imq", "rbf")
+from wae_jax import mmd
+
 LAMBDAS = (1.0, 10.0, 100.0, 1000.0)
 SEEDS = (0, 1, 2)
 BASES = {None: "mnist_wae_{}", "celeba": "celeba_wae_{}", "debug": "mnist_wae_{}:debug"}
@@ -21,6 +22,6 @@ def get_hyper(h, arg=None):
             h.sweep("config.seed", SEEDS[:1] if arg == "debug" else SEEDS)]
   return h.chainit([
       h.product([h.fixed("config", BASES[arg].format("mmd")),
-                 h.sweep("config.mmd.kernel", KERNELS), *common]),
+                 h.sweep("config.mmd.kernel", mmd.KERNELS), *common]),
       h.product([h.fixed("config", BASES[arg].format("sw")), *common]),
   ])

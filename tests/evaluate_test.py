@@ -12,7 +12,7 @@ from wae_jax import inception
 from wae_jax import loop
 from wae_jax.cli import evaluate as evaluate_cli
 from wae_jax import workdir as workdir_lib
-from train_test import tiny
+from loop_test import tiny
 
 CLASSIFIER_STEPS = 50  # The real classifier takes 2,000 steps: minutes on a laptop CPU.
 NUM_SAMPLES = 256
@@ -22,7 +22,7 @@ FID_KEYS = {"domain_fid", "domain_fid_classifier_acc", "eval_num_samples"}
 @pytest.fixture(autouse=True)
 def no_inception_weights(monkeypatch, tmp_path):
   monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
-  monkeypatch.setattr(inception, "TORCH_HUB_FILE", str(tmp_path / "no_weights.pth"))
+  monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # No weights in torch's cache.
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
       "eval.final_fid": True, "eval.fid_num_samples": NUM_SAMPLES, "eval.cache_dir": cache_dir})
   with pytest.MonkeyPatch.context() as mp:
     mp.delenv(inception.WEIGHTS_ENV, raising=False)
-    mp.setattr(inception, "TORCH_HUB_FILE", str(root / "no_weights.pth"))
+    mp.setenv("TORCH_HOME", str(root))
     mp.setattr(evaluate, "final_metrics",
                functools.partial(evaluate.final_metrics, classifier_steps=CLASSIFIER_STEPS))
     result = loop.train(c, str(root / "trial"))

@@ -146,7 +146,7 @@ def test_read_state_dict_refuses_code(tmp_path):
 
 def test_missing_weights_say_where_to_get_them(tmp_path, monkeypatch):
   monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
-  monkeypatch.setattr(inception, "TORCH_HUB_FILE", str(tmp_path / "nothing.pth"))
+  monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # No weights in torch's cache.
   for path in (None, str(tmp_path / "absent.pth")):
     with pytest.raises(inception.WeightsError) as e:
       inception.load_params(path)

@@ -32,9 +32,13 @@ from wae_jax import workdir as workdir_lib
 from wae_jax.evaluators import common
 
 NUM_SAMPLES = 10_000  # wae-eval's default; 50,000 is the other usual choice for FID.
-CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "wae_jax")
 # How many samples the final metrics saw: part of their protocol, not a score.
 evaluators.declare(evaluators.Metric("eval_num_samples", higher_is_better=None))
+
+
+def default_cache_dir() -> str:
+  """Domain classifiers and reference statistics, unless a cache_dir is given."""
+  return os.path.join(os.path.expanduser("~"), ".cache", "wae_jax")
 
 
 class EvalError(ValueError):
@@ -49,7 +53,7 @@ def load_inception(path: str | None = None) -> tuple[Any, str] | None:
   and silently not getting it would be worse.
   """
   path = path or os.environ.get(inception.WEIGHTS_ENV)
-  if not path and not os.path.isfile(inception.TORCH_HUB_FILE):
+  if not path and not os.path.isfile(inception.torch_hub_file()):
     logging.info("No Inception weights (set %s to pytorch-fid's %s): skipping FID.",
                  inception.WEIGHTS_ENV, inception.WEIGHTS_FILE)
     return None
@@ -67,7 +71,7 @@ def final_metrics(c: ml_collections.ConfigDict, variables, ds: data.Dataset,
   logging.info("Sampling %d images; held-out metrics of %d images.", num_samples,
                len(ds.test.images))
   context = common.Context(inference, variables, ds, rng, c, num_samples,
-                           cache_dir=cache_dir or CACHE_DIR, classifier_steps=classifier_steps,
+                           cache_dir=cache_dir or default_cache_dir(), classifier_steps=classifier_steps,
                            inception_params=inception_params)
   metrics, fields = common.run(c.eval.final_evaluators, context)
   return {**metrics, "eval_num_samples": num_samples}, fields

@@ -40,10 +40,6 @@ WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_we
 # sha256 of pytorch-fid's release file (95,628,359 bytes); its first 8 digits are in the name.
 WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 WEIGHTS_ENV = "WAE_INCEPTION_WEIGHTS"
-# Where pytorch-fid itself caches the download, so an existing copy is found without setup.
-TORCH_HUB_FILE = os.path.join(
-    os.environ.get("TORCH_HOME", os.path.join(os.path.expanduser("~"), ".cache", "torch")),
-    "hub", "checkpoints", WEIGHTS_FILE)
 SIZE = 299
 FEATURES = 2048
 
@@ -381,9 +377,16 @@ def file_sha256(path: str) -> str:
   return digest.hexdigest()
 
 
+def torch_hub_file() -> str:
+  """Where pytorch-fid itself caches the download, so an existing copy is found without setup."""
+  torch_home = os.environ.get("TORCH_HOME",
+                              os.path.join(os.path.expanduser("~"), ".cache", "torch"))
+  return os.path.join(torch_home, "hub", "checkpoints", WEIGHTS_FILE)
+
+
 def weights_path(path: str | None = None) -> str:
   """`path`, else $WAE_INCEPTION_WEIGHTS, else pytorch-fid's own download cache."""
-  candidates = [path] if path else [os.environ.get(WEIGHTS_ENV), TORCH_HUB_FILE]
+  candidates = [path] if path else [os.environ.get(WEIGHTS_ENV), torch_hub_file()]
   for candidate in filter(None, candidates):
     if os.path.isfile(candidate):
       return candidate

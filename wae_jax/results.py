@@ -29,7 +29,6 @@ from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
 SHARPNESS = "sharpness_mean"
-TRAIN = "train"  # metrics.json's last logged training metrics: columns `train/<name>`.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,13 +62,14 @@ def _row(tid: str, trial: dict[str, Any] | None,
     config = {**_base_config(trial[study.BASE]), **overrides} if trial else {}
   metrics = record.get("metrics")
   metrics = metrics if isinstance(metrics, dict) else {}
-  train = record.get(TRAIN)
+  train = record.get(workdir_lib.TRAIN)
   train = train if isinstance(train, dict) else {}
   row = {"trial": tid, "base": (trial or {}).get(study.BASE),
          "status": workdir_lib.CORRUPT if error else record.get("status", workdir_lib.PENDING),
          **{k: record.get(k) for k in ("step", "num_steps", "wall_s", "error")}}
   row.update({k: (np.nan if v is None else v) for k, v in metrics.items()})
-  row.update({f"{TRAIN}/{k}": (np.nan if v is None else v) for k, v in train.items()})
+  row.update({f"{workdir_lib.TRAIN}/{k}": (np.nan if v is None else v)
+              for k, v in train.items()})
   row.update({k: _cell(v) for k, v in config.items() if k not in row})
   return row, set(config) - set(metrics), error and f"{tid}: {error}"
 
@@ -172,7 +172,7 @@ def report(results: Results) -> str:
   metric = table_metric(trials)
   cols = ["trial", "status", "step"] + swept_columns(results) + [
       c for c in (*evaluators.ranking(), SHARPNESS) if c in trials] + [
-      c for c in trials if c.startswith(f"{TRAIN}/")]
+      c for c in trials if c.startswith(f"{workdir_lib.TRAIN}/")]
   higher = _higher_is_better(metric)
   by = ["status", metric] if metric in trials else ["status"]
   order = trials.sort_values(by, ascending=[True, not higher][:len(by)])  # Best first.

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from wae_jax import config as config_lib
+from wae_jax import evaluators
 from wae_jax import images
 from wae_jax import state as state_lib
 from wae_jax import workdir as workdir_lib
@@ -35,7 +36,7 @@ class Trial:
     self.status, self.history, self.pending = workdir_lib.RUNNING, {}, []
     self.metrics = (self.previous or {}).get("metrics", {})
     self.fields = {k: v for k, v in (self.previous or {}).items()
-                   if k in workdir_lib.EVAL_FIELDS + ("train",)}
+                   if k in evaluators.fields() + (workdir_lib.TRAIN,)}
 
   @property
   def finished(self) -> bool:
@@ -86,15 +87,15 @@ class Trial:
       self.write_status(workdir_lib.DIVERGED, first + bad[0], error)
       return False
     self.history[step] = means
-    self.fields["train"] = means
+    self.fields[workdir_lib.TRAIN] = means
     self.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
     return True
 
   def record_evaluation(self, step: int, metrics: dict[str, float], fields: dict[str, Any],
                         pictures: dict[str, np.ndarray]) -> None:
     self.metrics = metrics
-    self.fields = {**({"train": self.fields["train"]} if "train" in self.fields else {}),
-                   **fields}
+    train = {k: v for k, v in self.fields.items() if k == workdir_lib.TRAIN}
+    self.fields = {**train, **fields}
     self.writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
     if pictures:
       self.writer.write_images(step, {k: v[None] for k, v in pictures.items()})

@@ -41,8 +41,7 @@ EXIT_CRASHED = 1  # The error is the output's last line and in metrics.json.
 EXIT_USAGE = 2  # A refused flag or config: one line on stderr, nothing written.
 EXIT_STOPPED = 143  # Stopped by a signal with a checkpoint saved: rerun to resume.
 
-# Top-level fields that describe the metrics beside them (not floats, so not in `metrics`).
-EVAL_FIELDS = ("inception_sha256",)
+TRAIN = "train"  # The top-level field of the last logged training means, by name.
 
 
 def write_json(path: epath.PathLike, obj: Any) -> None:
@@ -83,8 +82,8 @@ def write_metrics(workdir: epath.PathLike, *, status: str, step: int, num_steps:
                   error: str | None = None, extra: Mapping[str, Any] | None = None) -> None:
   """Writes `metrics.json`; non-finite metrics become null so the file stays valid JSON.
 
-  `extra` holds further top-level fields: EVAL_FIELDS that go with `metrics` (e.g. the hash
-  of the Inception weights) and the last logged training metrics under `train`.
+  `extra` holds further top-level fields: those evaluators return beside `metrics` (e.g. the
+  hash of the Inception weights) and the last logged training means under TRAIN.
   """
   assert status in STATUSES, status
   write_json(epath.Path(workdir) / METRICS, {

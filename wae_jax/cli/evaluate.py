@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                            f"${inception.WEIGHTS_ENV}, else torch's hub cache; no FID without)")
   parser.add_argument("--cache_dir", default="",
                       help="domain classifiers and reference statistics (default "
-                           f"{evaluate.CACHE_DIR})")
+                           "~/.cache/wae_jax)")
   args = parser.parse_args(argv)
   app.run(lambda _: _run(args), argv=[parser.prog])
 

@@ -12,7 +12,6 @@ import pytest
 
 from wae_jax import config as config_lib
 from wae_jax import loop
-from wae_jax import state as state_lib
 from wae_jax import workdir as workdir_lib
 
 # Runs a tiny config in a fresh process with a given device count, prints its history.
@@ -106,13 +105,6 @@ def test_encoder_pretraining_moves_codes_towards_the_prior(tmp_path):
   model_state = loop.train(c, str(tmp_path / "pre")).metrics
   baseline = loop.train(tiny(num_steps=1, eval_every=1), str(tmp_path / "no")).metrics
   assert model_state["mmd_heldout"] < baseline["mmd_heldout"]
-
-
-def test_learning_rate_schedule_divides_at_the_paper_epochs():
-  c = config_lib.load("mnist_wae_mmd")
-  schedule = state_lib.learning_rate(1e-3, c, steps_per_epoch=600)
-  got = [float(schedule(600 * e)) for e in (0, 29, 30, 49, 50, 99, 100)]
-  np.testing.assert_allclose(got, [1e-3, 1e-3, 5e-4, 5e-4, 2e-4, 2e-4, 1e-4], rtol=1e-6)
 
 
 @pytest.mark.slow

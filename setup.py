@@ -31,7 +31,7 @@ setuptools.setup(
         "ray>=2.40",  # The sweep runner's fan-out, on a laptop and on a TPU cluster.
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "POT"],
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "POT"],
     },
     entry_points={
         "console_scripts": [

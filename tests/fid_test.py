@@ -131,13 +131,14 @@ def test_classifier_cache_is_keyed_by_training_images(mnist, trained, monkeypatc
 
   monkeypatch.setattr(classifier, "train", train)
   changed = data.Dataset(mnist.name, data.Split(mnist.train.images[::-1], mnist.train.labels[::-1]),
-                         mnist.test, mnist.symmetric)
+                         mnist.test, mnist.pixels)
   with pytest.raises(Retrained):
     classifier.get_or_train(changed, cache_dir, steps=300)
 
 
 def test_classifier_needs_labels(mnist, tmp_path):
-  unlabelled = data.Dataset("x", data.Split(mnist.train.images, None), mnist.test, False)
+  unlabelled = data.Dataset("x", data.Split(mnist.train.images, None), mnist.test,
+                            data.Pixels(symmetric=False))
   with pytest.raises(ValueError, match="needs class labels"):
     classifier.get_or_train(unlabelled, str(tmp_path))
 

@@ -192,7 +192,8 @@ def test_features_reject_bad_shapes(variables):
 def test_inception_fid_against_cached_training_statistics(variables, tmp_path):
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
-  dataset = data.Dataset("fake:rgb", data.Split(images, None), data.Split(images, None), False)
+  dataset = data.Dataset("fake:rgb", data.Split(images, None), data.Split(images, None),
+                         data.Pixels(symmetric=False))
   mesh = jax.sharding.Mesh(jax.devices(), ("data",))
   # Samples equal to the training images, as floats: the same statistics, so FID 0.
   same = fid.inception_fid(images / 255, dataset, str(tmp_path), variables, "f00d", mesh)

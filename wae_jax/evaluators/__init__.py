@@ -4,8 +4,8 @@ An evaluator is a module that registers itself with `register`: a name (what
 `config.eval.evaluators` lists), the metrics it returns, each declared once with its
 direction, and a function of the shared evaluation context (`common.Context`) returning
 those metrics by name. metrics.json, the console, TensorBoard and `wae-results` take names
-and directions from here. Importing this package is cheap (no JAX): the built-in evaluators
-load on first use, so `wae-results` can read directions without them.
+and directions from here. The built-in evaluators are modules of this package, imported on
+first use by name; another registers itself the same way from any module.
 """
 
 from __future__ import annotations

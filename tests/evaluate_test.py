@@ -16,6 +16,8 @@ from loop_test import tiny
 
 CLASSIFIER_STEPS = 50  # The real classifier takes 2,000 steps: minutes on a laptop CPU.
 NUM_SAMPLES = 256
+# The tests share the `trained` run: under pytest-xdist they go to one worker.
+pytestmark = pytest.mark.xdist_group("evaluate")
 FID_KEYS = {"domain_fid", "domain_fid_classifier_acc", "eval_num_samples"}
 
 

@@ -171,7 +171,8 @@ def test_real_trainer_sweep(tmp_path, local_ray):
       def get_hyper(h):
         return h.product([
             h.fixed("config", "mnist_wae_mmd:debug"), h.fixed("config.num_steps", 20),
-            h.fixed("config.log_every", 10),
+            h.fixed("config.log_every", 10), h.fixed("config.model.width", 0.015625),
+            h.fixed("config.batch_size", 32),
             h.sweep("config.lam", [10.0, 1e39]),
         ])
       """)

@@ -1,0 +1,81 @@
+"""Packing: K trials as one vmapped program equal the same trials run alone."""
+import jax
+import numpy as np
+import pytest
+
+from wae_jax import config as config_lib
+from wae_jax import loop
+from wae_jax import workdir as workdir_lib
+from loop_test import tiny
+
+# The tests share the `alone` runs: under pytest-xdist they go to one worker.
+pytestmark = pytest.mark.xdist_group("pack")
+
+
+PACK = [dict(seed=0, lam=10.0), dict(seed=1, lam=1.0, **{"optim.lr": 2e-3}),
+        dict(seed=2, lam=30.0, prior_var=2.0), dict(seed=3, lam=3.0, **{"recon.scale": 0.1})]
+
+
+def packable(num_steps, **overrides):
+  """A tiny trial of `num_steps` for the pack tests, on the XLA transposed convolution: the CPU
+  default's matmul is batched for K > 1 and plain for K = 1, which round differently enough
+  for Adam to amplify over 20 steps (2e-4 in a loss at lr 2e-3), hiding what the comparison
+  is about."""
+  return tiny(num_steps=num_steps, eval_every=num_steps, **{"model.conv_transpose": "xla"},
+              **overrides)
+
+
+def _assert_same_run(a, b, rtol=1e-5):
+  assert sorted(a.history) == sorted(b.history)
+  for step in a.history:
+    for key, value in a.history[step].items():
+      np.testing.assert_allclose(b.history[step][key], value, rtol=rtol, err_msg=f"{key}@{step}")
+  # Final parameters as one vector, relative error in norm. Not element by element: vmapped
+  # convolutions round differently, and Adam turns rounding in a near-zero gradient into a
+  # full-size step of a near-zero weight (a 2-channel BatchNorm bias differs by 2e-3 relative
+  # while the whole network agrees to 4e-6).
+  flat = lambda r: np.concatenate([np.ravel(v) for v in jax.tree.leaves(
+      (r.state.params, r.state.batch_stats))]).astype(np.float64)
+  x, y = flat(a), flat(b)
+  assert np.linalg.norm(y - x) <= rtol * np.linalg.norm(x)
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory):
+  """The PACK trials, each trained on its own (the reference for packed training)."""
+  root = tmp_path_factory.mktemp("alone")
+  return [loop.train(packable(20, **o), str(root / str(k)))
+          for k, o in enumerate(PACK)]
+
+
+def test_a_pack_equals_its_trials_run_alone(alone, tmp_path):
+  dirs = [str(tmp_path / str(k)) for k in range(len(PACK))]
+  packed = loop.train_pack([packable(20, **o) for o in PACK], dirs)
+  for a, p, d in zip(alone, packed, dirs):
+    _assert_same_run(a, p)
+    assert workdir_lib.read_metrics(d)["status"] == "done"
+    for key, value in a.metrics.items():
+      np.testing.assert_allclose(p.metrics[key], value, rtol=1e-4, err_msg=key)
+
+
+def test_a_packed_checkpoint_resumes_as_a_single_trial(alone, tmp_path):
+  dirs = [str(tmp_path / str(k)) for k in range(2)]
+  loop.train_pack([packable(10, **o) for o in PACK[:2]], dirs)
+  resumed = loop.train(packable(20, **PACK[1]), dirs[1])
+  assert sorted(resumed.history) == [20]
+  np.testing.assert_allclose(resumed.history[20]["loss"], alone[1].history[20]["loss"], rtol=1e-5)
+
+
+def test_a_diverging_member_is_recorded_and_the_others_go_on(alone, tmp_path):
+  members = [PACK[0], dict(seed=9, **{"recon.scale": 1e38}), PACK[2]]
+  dirs = [str(tmp_path / str(k)) for k in range(3)]
+  packed = loop.train_pack([packable(20, **o) for o in members], dirs)
+  assert [r.status for r in packed] == ["done", "diverged", "done"]
+  assert workdir_lib.read_metrics(dirs[1])["step"] == 1
+  _assert_same_run(alone[0], packed[0])
+  _assert_same_run(alone[2], packed[2])
+
+
+def test_trials_that_differ_in_shape_cannot_share_a_pack(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match="config.z_dim: trials in one pack must agree"):
+    loop.train_pack([tiny(), tiny(z_dim=4)], [str(tmp_path / "a"), str(tmp_path / "b")])

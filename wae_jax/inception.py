@@ -217,10 +217,11 @@ def features(variables, images: np.ndarray, mesh: Mesh, batch_size: int = 200) -
     raise ValueError(f"Inception features need NHWC images with 1 or 3 channels, "
                      f"got shape {images.shape}")
   scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
+  n = len(images)
+  batch_size = min(batch_size, max(n, 1))  # Fewer images than a batch: pad only to the mesh.
   batch_size = -(-batch_size // mesh.size) * mesh.size
   batch_sharding = NamedSharding(mesh, P("data"))
   variables = jax.device_put(variables, NamedSharding(mesh, P()))
-  n = len(images)
   out, pending = [], None
   for start in range(0, n, batch_size):
     chunk = np.asarray(images[start:start + batch_size], np.float32) * scale

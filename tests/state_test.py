@@ -2,10 +2,8 @@
 import os
 import shutil
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from wae_jax import config as config_lib
 from wae_jax import loop

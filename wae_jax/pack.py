@@ -12,7 +12,6 @@ import functools
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding

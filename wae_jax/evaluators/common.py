@@ -9,7 +9,7 @@ evaluation key, so every evaluator sees the same samples.
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp

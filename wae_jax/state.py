@@ -49,8 +49,15 @@ class TrainState:
     return {"params": self.params, "batch_stats": self.batch_stats}
 
 
-def hparams_of(c: ml_collections.ConfigDict) -> dict[str, jax.Array]:
-  return {k: jnp.asarray(config_lib.get(c, field), jnp.float32) for k, field in HPARAMS.items()}
+def trial_values(c: ml_collections.ConfigDict, regulariser: regularisers.Regulariser
+                 ) -> dict[str, jax.Array]:
+  """The per-trial numbers `init_state` writes into the state, by config field.
+
+  They are arguments of the compiled init rather than constants in it, so one compilation
+  serves every trial of a pack (an init of random draws takes seconds to compile on CPU).
+  """
+  fields = ("optim.lr", *HPARAMS.values(), *regulariser.per_trial)
+  return {f: jnp.asarray(config_lib.get(c, f), jnp.float32) for f in fields}
 
 
 def learning_rate(base: float, c: ml_collections.ConfigDict, steps_per_epoch: int):
@@ -80,16 +87,17 @@ def optimizer(c: ml_collections.ConfigDict, steps_per_epoch: int, lr: float
 
 def init_state(c: ml_collections.ConfigDict, model: models.AutoEncoder,
                regulariser: regularisers.Regulariser, image_shape, steps_per_epoch: int,
-               rng: jax.Array) -> TrainState:
+               rng: jax.Array, values: dict[str, jax.Array]) -> TrainState:
+  """A fresh state; `values` are the trial's numbers (`trial_values`)."""
   model_rng, penalty_rng = jax.random.split(rng)
   x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
   variables = model.init(model_rng, x, jnp.zeros((1, c.z_dim)), train=False)
   params = variables["params"]
   return TrainState(
-      step=jnp.zeros((), jnp.int32), hparams=hparams_of(c), params=params,
-      batch_stats=variables["batch_stats"],
-      opt_state=optimizer(c, steps_per_epoch, c.optim.lr).init(params),
-      penalty_state=regulariser.init(penalty_rng, c))
+      step=jnp.zeros((), jnp.int32), hparams={k: values[f] for k, f in HPARAMS.items()},
+      params=params, batch_stats=variables["batch_stats"],
+      opt_state=optimizer(c, steps_per_epoch, values["optim.lr"]).init(params),
+      penalty_state=regulariser.init(penalty_rng, values))
 
 
 def trial_keys(c: ml_collections.ConfigDict) -> jax.Array:
@@ -97,10 +105,13 @@ def trial_keys(c: ml_collections.ConfigDict) -> jax.Array:
   return jax.random.split(jax.random.key(c.seed))
 
 
+# Jitted: op by op, each leaf's stack or slice would be a program of its own to compile.
+@jax.jit
 def stack(states: list[TrainState]) -> TrainState:
   return jax.tree.map(lambda *a: jnp.stack(a), *states)
 
 
+@jax.jit
 def unstack(states: TrainState, k: int) -> TrainState:
   return jax.tree.map(lambda a: a[k], states)
 
@@ -123,7 +134,8 @@ def abstract_state(c: ml_collections.ConfigDict, ds: data.Dataset, mesh: Mesh) -
   model = models.build(c, ds.image_shape, ds.symmetric)
   regulariser = regularisers.build(c, mesh, functools.partial(optimizer, c, steps_per_epoch))
   shapes = jax.eval_shape(functools.partial(init_state, c, model, regulariser, ds.image_shape,
-                                            steps_per_epoch), jax.random.key(c.seed))
+                                            steps_per_epoch), jax.random.key(c.seed),
+                          trial_values(c, regulariser))
   replicated = NamedSharding(mesh, P())
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
                       shapes)

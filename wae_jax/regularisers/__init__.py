@@ -54,9 +54,10 @@ class Regulariser:
     """The scalar penalty: codes of a batch against as many draws of the prior P_Z."""
     raise NotImplementedError
 
-  def init(self, rng: jax.Array, c: ml_collections.ConfigDict) -> Any:
-    """The regulariser's own state for the trial configured by `c` (None: it has none)."""
-    del rng, c
+  def init(self, rng: jax.Array, values: dict[str, jax.Array]) -> Any:
+    """The regulariser's own state (None: it has none); `values` holds the trial's numbers
+    by config field, `per_trial` among them."""
+    del rng, values
     return None
 
   def update(self, state: Any, z: jax.Array, prior: jax.Array,

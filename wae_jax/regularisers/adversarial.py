@@ -47,9 +47,9 @@ class Adversarial(regularisers.Regulariser):
       logits = logits + prior_log_density(z, prior_var)
     return logits
 
-  def init(self, rng, c):
-    params = self.net.init(rng, jnp.zeros((1, c.z_dim)))["params"]
-    return {"params": params, "opt_state": self.optimizer(c.gan.lr).init(params)}
+  def init(self, rng, values):
+    params = self.net.init(rng, jnp.zeros((1, self.c.z_dim)))["params"]
+    return {"params": params, "opt_state": self.optimizer(values["gan.lr"]).init(params)}
 
   def penalty(self, codes, prior, rng, hparams, state):
     del prior, rng

@@ -1,4 +1,6 @@
 """Shapes, channel counts and output ranges of the paper's nets."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,17 +12,27 @@ from wae_jax import models
 from wae_jax import regularisers
 
 
-def _init(c, image_shape, symmetric):
+def _jit_init(module, *args, **kwargs):
+  """`module.init` jitted, on the classic threefry as the trainer inits (`pack.single`): op by
+  op, each draw would be a program of its own, over a second each to compile."""
+  with jax.threefry_partitionable(False):
+    return jax.jit(functools.partial(module.init, **kwargs))(jax.random.key(0), *args)
+
+
+def _init(c, image_shape, symmetric, shapes_only=False):
   model = models.build(c, image_shape, symmetric)
   adversary = getattr(regularisers.build(c, mesh=None, optimizer=None), "net", None)
   x = jnp.full((2,) + image_shape, 0.5)
-  variables = model.init(jax.random.key(0), x, jnp.zeros((2, c.z_dim)), train=False)
-  return model, adversary, variables, x
+  args = (x, jnp.zeros((2, c.z_dim)))
+  if shapes_only:
+    return model, adversary, jax.eval_shape(functools.partial(model.init, train=False),
+                                            jax.random.key(0), *args), x
+  return model, adversary, _jit_init(model, *args, train=False), x
 
 
 def test_mnist_paper_encoder_and_decoder_channels():
   c = config_lib.load("mnist_wae_mmd")
-  _, _, v, _ = _init(c, (28, 28, 1), False)
+  _, _, v, _ = _init(c, (28, 28, 1), False, shapes_only=True)
   enc = v["params"]["encoder"]
   assert [enc[f"Conv_{i}"]["kernel"].shape for i in range(4)] == [
       (4, 4, 1, 128), (4, 4, 128, 256), (4, 4, 256, 512), (4, 4, 512, 1024)]
@@ -36,13 +48,15 @@ def test_conv_transpose_equals_flax_values_and_gradients(k, s, impl):
   """Every kernel size and stride the nets use, on square, odd and 1-pixel inputs."""
   ref = nn.ConvTranspose(6, (k, k), (s, s), "SAME")
   ours = models.ConvTranspose(6, k, s, impl=impl)
+  rng = np.random.default_rng(0)
+  normal = lambda shape: rng.normal(size=shape).astype(np.float32)
   for hw in [(7, 7), (4, 5), (1, 1)]:
-    x = jax.random.normal(jax.random.key(0), (3, *hw, 5))
-    v = ref.init(jax.random.key(1), x)
-    v = jax.tree.map(lambda a: a + jax.random.normal(jax.random.key(2), a.shape), v)  # Bias != 0.
-    np.testing.assert_allclose(ours.apply(v, x), ref.apply(v, x), rtol=1e-5, atol=2e-5)
-    grads = [jax.grad(lambda v, x, m=m: jnp.sum(jnp.sin(m.apply(v, x))), argnums=(0, 1))(v, x)
-             for m in (ref, ours)]
+    x = normal((3, *hw, 5))
+    v = jax.tree.map(lambda a: normal(a.shape), jax.eval_shape(ref.init, jax.random.key(1), x))
+    np.testing.assert_allclose(jax.jit(ours.apply)(v, x), jax.jit(ref.apply)(v, x),
+                               rtol=1e-5, atol=2e-5)
+    grads = [jax.jit(jax.grad(lambda v, x, m=m: jnp.sum(jnp.sin(m.apply(v, x))),
+                              argnums=(0, 1)))(v, x) for m in (ref, ours)]
     for a, b in zip(*map(jax.tree.leaves, grads)):
       np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(a))))
 
@@ -57,7 +71,8 @@ def test_forward_shapes_and_ranges(name, shape, symmetric):
   if not name.endswith("debug"):
     c.model.width = 1 / 32  # Shape check only; keeps the CelebA net small.
   model, adversary, v, x = _init(c, shape, symmetric)
-  mean, log_var, z, x_hat = model.apply(v, x, jnp.ones((2, c.z_dim)), train=False)
+  apply = jax.jit(functools.partial(model.apply, train=False))
+  mean, log_var, z, x_hat = apply(v, x, jnp.ones((2, c.z_dim)))
   assert mean.shape == z.shape == (2, c.z_dim)
   assert x_hat.shape == x.shape
   lo = -1.0 if symmetric else 0.0
@@ -68,8 +83,8 @@ def test_forward_shapes_and_ranges(name, shape, symmetric):
   else:
     assert log_var is None
   if adversary is not None:
-    a = adversary.init(jax.random.key(1), z)
-    assert adversary.apply(a, z).shape == (2,)
+    a = _jit_init(adversary, z)
+    assert jax.eval_shape(adversary.apply, a, z).shape == (2,)
     units = a["params"]["Dense_0"]["kernel"].shape[1]
     assert units == c.gan.units and len(a["params"]) == c.gan.layers + 1
 
@@ -78,8 +93,9 @@ def test_forward_shapes_and_ranges(name, shape, symmetric):
 def test_resnet_nets_reach_the_same_latent_and_image_shapes(shape):
   c = config_lib.load("celeba_wae_mmd" if shape[0] == 64 else "mnist_wae_mmd")
   c.model.arch, c.model.width = "resnet", 1 / 32
-  model, _, v, x = _init(c, shape, shape[-1] == 3)
-  _, _, z, x_hat = model.apply(v, x, jnp.zeros((2, c.z_dim)), train=False)
+  model, _, v, x = _init(c, shape, shape[-1] == 3, shapes_only=True)
+  _, _, z, x_hat = jax.eval_shape(functools.partial(model.apply, train=False), v, x,
+                                  jnp.zeros((2, c.z_dim)))
   assert z.shape == (2, c.z_dim) and x_hat.shape == x.shape
   assert any("PreActBlock" in k for k in v["params"]["encoder"])
 
@@ -87,8 +103,9 @@ def test_resnet_nets_reach_the_same_latent_and_image_shapes(shape):
 def test_batchnorm_statistics_update_only_in_training():
   c = config_lib.load("mnist_wae_mmd:debug")
   model, _, v, x = _init(c, (28, 28, 1), False)
-  x = jax.random.uniform(jax.random.key(2), x.shape)
-  _, updates = model.apply(v, x, jnp.zeros((2, c.z_dim)), train=True, mutable=["batch_stats"])
+  x = np.random.default_rng(2).uniform(size=x.shape).astype(np.float32)
+  _, updates = jax.jit(functools.partial(model.apply, train=True, mutable=["batch_stats"]))(
+      v, x, jnp.zeros((2, c.z_dim)))
   before = jax.tree.leaves(v["batch_stats"])
   after = jax.tree.leaves(updates["batch_stats"])
   assert any(not np.allclose(a, b) for a, b in zip(before, after))

@@ -130,9 +130,21 @@ def test_sharded_trains_an_encoder():
 def test_sharded_with_explicit_axes():
   mesh = jax.make_mesh((4, 2), ("data", "model"))
   x, y = samples(32, 16, 2)
-  with jax.set_mesh(mesh):
-    got = jax.jit(jax.grad(lambda x: mmd.mmd_sharded(x, y, mesh=mesh, c=4.0, block_size=8)))(x)
-  assert_grads_close([got], [jax.jit(jax.grad(lambda x: mmd.mmd_dense(x, y, c=4.0)))(x)])
+  grad = jax.grad(lambda x: mmd.mmd_sharded(x, y, mesh=mesh, c=4.0, block_size=8))
+  want = jax.jit(jax.grad(lambda x: mmd.mmd_dense(x, y, c=4.0)))(x)
+  assert_grads_close([jax.jit(grad)(x)], [want])
+  with jax.set_mesh(mesh):  # Outside jit, explicit axes need the mesh in context.
+    assert_grads_close([grad(x)], [want])
+
+
+def test_float32_inputs_under_x64():
+  x, y = samples(20, 12, 3)
+  want = mmd.mmd_dense(x, y, c=6.0, **IMQ7)
+  with jax.enable_x64(True):
+    for f in (mmd.mmd, mmd.mmd_dense):
+      value, grad = jax.value_and_grad(lambda x, f=f: f(x, y, c=6.0, **IMQ7))(x)
+      assert value.dtype == grad.dtype == jnp.float32
+      np.testing.assert_allclose(value, want, rtol=1e-5)
 
 
 def temp_bytes(f, *shapes):

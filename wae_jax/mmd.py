@@ -71,7 +71,7 @@ class Kernel:
     others = [product(factors[:i] + factors[i + 1:]) for i in range(len(s))]
     p = sum(o * si for si, o in zip(s, others))
     r = sum(o**2 * si for si, o in zip(s, others))
-    return s[0], p.c, product(factors).c, r.c
+    return float(s[0]), p.c, product(factors).c, r.c  # Python floats: weak under x64 too.
 
   def __call__(self, t, *, slope: bool = False):
     """k(t), and dk/dt if `slope`, at a cost per pair that grows slowly with the widths.
@@ -295,7 +295,11 @@ def mmd(x, y, *, kernel: str = "imq", c: float, scales=(1.0,), block_size: int =
 
 def mmd_sharded(x, y, *, mesh: Mesh, axis: str = "data", kernel: str = "imq", c: float,
                 scales=(1.0,), block_size: int = 512) -> jax.Array:
-  """`mmd` with the rows of x and y sharded over `axis` of `mesh`; callable inside jit."""
+  """`mmd` with the rows of x and y sharded over `axis` of `mesh`; callable inside jit.
+
+  On a mesh with explicit axes (`jax.make_mesh`) its gradient outside jit needs
+  `jax.set_mesh(mesh)`, as that of any JAX function of explicitly sharded arrays does.
+  """
   kern = _check(x, y, kernel, c, scales, block_size)
   if axis not in mesh.axis_names:
     raise ValueError(f"mmd_sharded: mesh has axes {mesh.axis_names}, not {axis!r}")

@@ -92,6 +92,43 @@ def test_a_finished_trial_is_not_trained_again(tmp_path):
   assert again.status == "done" and again.history == {} and again.state is None
 
 
+def test_a_run_killed_between_its_last_checkpoint_and_done_finishes_on_rerun(tmp_path):
+  c = tiny(num_steps=10, eval_every=10)
+  first = loop.train(c, str(tmp_path))
+  # What a kill in that window leaves: the final checkpoint, and `running` in metrics.json.
+  record = workdir_lib.read_metrics(tmp_path)
+  workdir_lib.write_json(tmp_path / workdir_lib.METRICS, {**record, "status": "running",
+                                                          "metrics": {}})
+  again = loop.train(c, str(tmp_path))
+  assert again.status == "done" and again.history == {}
+  assert workdir_lib.read_metrics(tmp_path)["status"] == "done"
+  assert again.metrics == first.metrics  # The final evaluation, done again, is the same.
+
+
+def test_a_corrupt_newest_checkpoint_is_set_aside_and_the_one_before_resumes(tmp_path):
+  c = tiny(num_steps=20, ckpt_every=10, eval_every=20)
+  straight = loop.train(c, str(tmp_path / "straight"))
+  loop.train(tiny(num_steps=20, ckpt_every=10, eval_every=20), str(tmp_path / "w"))
+  workdir_lib.write_json(tmp_path / "w" / workdir_lib.METRICS, {
+      **workdir_lib.read_metrics(tmp_path / "w"), "status": "running"})
+  for f in (tmp_path / "w" / "checkpoints" / "20").rglob("*"):
+    if f.is_file() and f.stat().st_size > 0 and f.name != "commit_success.txt":
+      f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])  # Truncated, as by a crash.
+  resumed = loop.train(c, str(tmp_path / "w"))
+  assert resumed.status == "done" and sorted(resumed.history) == [20]
+  assert [p.name for p in (tmp_path / "w" / "aside").iterdir()][0].endswith("checkpoint-20")
+  np.testing.assert_allclose(resumed.history[20]["loss"], straight.history[20]["loss"],
+                             rtol=1e-6)
+
+
+def test_an_unreadable_metrics_json_is_rewritten(tmp_path):
+  c = tiny(num_steps=10, eval_every=10)
+  loop.train(c, str(tmp_path))
+  (tmp_path / workdir_lib.METRICS).write_text('{"status": "do')
+  assert loop.train(c, str(tmp_path)).status == "done"
+  assert workdir_lib.read_metrics(tmp_path)["status"] == "done"
+
+
 def test_divergence_is_recorded_with_its_step(tmp_path):
   c = tiny(**{"recon.scale": 1e38})  # The first loss overflows to inf.
   result = loop.train(c, str(tmp_path))

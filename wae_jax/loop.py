@@ -34,6 +34,7 @@ from wae_jax import state as state_lib
 from wae_jax import step as step_lib
 from wae_jax import workdir as workdir_lib
 from wae_jax.evaluators import common as eval_common
+from wae_jax import trial as trial_lib
 from wae_jax.trial import Trial
 
 
@@ -92,7 +93,8 @@ class Checkpoint:
   """Saves the state every ckpt_every steps, at the end, and before stopping."""
 
   def due(self, t: Trial, step: int, stopping: bool) -> bool:
-    return t.due(step, t.c.ckpt_every) or stopping
+    # Not again: a run resumed at its last step has that checkpoint already.
+    return (t.due(step, t.c.ckpt_every) or stopping) and t.ckpt.latest_step() != step
 
   def __call__(self, t: Trial, step: int, s: state_lib.TrainState) -> None:
     t.ckpt.save(step, args=ocp.args.StandardSave(s))
@@ -120,17 +122,24 @@ class Finish:
 # ------------------------------------------------------------------------------------------
 
 
-def train(c: ml_collections.ConfigDict, workdir: str) -> Result:
-  """Trains (or resumes) the run in `workdir` to `c.num_steps` and evaluates it."""
-  return train_pack([c], [workdir])[0]
+def train(c: ml_collections.ConfigDict, workdir: str, restart: bool = False) -> Result:
+  """Trains (or resumes) the run in `workdir` to `c.num_steps` and evaluates it.
+
+  `restart` starts over a directory that holds a trial of another config (moved aside);
+  without it such a directory is refused (`trial.check_directory`).
+  """
+  return train_pack([c], [workdir], restart)[0]
 
 
-def train_pack(configs: list[ml_collections.ConfigDict], workdirs: list[str]) -> list[Result]:
+def train_pack(configs: list[ml_collections.ConfigDict], workdirs: list[str],
+               restart: bool = False) -> list[Result]:
   """Trains trials that share their shapes (`pack.signature`) as one vmapped program."""
   mesh = Mesh(np.array(jax.devices()), ("data",))
   for c in configs:
     config_lib.validate(c, jax.device_count())
   pack.check(configs)
+  for c, w in zip(configs, workdirs):
+    trial_lib.check_directory(c, w, restart and jax.process_index() == 0)
   c = configs[0]
   ds = data.load(c.data.source, c.data.heldout)
   f = 2 ** (c.model.dec_layers - 1)
@@ -145,9 +154,14 @@ def train_pack(configs: list[ml_collections.ConfigDict], workdirs: list[str]) ->
       logging.info("%s is already %s at step %d.", t.workdir, t.previous["status"],
                    t.previous["step"])
       results[id(t)] = Result(None, t.previous["status"], t.previous["metrics"], {})
-  active = [t for t in trials if not t.finished]
-  if active:
-    results.update(_train(active, ds, mesh))
+  by_start = {}
+  if any(not t.finished for t in trials):
+    target = state_lib.abstract_state(c, ds, mesh)
+    for t in trials:
+      if not t.finished:
+        by_start.setdefault(t.open(target), []).append(t)
+  for group in by_start.values():  # One, unless a bad checkpoint set some trials back.
+    results.update(_train(group, ds, mesh))
   return [results[id(t)] for t in trials]
 
 
@@ -155,14 +169,11 @@ def _initial_states(trials: list[Trial], ds: data.Dataset, mesh: Mesh):
   """The model, the jitted step and the trials' stacked states: restored, or fresh (after
   encoder pre-training, where configured)."""
   model, states, step_fn = pack.setup([t.c for t in trials], ds, mesh)
-  start = trials[0].open()
-  if any(t.open() != start for t in trials[1:]):
-    raise config_lib.ConfigError("trials in one pack must resume from the same step, got "
-                                 + ", ".join(f"{t.workdir}: {t.start}" for t in trials))
+  start = trials[0].start
   singles = [state_lib.unstack(states, k) for k in range(len(trials))]
   for k, t in enumerate(trials):
     if start:
-      singles[k] = state_lib.restore(t.ckpt, start, singles[k])
+      singles[k] = t.restored
       logging.info("Resumed from the checkpoint at step %d in %s.", start, t.workdir)
     elif t.c.pretrain.max_steps > 0:
       batches = data.batches(ds.train.images, t.c.batch_size, t.c.seed + 1, 0,
@@ -189,6 +200,21 @@ def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Resul
     t.write_status(workdir_lib.RUNNING, start)
   results, alive = {}, list(range(len(trials)))
   pending, step = [], start
+
+  def run_hooks(ks: list[int], step: int, stopping: bool) -> None:
+    """The due hooks of trials `ks` at `step`; a trial that is done leaves `alive`."""
+    for k in ks:
+      t, state_k = trials[k], state_lib.unstack(states, k)
+      for hook in hooks[k]:
+        if hook.due(t, step, stopping):
+          hook(t, step, state_k)
+      if t.status == workdir_lib.DONE:
+        alive.remove(k)
+        results[id(t)] = Result(state_k, t.status, t.metrics, t.history)
+
+  # Resumed at its last step (killed between the final checkpoint and `done`): what is left
+  # of finishing (the final evaluation, the status) happens now; rerunning is idempotent.
+  run_hooks([k for k in alive if trials[k].c.num_steps == start], start, False)
   with Preemption() as preemption:
     for step in range(start + 1, max(t.c.num_steps for t in trials) + 1):
       batch = np.stack([ds.train.images[data.batch_indices(
@@ -207,16 +233,10 @@ def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Resul
         alive = [k for k in alive
                  if trials[k].log(s, {n: v[k] for n, v in m.items()}, stopping and s == step)]
       pending = []
-      for k in list(alive):
-        t, state_k = trials[k], state_lib.unstack(states, k)
-        for hook in hooks[k]:
-          if hook.due(t, step, stopping):
-            hook(t, step, state_k)
-        if t.status == workdir_lib.DONE:
-          alive.remove(k)
-          results[id(t)] = Result(state_k, t.status, t.metrics, t.history)
+      run_hooks(list(alive), step, stopping)
       if stopping:
         for k in alive:
+          trials[k].ckpt.wait_until_finished()  # The record never runs ahead of a checkpoint.
           trials[k].write_status(workdir_lib.RUNNING, step)
         logging.warning("Stopped at step %d; run the same command again to resume.", step)
         break

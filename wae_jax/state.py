@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from absl import logging
 from etils import epath
 import flax
 import jax
@@ -139,6 +140,28 @@ def abstract_state(c: ml_collections.ConfigDict, ds: data.Dataset, mesh: Mesh) -
   replicated = NamedSharding(mesh, P())
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
                       shapes)
+
+
+def restore_latest(manager: ocp.CheckpointManager, target: TrainState,
+                   workdir: epath.PathLike) -> tuple[TrainState | None, int]:
+  """The newest checkpoint that restores, and its step; (None, 0) when none does.
+
+  One that fails (truncated or missing files after a crash) is moved to the trial's
+  `aside/`, kept for a look, with one line logged; the next older one is tried.
+  """
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      return restore(manager, step, target), step
+    except Exception as e:  # pylint: disable=broad-except  # Orbax and TensorStore raise many.
+      where = None
+      if jax.process_index() == 0:
+        where = workdir_lib.move_aside(workdir, f"checkpoint-{step}",
+                                       [f"{workdir_lib.CHECKPOINTS}/{step}"])
+      manager.reload()
+      logging.warning("The checkpoint at step %d of %s does not restore (%s: %s); moved to %s, "
+                      "trying the one before.", step, workdir, type(e).__name__,
+                      (str(e).strip().splitlines() or [""])[0][:200], where)
+  return None, 0
 
 
 def restore(manager: ocp.CheckpointManager, step: int, target: TrainState) -> TrainState:

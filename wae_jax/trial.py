@@ -6,6 +6,7 @@ ends exactly as if it had run alone.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -24,6 +25,46 @@ from wae_jax import state as state_lib
 from wae_jax import workdir as workdir_lib
 
 
+# Config fields a rerun may change on an existing trial directory: how long and how often,
+# not what is trained (a sweep's next rung resumes with a larger num_steps).
+MAY_CHANGE = ("num_steps", "log_every", "ckpt_every", "eval_every", "keep_ckpts", "multihost")
+
+
+def check_directory(c: ml_collections.ConfigDict, workdir: epath.PathLike,
+                    restart: bool = False) -> None:
+  """Refuses a trial directory that is not one, or that holds a trial of another config
+  (ConfigError naming the differing fields); with `restart` moves such a trial aside.
+
+  Cheap, so commands call it before any slow set-up; nothing is written unless `restart`.
+  """
+  workdir = epath.Path(workdir)
+  if workdir.exists() and not workdir.is_dir():
+    raise config_lib.ConfigError(f"--workdir: {workdir} is a file, not a directory")
+  path = workdir / workdir_lib.CONFIG
+  if not path.exists():
+    return
+  try:
+    saved = config_lib.flatten(config_lib.from_dict(json.loads(path.read_text())))
+  except (ValueError, TypeError, AttributeError, KeyError) as e:
+    raise config_lib.ConfigError(
+        f"{path}: unreadable ({(str(e).strip().splitlines() or [type(e).__name__])[0]}); "
+        "rerun with --restart to start the trial over") from None
+  new = config_lib.flatten(c)
+  changed = [k for k in sorted(set(saved) | set(new)) if saved.get(k) != new.get(k)
+             and k not in MAY_CHANGE and not k.startswith("eval.")]
+  if not changed:
+    return
+  if restart:
+    aside = workdir_lib.move_aside(workdir, "restart")
+    logging.warning("Started %s over; what was there is in %s.", workdir, aside)
+    return
+  diff = ", ".join(f"{k} {saved.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
+  more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+  raise config_lib.ConfigError(
+      f"{workdir} holds a trial of another config ({diff}{more}); rerun with its own "
+      "config, or with --restart to start it over (its files are moved aside)")
+
+
 class Trial:
   """A trial's files and its progress: status, last evaluation, history of logged means."""
 
@@ -32,7 +73,11 @@ class Trial:
     self.lead = jax.process_index() == 0  # Only the lead host writes files and progress.
     self.started = time.time()
     self.flat = config_lib.flatten(c)
-    self.previous = workdir_lib.read_metrics(self.workdir)  # Every host reads it: all agree.
+    # Every host reads it, so all agree. One that cannot be read is rewritten: the
+    # checkpoints, not metrics.json, say where training stands.
+    self.previous, error = workdir_lib.load_record(self.workdir)
+    if error:
+      logging.warning("%s: %s; it is rewritten from the checkpoints.", self.workdir, error)
     self.status, self.history, self.pending = workdir_lib.RUNNING, {}, []
     self.metrics = (self.previous or {}).get("metrics", {})
     self.fields = {k: v for k, v in (self.previous or {}).items()
@@ -43,10 +88,14 @@ class Trial:
     p = self.previous
     return bool(p) and p["status"] in workdir_lib.FINAL and p["step"] >= self.c.num_steps
 
-  def open(self) -> int:
-    """Creates the directory's writers and checkpoint manager; returns the resume step."""
+  def open(self, target: state_lib.TrainState) -> int:
+    """Creates the directory's writers and checkpoint manager and restores the newest
+    readable checkpoint (into `self.restored`, laid out as `target`); returns its step."""
     self.ckpt = state_lib.checkpoint_manager(self.workdir, self.c, create=True)
-    self.start = self.ckpt.latest_step() or 0
+    self.restored, self.start = state_lib.restore_latest(self.ckpt, target, self.workdir)
+    if self.start > self.c.num_steps:
+      raise config_lib.ConfigError(f"config.num_steps: {self.c.num_steps} is below the step "
+                                   f"{self.start} that {self.workdir} has trained to")
     if self.lead:
       workdir_lib.write_json(self.workdir / workdir_lib.CONFIG, self.c.to_dict())
     self.writer = (metric_writers.create_default_writer(self.workdir) if self.lead

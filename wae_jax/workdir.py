@@ -25,6 +25,7 @@ METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
 LOG = "train.log"  # The trainer's output under a sweep, from its latest attempt.
 LEDGER = "sweep.json"  # A sweep directory's expected set of trials.
+ASIDE = "aside"  # What a trial directory set aside (a restart's files, bad checkpoints).
 
 # What a trainer writes into metrics.json.
 RUNNING, DONE, DIVERGED, FAILED = "running", "done", "diverged", "failed"
@@ -45,12 +46,43 @@ TRAIN = "train"  # The top-level field of the last logged training means, by nam
 
 
 def write_json(path: epath.PathLike, obj: Any) -> None:
-  """Writes JSON via a temporary sibling and a rename, so readers see old or new, never half."""
+  """Writes JSON via a temporary sibling and a rename, so readers see old or new, never half;
+  durably (fsynced) on a local disk, as an object store's writes are."""
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-  tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=_jsonable) + "\n")
-  tmp.replace(path)
+  text = json.dumps(obj, indent=1, sort_keys=True, default=_jsonable) + "\n"
+  if _is_local(path):
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+      os.fsync(directory)  # The rename itself.
+    finally:
+      os.close(directory)
+  else:
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _is_local(path: epath.Path) -> bool:
+  return "://" not in os.fspath(path)
+
+
+def move_aside(workdir: epath.PathLike, why: str, names: Iterable[str] | None = None
+               ) -> epath.Path:
+  """Moves the trial directory's entries (`names`, or all) into `aside/<time>-<why>/`: kept
+  for a person to look at, out of the way of every reader."""
+  workdir = epath.Path(workdir)
+  target = workdir / ASIDE / f"{time.strftime('%Y%m%d-%H%M%S')}-{why}"
+  target.mkdir(parents=True, exist_ok=True)
+  for entry in list(workdir.iterdir()) if names is None else [workdir / n for n in names]:
+    if entry.name != ASIDE and entry.exists():
+      entry.rename(target / entry.name)
+  return target
 
 
 def _jsonable(value: Any) -> Any:
@@ -146,12 +178,32 @@ def load_record(workdir: epath.PathLike) -> tuple[dict[str, Any] | None, str | N
     record = read_metrics(workdir)
   except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError.
     return None, f"{METRICS} unreadable: {str(e).splitlines()[0]}"
-  if record is None:
+  if record is None and not (epath.Path(workdir) / METRICS).exists():
     return None, None
-  if not isinstance(record, dict) or record.get("status") not in STATUSES:
-    status = record.get("status") if isinstance(record, dict) else None
-    return None, f"{METRICS} has no valid status (got {status!r})"
-  return record, None
+  problem = _malformed(record)
+  return (None, f"{METRICS} {problem}") if problem else (record, None)
+
+
+def _malformed(record: Any) -> str | None:
+  """What is wrong with the shape or types of a `metrics.json` record, or None."""
+  if not isinstance(record, dict):
+    return f"is not a JSON object (got {type(record).__name__})"
+  if record.get("status") not in STATUSES:
+    return f"has no valid status (got {record.get('status')!r})"
+  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+  checks = {"step": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            "num_steps": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+            "wall_s": lambda v: v is None or number(v),
+            "error": lambda v: v is None or isinstance(v, str),
+            "config": lambda v: isinstance(v, dict),
+            "metrics": lambda v: isinstance(v, dict) and all(
+                x is None or number(x) for x in v.values())}
+  for field, ok in checks.items():
+    if field in record and not ok(record[field]):
+      return f"has a malformed {field!r} (got {record[field]!r:.60})"
+  if "step" not in record:
+    return "has no 'step'"
+  return None
 
 
 def read_state(workdir: epath.PathLike) -> TrialState:

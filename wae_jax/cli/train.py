@@ -32,6 +32,8 @@ from wae_jax.cli import common
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config: name[:arg] or path.py[:arg].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trial directory (local or gs://).")
+_RESTART = flags.DEFINE_bool("restart", False, "Start over a trial directory that holds a trial "
+                             "of another config (its files are moved to aside/).")
 _PACK = flags.DEFINE_string("pack", None, "JSON [{trial, workdir}, ...]: trials that share "
                             "their shapes, trained as one program (instead of --config).")
 
@@ -89,7 +91,7 @@ def _run(argv: list[str]) -> None:
     if jax.process_index() != 0:  # One console: the other hosts report only problems.
       logging.set_verbosity(logging.WARNING)
   try:
-    results = loop.train_pack(configs, workdirs)
+    results = loop.train_pack(configs, workdirs, _RESTART.value)
   except config_lib.ConfigError as e:
     common.fail("wae-train", str(e).strip().splitlines()[0])
   except Exception as e:  # pylint: disable=broad-except  # Recorded, then summed up.

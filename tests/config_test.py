@@ -84,6 +84,8 @@ def _wae_train(*args, tmp_path):
     (["--config=mnist_wae_mmd:debug", "--config.batch_size=60"],
      "config.batch_size: 60 does not divide over 8 devices"),
     (["--config=nope:debug"], "no config named 'nope'"),
+    (["--config=/nope/c.py"], "--config: no config file '/nope/c.py'"),
+    ([f"--config={os.path.abspath(__file__)}"], "--config: the file defines no get_config"),
 ])
 def test_cli_prints_one_line_and_exits_2(args, message, tmp_path):
   result = _wae_train(*args, tmp_path=tmp_path)

@@ -93,12 +93,16 @@ def test_partial_and_foreign_files_without_a_ledger(tmp_path):
   (tmp_path / "partial" / "metrics.json").write_text('{"status": "running"}')
   os.makedirs(tmp_path / "foreign")
   (tmp_path / "foreign" / "metrics.json").write_text('["not", "a", "record"]')
+  os.makedirs(tmp_path / "typed")  # A done row whose numbers are strings is not a result.
+  (tmp_path / "typed" / "metrics.json").write_text(
+      '{"status": "done", "step": 20, "metrics": {"recon": "1.0"}}')
   os.makedirs(tmp_path / "empty")
   results = results_lib.read_results(tmp_path)
   trials = results.trials.set_index("trial")
-  assert trials["status"].to_dict() == {
-      "empty": "pending", "foreign": "corrupt", "ok": "done", "partial": "running"}
-  assert results.errors == ["foreign: metrics.json has no valid status (got None)"]
+  assert trials["status"].to_dict() == {"empty": "pending", "foreign": "corrupt", "ok": "done",
+                                        "partial": "running", "typed": "corrupt"}
+  assert results.errors == ["foreign: metrics.json is not a JSON object (got list)",
+                            "typed: metrics.json has a malformed 'metrics' (got {'recon': '1.0'})"]
 
 
 def test_cli_formats(tmp_path, capsys):

@@ -109,3 +109,16 @@ def test_bad_sweeps_fail_with_one_line(tmp_path, capsys):
   assert e.value.code == 2
   err = capsys.readouterr().err
   assert err.startswith("wae-sweep: error:") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("body,match", [
+    ("def get_hyper(h:\n", r"SyntaxError: '\(' was never closed"),
+    ("def get_hyper(h):\n  return 5\n", "get_hyper must return a list of dicts.*got int"),
+    ("def get_hyper(h):\n  return [1, 2]\n", "get_hyper must return a list of dicts"),
+    ("def get_hyper(h):\n  return undefined\n", "NameError: name 'undefined'"),
+])
+def test_a_broken_sweep_file_is_one_line(tmp_path, body, match):
+  path = tmp_path / "s.py"
+  path.write_text(body)
+  with pytest.raises(hyper.SweepError, match=match):
+    study.load_sweep(str(path))

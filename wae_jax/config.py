@@ -10,15 +10,18 @@ bad field.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from typing import Any
 
+from etils import epath
 import ml_collections
 
 from wae_jax import data
 from wae_jax import evaluators
 from wae_jax import mmd
 from wae_jax import regularisers
+from wae_jax import workdir as workdir_lib
 from wae_jax.errors import ConfigError
 
 ARCHS = ("dcgan", "resnet")
@@ -165,6 +168,8 @@ def resolve(spec: str) -> str:
       known = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py") and f[0] != "_")
       raise ConfigError(f"--config: no config named {path!r} (known: {', '.join(known)})")
     path = bundled
+  elif not os.path.isfile(path):
+    raise ConfigError(f"--config: no config file {path!r}")
   return path + sep + arg
 
 
@@ -188,6 +193,19 @@ def from_dict(d: dict[str, Any]) -> ml_collections.ConfigDict:
   c.update_from_flattened_dict({k: tuple(v) if isinstance(v, list) else v
                                 for k, v in flatten(ml_collections.ConfigDict(d)).items()})
   return c
+
+
+def read(workdir) -> ml_collections.ConfigDict | None:
+  """The config a trial directory was trained with (None if it has none); ConfigError, one
+  line, if its config.json cannot be read."""
+  path = epath.Path(workdir) / workdir_lib.CONFIG
+  if not path.exists():
+    return None
+  try:
+    return from_dict(json.loads(path.read_text()))
+  except (ValueError, TypeError, AttributeError, KeyError) as e:
+    raise ConfigError(f"{path}: unreadable "
+                      f"({(str(e).strip().splitlines() or [type(e).__name__])[0]})") from None
 
 
 def flatten(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:

@@ -10,7 +10,6 @@ does so for the latest checkpoint of a trial directory and merges the numbers in
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -91,10 +90,12 @@ def evaluate(workdir: epath.PathLike, *, num_samples: int = NUM_SAMPLES,
     raise EvalError(f"num_samples must be >= 2 (FID fits a covariance), got {num_samples}")
   if not workdir.is_dir():
     raise EvalError(f"no trial directory {workdir}")
-  if not (workdir / workdir_lib.CONFIG).exists():
+  c = config_lib.read(workdir)
+  if c is None:
     raise EvalError(f"{workdir} has no {workdir_lib.CONFIG}: not a trial directory")
-  c = config_lib.from_dict(json.loads((workdir / workdir_lib.CONFIG).read_text()))
-  record = workdir_lib.read_metrics(workdir)
+  record, error = workdir_lib.load_record(workdir)
+  if error:
+    raise EvalError(f"{workdir}: {error}")
   manager = state_lib.checkpoint_manager(workdir, c)
   step = manager.latest_step()
   if step is None or record is None:

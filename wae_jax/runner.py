@@ -162,7 +162,10 @@ def run_sweep(s: study.Sweep, workdir: epath.PathLike, *, parallel: int | None =
   out = out or sys.stdout
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  workdir_lib.add_to_ledger(workdir, s.spec, s.trials)
+  aside = workdir_lib.add_to_ledger(workdir, s.spec, s.trials)
+  if aside:
+    print(f"note: {workdir_lib.LEDGER} was unreadable; kept as {aside}, a new one started",
+          file=out)
   states = workdir_lib.read_states(workdir, s.trials)
   todo = [i for i, st in states.items() if st.status not in workdir_lib.FINAL]
   if pack > 1:
@@ -282,7 +285,10 @@ def sweep_status(s: study.Sweep, workdir: epath.PathLike,
   states = workdir_lib.read_states(workdir, s.trials)
   counts = _counts(states)
   final = [st for st in states.values() if st.status in workdir_lib.FINAL]
-  launched = (workdir_lib.read_ledger(workdir) or {}).get("launched_at")
+  try:
+    launched = (workdir_lib.read_ledger(workdir) or {}).get("launched_at")
+  except (ValueError, OSError, AttributeError):  # Unreadable: `run` starts a new one.
+    launched = None
   now = time.time()
   recent = sum(1 for st in final if launched and st.mtime and st.mtime >= launched)
   rate = recent / (now - launched) if recent else 0.0

@@ -115,13 +115,20 @@ def load_sweep(spec: str, check: bool = True, num_devices: int = 1) -> Sweep:
     raise hyper.SweepError(f"no sweep file {path!r}")
   module_spec = importlib.util.spec_from_file_location("_wae_sweep", path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, "get_hyper"):
-    raise hyper.SweepError(f"{path} defines no get_hyper(h, arg=None)")
   try:
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_hyper"):
+      raise hyper.SweepError(f"{path} defines no get_hyper(h, arg=None)")
     trials = module.get_hyper(hyper.HYPER, arg) if arg else module.get_hyper(hyper.HYPER)
-  except (ValueError, TypeError) as e:
-    raise hyper.SweepError(f"{spec}: {str(e).strip().splitlines()[0]}") from None
+  except hyper.SweepError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # The sweep file's own code failed.
+    raise hyper.SweepError(f"{spec}: {type(e).__name__}: "
+                           f"{(str(e).strip().splitlines() or [''])[0]}") from None
+  if not isinstance(trials, (list, tuple)) or not all(isinstance(t, dict) for t in trials):
+    raise hyper.SweepError(f"{spec}: get_hyper must return a list of dicts (the DSL's "
+                           f"h.product(...) and friends), got {type(trials).__name__}"
+                           f"{'' if not isinstance(trials, (list, tuple)) else ' of other things'}")
   by_id = {}
   for i, trial in enumerate(trials):
     _check_form(trial, f"{spec} trial #{i}")

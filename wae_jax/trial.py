@@ -6,7 +6,6 @@ ends exactly as if it had run alone.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -40,15 +39,13 @@ def check_directory(c: ml_collections.ConfigDict, workdir: epath.PathLike,
   workdir = epath.Path(workdir)
   if workdir.exists() and not workdir.is_dir():
     raise config_lib.ConfigError(f"--workdir: {workdir} is a file, not a directory")
-  path = workdir / workdir_lib.CONFIG
-  if not path.exists():
-    return
   try:
-    saved = config_lib.flatten(config_lib.from_dict(json.loads(path.read_text())))
-  except (ValueError, TypeError, AttributeError, KeyError) as e:
-    raise config_lib.ConfigError(
-        f"{path}: unreadable ({(str(e).strip().splitlines() or [type(e).__name__])[0]}); "
-        "rerun with --restart to start the trial over") from None
+    saved = config_lib.read(workdir)
+  except config_lib.ConfigError as e:
+    raise config_lib.ConfigError(f"{e}; rerun with --restart to start the trial over") from None
+  if saved is None:
+    return
+  saved = config_lib.flatten(saved)
   new = config_lib.flatten(c)
   changed = [k for k in sorted(set(saved) | set(new)) if saved.get(k) != new.get(k)
              and k not in MAY_CHANGE and not k.startswith("eval.")]

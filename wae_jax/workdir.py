@@ -201,8 +201,6 @@ def _malformed(record: Any) -> str | None:
   for field, ok in checks.items():
     if field in record and not ok(record[field]):
       return f"has a malformed {field!r} (got {record[field]!r:.60})"
-  if "step" not in record:
-    return "has no 'step'"
   return None
 
 
@@ -243,14 +241,27 @@ def read_ledger(sweep_dir: epath.PathLike) -> dict[str, Any] | None:
   return json.loads(path.read_text()) if path.exists() else None
 
 
-def add_to_ledger(sweep_dir: epath.PathLike, spec: str, trials: Mapping[str, Any]) -> None:
+def add_to_ledger(sweep_dir: epath.PathLike, spec: str, trials: Mapping[str, Any]
+                  ) -> epath.Path | None:
   """Adds a sweep's trials to the ledger, the expected set that status and results read.
 
   The ledger is a union, so growing a sweep (more seeds, a new sub-study) into the same
-  directory keeps the earlier trials in the table.
+  directory keeps the earlier trials in the table. One that cannot be read is renamed
+  aside (its path returned) and a new one started: the trial directories are the record.
   """
-  ledger = read_ledger(sweep_dir) or {"sweeps": {}, "trials": {}}
+  aside = None
+  try:
+    ledger = read_ledger(sweep_dir)
+    if ledger is not None and not (isinstance(ledger, dict) and
+                                   {"sweeps", "trials"} <= set(ledger)):
+      raise ValueError("not a ledger")
+  except (ValueError, OSError):
+    aside = epath.Path(sweep_dir) / f"{LEDGER}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+    (epath.Path(sweep_dir) / LEDGER).rename(aside)
+    ledger = None
+  ledger = ledger or {"sweeps": {}, "trials": {}}
   ledger["sweeps"][spec] = list(trials)
   ledger["trials"].update(trials)
   ledger["launched_at"] = time.time()
   write_json(epath.Path(sweep_dir) / LEDGER, ledger)
+  return aside

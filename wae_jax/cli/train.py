@@ -48,9 +48,14 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except (flags.Error, config_lib.ConfigError) as e:
     common.fail("wae-train", str(e).splitlines()[0])
   except (AttributeError, KeyError) as e:  # ml_collections' answer to --config.<unknown field>.
+    if "get_config" in str(e.args[0]):
+      common.fail("wae-train", "--config: the file defines no get_config(arg=None)")
     field, *hint = str(e.args[0]).split("\n")
     common.fail("wae-train", f"--config: no field {field.strip(chr(39))!r}. "
                 f"{' '.join(hint)}".strip())
+  except Exception as e:  # pylint: disable=broad-except  # The config file's own code failed.
+    common.fail("wae-train", f"--config: {type(e).__name__}: "
+                f"{(str(e).strip().splitlines() or [''])[0]}")
   return rest
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from wae_jax import config as config_lib
+from wae_jax import lock as lock_lib
 from wae_jax import loop
 from wae_jax import workdir as workdir_lib
 
@@ -127,6 +128,13 @@ def test_an_unreadable_metrics_json_is_rewritten(tmp_path):
   (tmp_path / workdir_lib.METRICS).write_text('{"status": "do')
   assert loop.train(c, str(tmp_path)).status == "done"
   assert workdir_lib.read_metrics(tmp_path)["status"] == "done"
+
+
+def test_a_trial_directory_has_one_trainer(tmp_path):
+  with lock_lib.Lock(tmp_path, "trainer"):
+    with pytest.raises(lock_lib.Busy, match="owned by trainer"):
+      loop.train(tiny(), str(tmp_path))
+  assert not (tmp_path / workdir_lib.METRICS).exists()
 
 
 def test_divergence_is_recorded_with_its_step(tmp_path):

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from wae_jax import hyper
+from wae_jax import lock as lock_lib
 from wae_jax import results as results_lib
 from wae_jax import runner
 from wae_jax import study
@@ -97,6 +99,14 @@ def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, 
   runner.sweep_status(s, workdir)
   out = capsys.readouterr().out
   assert "done 3  diverged 1  failed 2" in out and "6/6 final" in out
+
+
+def test_a_sweep_directory_has_one_driver(tmp_path):
+  s = study.load_sweep(_sweep_file(tmp_path, FAKE_SWEEP), check=False)
+  with lock_lib.Lock(tmp_path / "w", "sweep driver"):
+    with pytest.raises(hyper.SweepError, match="owned by sweep driver pid .*one driver"):
+      runner.run_sweep(s, tmp_path / "w", trainer=[sys.executable, FAKE_TRAINER])
+  assert not (tmp_path / "w" / workdir_lib.LEDGER).exists()
 
 
 def test_interrupted_trials_resume(tmp_path, local_ray):

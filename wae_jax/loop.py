@@ -12,6 +12,7 @@ preemption) or SIGINT checkpoints every trial and stops, and the same command re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 from typing import Any
@@ -29,6 +30,7 @@ import orbax.checkpoint as ocp
 from wae_jax import config as config_lib
 from wae_jax import data
 from wae_jax import evaluate
+from wae_jax import lock as lock_lib
 from wae_jax import pack
 from wae_jax import state as state_lib
 from wae_jax import step as step_lib
@@ -133,13 +135,29 @@ def train(c: ml_collections.ConfigDict, workdir: str, restart: bool = False) -> 
 
 def train_pack(configs: list[ml_collections.ConfigDict], workdirs: list[str],
                restart: bool = False) -> list[Result]:
-  """Trains trials that share their shapes (`pack.signature`) as one vmapped program."""
-  mesh = Mesh(np.array(jax.devices()), ("data",))
+  """Trains trials that share their shapes (`pack.signature`) as one vmapped program.
+
+  Each trial directory is owned for the run (`lock.Lock`; `lock.Busy` if a live trainer
+  owns one); the cheap checks of configs and directories come before any slow set-up.
+  """
   for c in configs:
     config_lib.validate(c, jax.device_count())
   pack.check(configs)
-  for c, w in zip(configs, workdirs):
-    trial_lib.check_directory(c, w, restart and jax.process_index() == 0)
+  for w in workdirs:
+    trial_lib.check_path(w)
+  lead = jax.process_index() == 0
+  with contextlib.ExitStack() as owned:
+    if lead:
+      for w in workdirs:
+        owned.enter_context(lock_lib.Lock(w, "trainer"))
+    for c, w in zip(configs, workdirs):
+      trial_lib.check_directory(c, w, restart and lead)
+    return _train_owned(configs, workdirs)
+
+
+def _train_owned(configs: list[ml_collections.ConfigDict], workdirs: list[str]
+                 ) -> list[Result]:
+  mesh = Mesh(np.array(jax.devices()), ("data",))
   c = configs[0]
   ds = data.load(c.data.source, c.data.heldout)
   f = 2 ** (c.model.dec_layers - 1)

@@ -13,8 +13,10 @@ device one cannot.
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import json
 import math
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,7 @@ from typing import Any, Mapping, Sequence, TextIO
 from etils import epath
 
 from wae_jax import hyper
+from wae_jax import lock as lock_lib
 from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
@@ -93,7 +96,8 @@ def _supervise(command: Sequence[str], trial_dirs: Sequence[str]) -> list[dict[s
   local = "://" not in trial_dirs[0]  # Stream the log into a trial dir; upload it otherwise.
   with (open(paths[0] / workdir_lib.LOG, "w+b") if local else tempfile.TemporaryFile()) as log:
     rc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log,
-                        stderr=subprocess.STDOUT, check=False).returncode
+                        stderr=subprocess.STDOUT, check=False,
+                        preexec_fn=_die_with_parent).returncode
     log.seek(0)
     output = log.read().decode(errors="replace")
   for path in paths[1:] if local else paths:
@@ -102,14 +106,25 @@ def _supervise(command: Sequence[str], trial_dirs: Sequence[str]) -> list[dict[s
   unfinished = [i for i, r in enumerate(records) if r.get("status") not in workdir_lib.FINAL]
   if not unfinished:
     return records
-  # Exited cleanly, or by a signal (EXIT_STOPPED among them), unfinished: resumable.
-  if rc == workdir_lib.EXIT_OK or rc < 0 or rc > 128:
+  # Exited cleanly, by a signal (EXIT_STOPPED among them), or found another trainer on a
+  # trial: unfinished but resumable, and not this task's to mark.
+  if rc in (workdir_lib.EXIT_OK, workdir_lib.EXIT_BUSY) or rc < 0 or rc > 128:
     raise TrialInterrupted(f"trainer exited with code {rc} at step "
                            f"{records[unfinished[0]].get('step', 0)}")
   for i in unfinished:
     workdir_lib.record_failure(paths[i], output.strip() or f"trainer exited with code {rc}")
     records[i] = workdir_lib.read_record(paths[i])
   return records
+
+
+def _die_with_parent() -> None:
+  """In the trainer's process, before it starts: SIGTERM when its Ray worker dies (Linux's
+  PR_SET_PDEATHSIG), so a killed driver leaves no trainer behind, and the trainer
+  checkpoints on its way out."""
+  try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+  except (OSError, AttributeError):  # Not Linux: the trial locks still keep trainers apart.
+    pass
 
 
 def resume_step(trial_dir: str) -> int:
@@ -157,11 +172,25 @@ def run_sweep(s: study.Sweep, workdir: epath.PathLike, *, parallel: int | None =
   each), unless Ray is already initialised in this process. `parallel` also caps the tasks
   in flight; `resources` are each task's Ray resources (default one CPU).
   """
-  import ray  # pylint: disable=g-import-not-at-top  # Slow to import; only `run` needs it.
-
-  out = out or sys.stdout
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  driver = lock_lib.Lock(workdir, "sweep driver")
+  try:
+    driver.acquire()
+  except lock_lib.Busy as e:
+    raise hyper.SweepError(f"{e}; one driver a sweep directory") from None
+  try:
+    return _run_owned(s, workdir, out or sys.stdout, parallel=parallel, pack=pack,
+                      ray_address=ray_address, trainer=trainer, resources=resources,
+                      max_retries=max_retries)
+  finally:
+    driver.release()
+
+
+def _run_owned(s: study.Sweep, workdir: epath.Path, out: TextIO, *, parallel, pack,
+               ray_address, trainer, resources, max_retries) -> dict[str, int]:
+  import ray  # pylint: disable=g-import-not-at-top  # Slow to import; only `run` needs it.
+
   aside = workdir_lib.add_to_ledger(workdir, s.spec, s.trials)
   if aside:
     print(f"note: {workdir_lib.LEDGER} was unreadable; kept as {aside}, a new one started",

@@ -29,16 +29,21 @@ from wae_jax import workdir as workdir_lib
 MAY_CHANGE = ("num_steps", "log_every", "ckpt_every", "eval_every", "keep_ckpts", "multihost")
 
 
+def check_path(workdir: epath.PathLike) -> None:
+  """Refuses a trial directory that is a file (ConfigError)."""
+  workdir = epath.Path(workdir)
+  if workdir.exists() and not workdir.is_dir():
+    raise config_lib.ConfigError(f"--workdir: {workdir} is a file, not a directory")
+
+
 def check_directory(c: ml_collections.ConfigDict, workdir: epath.PathLike,
                     restart: bool = False) -> None:
-  """Refuses a trial directory that is not one, or that holds a trial of another config
-  (ConfigError naming the differing fields); with `restart` moves such a trial aside.
+  """Refuses a trial directory that holds a trial of another config (ConfigError naming
+  the differing fields); with `restart` moves such a trial aside.
 
   Cheap, so commands call it before any slow set-up; nothing is written unless `restart`.
   """
   workdir = epath.Path(workdir)
-  if workdir.exists() and not workdir.is_dir():
-    raise config_lib.ConfigError(f"--workdir: {workdir} is a file, not a directory")
   try:
     saved = config_lib.read(workdir)
   except config_lib.ConfigError as e:

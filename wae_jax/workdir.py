@@ -41,6 +41,7 @@ EXIT_OK = 0
 EXIT_CRASHED = 1  # The error is the output's last line and in metrics.json.
 EXIT_USAGE = 2  # A refused flag or config: one line on stderr, nothing written.
 EXIT_STOPPED = 143  # Stopped by a signal with a checkpoint saved: rerun to resume.
+EXIT_BUSY = 75  # A trial directory is owned by another live trainer; nothing done.
 
 TRAIN = "train"  # The top-level field of the last logged training means, by name.
 
@@ -74,13 +75,13 @@ def _is_local(path: epath.Path) -> bool:
 
 def move_aside(workdir: epath.PathLike, why: str, names: Iterable[str] | None = None
                ) -> epath.Path:
-  """Moves the trial directory's entries (`names`, or all) into `aside/<time>-<why>/`: kept
-  for a person to look at, out of the way of every reader."""
+  """Moves the trial directory's entries (`names`, or all but hidden files such as its lock)
+  into `aside/<time>-<why>/`: kept for a person to look at, out of the way of every reader."""
   workdir = epath.Path(workdir)
   target = workdir / ASIDE / f"{time.strftime('%Y%m%d-%H%M%S')}-{why}"
   target.mkdir(parents=True, exist_ok=True)
   for entry in list(workdir.iterdir()) if names is None else [workdir / n for n in names]:
-    if entry.name != ASIDE and entry.exists():
+    if entry.name != ASIDE and not entry.name.startswith(".") and entry.exists():
       entry.rename(target / entry.name)
   return target
 

@@ -4,7 +4,8 @@ r"""wae-train: trains one trial (or a pack of trials) into its directory.
   wae-train --pack='[{"trial": {...}, "workdir": "..."}, ...]'   (what `wae-sweep --pack` runs)
 
 Exit codes (workdir.EXIT_*): 0 finished; 2 a refused flag or config, one line, nothing
-written; 143 stopped by a signal with a checkpoint saved (run it again to resume); 1 a
+written; 143 stopped by a signal with a checkpoint saved (run it again to resume); 75 a
+trial directory owned by another live trainer (nothing done); 1 a
 crash, recorded as `failed` in each unfinished trial's metrics.json, the error the last line.
 """
 
@@ -24,6 +25,7 @@ from ml_collections import config_flags
 
 from wae_jax import config as config_lib
 from wae_jax import hyper
+from wae_jax import lock
 from wae_jax import loop
 from wae_jax import study
 from wae_jax import workdir as workdir_lib
@@ -99,6 +101,8 @@ def _run(argv: list[str]) -> None:
     results = loop.train_pack(configs, workdirs, _RESTART.value)
   except config_lib.ConfigError as e:
     common.fail("wae-train", str(e).strip().splitlines()[0])
+  except lock.Busy as e:
+    common.fail("wae-train", str(e), workdir_lib.EXIT_BUSY)
   except Exception as e:  # pylint: disable=broad-except  # Recorded, then summed up.
     error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}"
     if jax.process_index() == 0:

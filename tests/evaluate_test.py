@@ -27,7 +27,7 @@ def no_inception_weights(monkeypatch, tmp_path):
   monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # No weights in torch's cache.
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
   """A tiny trial trained with eval.final_fid, and the cache its evaluation filled."""
   root = tmp_path_factory.mktemp("eval")

@@ -98,12 +98,12 @@ def test_reference_statistics_are_cached_and_recomputed_on_mismatch(tmp_path):
 # Domain FID on real MNIST digits (the 5,000 bundled with the package).
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mnist():
   return data.load("bundled:mnist", 1000)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(mnist, tmp_path_factory):
   cache_dir = str(tmp_path_factory.mktemp("cache"))
   return classifier.get_or_train(mnist, cache_dir, steps=300), cache_dir

@@ -8,7 +8,8 @@ from wae_jax import loop
 from wae_jax import workdir as workdir_lib
 from loop_test import tiny
 
-# The tests share the `alone` runs: under pytest-xdist they go to one worker.
+# The tests share the `alone` runs (session-scoped: a module fixture is rebuilt when its
+# worker runs another module in between): under pytest-xdist they go to one worker.
 pytestmark = pytest.mark.xdist_group("pack")
 
 
@@ -40,7 +41,7 @@ def _assert_same_run(a, b, rtol=1e-5):
   assert np.linalg.norm(y - x) <= rtol * np.linalg.norm(x)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def alone(tmp_path_factory):
   """The PACK trials, each trained on its own (the reference for packed training)."""
   root = tmp_path_factory.mktemp("alone")

@@ -300,3 +300,19 @@ def test_packed_sweep_through_the_cli(tmp_path):
   assert len({r["metrics"]["mmd_heldout"] for r in records.values()}) == 4
   [log] = {(workdir / tid / "train.log").read_text() for tid in trials}  # One program's log.
   assert all(f"Done: metrics in {workdir / tid}" in log for tid in trials)
+
+
+@pytest.mark.slow
+def test_chaos_leaves_no_trial_lost_damaged_or_trained_twice(tmp_path):
+  """benchmarks/chaos.py at a small size: kills of trainers and of the driver, a corrupt
+  checkpoint; every trial ends final, intact, trained once and equal to an undisturbed run."""
+  done = subprocess.run(
+      [sys.executable, os.path.join(REPO, "benchmarks", "chaos.py"), "--trials=2",
+       "--trainer_kills=2", "--driver_kills=1", "--corruptions=1", "--seed=1",
+       f"--workdir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  summary = json.loads(done.stdout.strip().splitlines()[-1])
+  assert summary["event"] == "summary", done.stdout[-3000:]
+  assert (summary["trainer_kills"], summary["driver_kills"]) == (2, 1), summary
+  assert {k: summary[k] for k in ("lost", "trained_twice", "damaged", "differ", "orphans")} == {
+      "lost": 0, "trained_twice": 0, "damaged": 0, "differ": 0, "orphans": 0}, done.stdout

@@ -1,7 +1,7 @@
 """Chaos: a debug sweep under random kills and damage, then every trial directory read back.
 
-  python benchmarks/chaos.py [--trials 4] [--trainer_kills 20] [--driver_kills 10]
-                             [--corruptions 3] [--seed 0] [--workdir DIR]
+  python benchmarks/chaos.py [--trials 4] [--steps 60] [--trainer_kills 20]
+                             [--driver_kills 10] [--corruptions 3] [--seed 0] [--workdir DIR]
 
 Runs the sweep once undisturbed (the reference), then again while, at random moments, it
 kills trainers (SIGKILL or SIGTERM, preferring one inside its final-checkpoint-to-`done`
@@ -33,7 +33,7 @@ import time
 
 from wae_jax import workdir as workdir_lib
 
-NUM_STEPS = 60
+NUM_STEPS = 60  # Each trial's; --steps sets it.
 SWEEP = """
 def get_hyper(h):
   return h.product([
@@ -228,10 +228,12 @@ def check(workdir: str, reference: str, log: str) -> dict[str, int]:
 
 
 def main() -> None:
+  global NUM_STEPS
   if len(sys.argv) > 1 and sys.argv[1].startswith("--wrap="):
     sys.exit(wrap(sys.argv[1][len("--wrap="):], sys.argv[3:]))
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--trials", type=int, default=4)
+  parser.add_argument("--steps", type=int, default=NUM_STEPS)
   parser.add_argument("--trainer_kills", type=int, default=20)
   parser.add_argument("--driver_kills", type=int, default=10)
   parser.add_argument("--corruptions", type=int, default=3)
@@ -239,6 +241,7 @@ def main() -> None:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--workdir", default=None)
   args = parser.parse_args()
+  NUM_STEPS = args.steps
   root = args.workdir or tempfile.mkdtemp(prefix="wae-chaos-")
   spec = os.path.join(root, "sweep.py")
   with open(spec, "w") as f:

@@ -100,6 +100,18 @@ def in_final_window(workdir: str, trial: str) -> bool:
           workdir_lib.read_record(os.path.join(workdir, trial)).get("status") != "done")
 
 
+def nap(seconds: float, workdir: str) -> int | None:
+  """Sleeps `seconds`, or less to return a trainer caught in its final window (it lasts
+  well under a second, so it is watched for every 50 ms)."""
+  end = time.time() + seconds
+  while time.time() < end:
+    for pid, trial in trainer_pids(workdir).items():
+      if in_final_window(workdir, trial):
+        return pid
+    time.sleep(0.05)
+  return None
+
+
 def corrupt(workdir: str, rng: random.Random) -> str | None:
   """Truncates every file of the newest checkpoint of a random unfinished trial."""
   candidates = []
@@ -139,7 +151,7 @@ def chaos(spec: str, workdir: str, log: str, args, rng: random.Random) -> dict[s
   while time.time() < deadline and (
       counts["trainer_kills"] < args.trainer_kills or counts["driver_kills"] < args.driver_kills
       or counts["corruptions"] < args.corruptions):
-    time.sleep(rng.uniform(1.0, 6.0))
+    caught = nap(rng.uniform(1.0, 6.0), workdir)
     if d.poll() is not None:  # It finished (or gave up): a relaunch continues the study.
       emit(event="driver_exit", rc=d.returncode)
       if d.returncode == 0 and all(workdir_lib.read_record(os.path.join(workdir, t)).get(
@@ -149,7 +161,7 @@ def chaos(spec: str, workdir: str, log: str, args, rng: random.Random) -> dict[s
       d = driver(spec, workdir, log)
       continue
     pids = trainer_pids(workdir)
-    window = [p for p, t in pids.items() if in_final_window(workdir, t)]
+    window = [p for p in [caught] if p in pids]
     choice = rng.choices(["trainer", "driver", "corrupt", "second"], [6, 3, 1, 0.5])[0]
     if window and counts["trainer_kills"] < args.trainer_kills:
       choice = "window"

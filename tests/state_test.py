@@ -14,11 +14,14 @@ from loop_test import tiny
 LEGACY = os.path.join(os.path.dirname(__file__), "testdata", "legacy_v0_wae_gan")
 
 
-def test_learning_rate_schedule_divides_at_the_paper_epochs():
+def test_learning_rate_schedule_divides_at_the_paper_epochs_one_factor_after_the_other():
   c = config_lib.load("mnist_wae_mmd")
   schedule = state_lib.learning_rate(1e-3, c, steps_per_epoch=600)
   got = [float(schedule(600 * e)) for e in (0, 29, 30, 49, 50, 99, 100)]
-  np.testing.assert_allclose(got, [1e-3, 1e-3, 5e-4, 5e-4, 2e-4, 2e-4, 1e-4], rtol=1e-6)
+  np.testing.assert_allclose(got, [1e-3, 1e-3, 5e-4, 5e-4, 1e-4, 1e-4, 1e-5], rtol=1e-6)
+  celeba = state_lib.learning_rate(1e-3, config_lib.load("celeba_wae_mmd"), steps_per_epoch=10)
+  np.testing.assert_allclose([float(celeba(10 * e)) for e in (29, 30, 50, 54)],
+                             [1e-3, 5e-4, 1e-4, 1e-4], rtol=1e-6)
 
 
 def test_one_transformation_serves_trials_with_different_learning_rates():

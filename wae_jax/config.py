@@ -86,7 +86,8 @@ def mnist() -> ml_collections.ConfigDict:
   c.optim.lr = 1e-3
   c.optim.b1 = 0.5
   c.optim.b2 = 0.999
-  # Learning rate divided by decay_factors[i] after decay_epochs[i] epochs (not cumulative).
+  # After decay_epochs[i] epochs the rate is divided by decay_factors[i] once more, as the
+  # public code does (lr/2, lr/10, lr/100; the paper's "/5 after 50" reads as either).
   c.optim.decay_epochs = (30, 50, 100)
   c.optim.decay_factors = (2.0, 5.0, 10.0)
 

@@ -13,8 +13,9 @@ from wae_jax import regularisers
 
 
 def _jit_init(module, *args, **kwargs):
-  """`module.init` jitted, on the classic threefry as the trainer inits (`pack.single`): op by
-  op, each draw would be a program of its own, over a second each to compile."""
+  """`module.init` jitted, on the classic threefry: these tests need shapes and ranges, not the
+  trainer's values, and XLA:CPU compiles each partitionable draw in over a second (op by op,
+  each draw would also be a program of its own)."""
   with jax.threefry_partitionable(False):
     return jax.jit(functools.partial(module.init, **kwargs))(jax.random.key(0), *args)
 

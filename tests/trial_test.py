@@ -65,4 +65,4 @@ def test_an_unreadable_config_json_is_one_line(tmp_path, content, match):
 def test_a_file_is_not_a_trial_directory(tmp_path):
   (tmp_path / "f").write_text("")
   with pytest.raises(config_lib.ConfigError, match="is a file, not a directory"):
-    trial_lib.check_directory(config_lib.load("mnist_wae_mmd:debug"), tmp_path / "f")
+    trial_lib.check_path(tmp_path / "f")

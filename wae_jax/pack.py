@@ -60,11 +60,7 @@ def single(c: ml_collections.ConfigDict, ds: data.Dataset, mesh: Mesh
                     out_shardings=replicated)
 
   def init(ck: ml_collections.ConfigDict) -> state_lib.TrainState:
-    # The init's draws are replicated, where the partitionable threefry gains nothing and
-    # costs XLA:CPU over a second of compilation per draw (14 s against 2.7 s for the
-    # debug net's init).
-    with jax.threefry_partitionable(False):
-      return init_fn(jax.random.key(ck.seed), state_lib.trial_values(ck, regulariser))
+    return init_fn(jax.random.key(ck.seed), state_lib.trial_values(ck, regulariser))
 
   step = functools.partial(step_lib.train_step, c=c, model=model, regulariser=regulariser,
                            tx=optimizer(c.optim.lr), pixels=ds.pixels, mesh=mesh)

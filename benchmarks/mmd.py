@@ -19,7 +19,6 @@ import resource
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from wae_jax import mmd

@@ -16,8 +16,6 @@ from loop_test import tiny
 
 CLASSIFIER_STEPS = 50  # The real classifier takes 2,000 steps: minutes on a laptop CPU.
 NUM_SAMPLES = 256
-# The tests share the `trained` run: under pytest-xdist they go to one worker.
-pytestmark = pytest.mark.xdist_group("evaluate")
 FID_KEYS = {"domain_fid", "domain_fid_classifier_acc", "eval_num_samples"}
 
 
@@ -27,16 +25,12 @@ def no_inception_weights(monkeypatch, tmp_path):
   monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # No weights in torch's cache.
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
+def _trained(root):
   """A tiny trial trained with eval.final_fid, and the cache its evaluation filled."""
-  root = tmp_path_factory.mktemp("eval")
   cache_dir = str(root / "cache")
   c = tiny(num_steps=10, eval_every=10, ckpt_every=10, **{
       "eval.final_fid": True, "eval.fid_num_samples": NUM_SAMPLES, "eval.cache_dir": cache_dir})
   with pytest.MonkeyPatch.context() as mp:
-    mp.delenv(inception.WEIGHTS_ENV, raising=False)
-    mp.setenv("TORCH_HOME", str(root))
     mp.setattr(evaluate, "final_metrics",
                functools.partial(evaluate.final_metrics, classifier_steps=CLASSIFIER_STEPS))
     result = loop.train(c, str(root / "trial"))
@@ -44,8 +38,18 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_final_fid_at_the_end_of_training(trained):
-  workdir, _, result = trained
+def test_final_fid_at_the_end_of_training_and_the_same_from_wae_eval(tmp_path, capsys,
+                                                                      monkeypatch):
+  """One trained trial (its set-up is most of the time) through three checks, in order: the
+  final metrics training wrote, wae-eval refusing bad weights without touching them, and
+  wae-eval recomputing the same metrics."""
+  workdir, cache_dir, result = _trained(tmp_path)
+  _final_metrics_of_training(workdir, result)
+  _wae_eval_rejects_wrong_inception_weights(workdir, tmp_path, capsys, monkeypatch)
+  _wae_eval_merges_the_same_metrics_into_metrics_json(workdir, cache_dir, result, monkeypatch)
+
+
+def _final_metrics_of_training(workdir, result):
   m = workdir_lib.read_metrics(workdir)
   assert m["status"] == "done" and m["step"] == 10
   assert m["metrics"] == pytest.approx(result.metrics)
@@ -55,9 +59,7 @@ def test_final_fid_at_the_end_of_training(trained):
   assert m["metrics"]["domain_fid"] > 0 and 0.1 < m["metrics"]["domain_fid_classifier_acc"] <= 1
 
 
-@pytest.mark.slow
-def test_wae_eval_merges_the_same_metrics_into_metrics_json(trained, monkeypatch):
-  workdir, cache_dir, result = trained
+def _wae_eval_merges_the_same_metrics_into_metrics_json(workdir, cache_dir, result, monkeypatch):
   before = workdir_lib.read_metrics(workdir)
   # As if trained without eval.final_fid.
   workdir_lib.write_json(workdir / workdir_lib.METRICS, {
@@ -103,16 +105,15 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
   assert "no checkpoint" in _cli_error([f"--workdir={tmp_path}"], capsys)
 
 
-@pytest.mark.slow
-def test_cli_rejects_wrong_inception_weights(trained, tmp_path, capsys, monkeypatch):
+def _wae_eval_rejects_wrong_inception_weights(workdir, tmp_path, capsys, monkeypatch):
   wrong = tmp_path / inception.WEIGHTS_FILE
   wrong.write_bytes(b"not the weights")
-  workdir = trained[0]
   before = (workdir / workdir_lib.METRICS).read_text()
   assert "has sha256" in _cli_error([f"--workdir={workdir}", f"--inception_weights={wrong}"],
                                     capsys)
   assert "not found" in _cli_error(
       [f"--workdir={workdir}", f"--inception_weights={tmp_path / 'none.pth'}"], capsys)
-  monkeypatch.setenv(inception.WEIGHTS_ENV, str(wrong))
-  assert "has sha256" in _cli_error([f"--workdir={workdir}"], capsys)
+  with monkeypatch.context() as mp:
+    mp.setenv(inception.WEIGHTS_ENV, str(wrong))
+    assert "has sha256" in _cli_error([f"--workdir={workdir}"], capsys)
   assert (workdir / workdir_lib.METRICS).read_text() == before

@@ -8,9 +8,6 @@ from wae_jax import loop
 from wae_jax import workdir as workdir_lib
 from loop_test import tiny
 
-# The tests share the `alone` runs (session-scoped: a module fixture is rebuilt when its
-# worker runs another module in between): under pytest-xdist they go to one worker.
-pytestmark = pytest.mark.xdist_group("pack")
 
 
 PACK = [dict(seed=0, lam=10.0), dict(seed=1, lam=1.0, **{"optim.lr": 2e-3}),
@@ -43,7 +40,8 @@ def _assert_same_run(a, b, rtol=1e-5):
 
 @pytest.fixture(scope="session")
 def alone(tmp_path_factory):
-  """The PACK trials, each trained on its own (the reference for packed training)."""
+  """The PACK trials, each trained on its own (the reference for packed training); once per
+  test worker (a module fixture is rebuilt whenever its worker ran another module between)."""
   root = tmp_path_factory.mktemp("alone")
   return [loop.train(packable(20, **o), str(root / str(k)))
           for k, o in enumerate(PACK)]

@@ -170,8 +170,8 @@ def _train_owned(configs: list[ml_collections.ConfigDict], workdirs: list[str]
   for t in trials:
     if t.finished:
       logging.info("%s is already %s at step %d.", t.workdir, t.previous["status"],
-                   t.previous["step"])
-      results[id(t)] = Result(None, t.previous["status"], t.previous["metrics"], {})
+                   t.previous.get("step", 0))
+      results[id(t)] = Result(None, t.previous["status"], t.previous.get("metrics", {}), {})
   by_start = {}
   if any(not t.finished for t in trials):
     target = state_lib.abstract_state(c, ds, mesh)

@@ -88,7 +88,7 @@ class Trial:
   @property
   def finished(self) -> bool:
     p = self.previous
-    return bool(p) and p["status"] in workdir_lib.FINAL and p["step"] >= self.c.num_steps
+    return bool(p) and p["status"] in workdir_lib.FINAL and p.get("step", 0) >= self.c.num_steps
 
   def open(self, target: state_lib.TrainState) -> int:
     """Creates the directory's writers and checkpoint manager and restores the newest

@@ -23,6 +23,7 @@ from wae_jax import mmd
 from wae_jax import regularisers
 from wae_jax import workdir as workdir_lib
 from wae_jax.errors import ConfigError
+from wae_jax.errors import first_line
 
 ARCHS = ("dcgan", "resnet")
 ENCODERS = ("deterministic", "gaussian")
@@ -205,8 +206,7 @@ def read(workdir) -> ml_collections.ConfigDict | None:
   try:
     return from_dict(json.loads(path.read_text()))
   except (ValueError, TypeError, AttributeError, KeyError) as e:
-    raise ConfigError(f"{path}: unreadable "
-                      f"({(str(e).strip().splitlines() or [type(e).__name__])[0]})") from None
+    raise ConfigError(f"{path}: unreadable ({first_line(e)})") from None
 
 
 def flatten(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:

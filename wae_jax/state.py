@@ -26,6 +26,7 @@ from jax.sharding import PartitionSpec as P
 
 from wae_jax import config as config_lib
 from wae_jax import data
+from wae_jax import errors
 from wae_jax import models
 from wae_jax import regularisers
 from wae_jax import workdir as workdir_lib
@@ -160,7 +161,7 @@ def restore_latest(manager: ocp.CheckpointManager, target: TrainState,
       manager.reload()
       logging.warning("The checkpoint at step %d of %s does not restore (%s: %s); moved to %s, "
                       "trying the one before.", step, workdir, type(e).__name__,
-                      (str(e).strip().splitlines() or [""])[0][:200], where)
+                      errors.first_line(e)[:200], where)
   return None, 0
 
 

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import ml_collections
 
 from wae_jax import config as config_lib
+from wae_jax import errors
 from wae_jax import hyper
 
 BASE = "config"  # The trial key naming the base config; every other key is an override.
@@ -123,8 +124,7 @@ def load_sweep(spec: str, check: bool = True, num_devices: int = 1) -> Sweep:
   except hyper.SweepError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # The sweep file's own code failed.
-    raise hyper.SweepError(f"{spec}: {type(e).__name__}: "
-                           f"{(str(e).strip().splitlines() or [''])[0]}") from None
+    raise hyper.SweepError(f"{spec}: {type(e).__name__}: {errors.first_line(e)}") from None
   if not isinstance(trials, (list, tuple)) or not all(isinstance(t, dict) for t in trials):
     raise hyper.SweepError(f"{spec}: get_hyper must return a list of dicts (the DSL's "
                            f"h.product(...) and friends), got {type(trials).__name__}"

@@ -31,9 +31,8 @@ MAY_CHANGE = ("num_steps", "log_every", "ckpt_every", "eval_every", "keep_ckpts"
 
 def check_path(workdir: epath.PathLike) -> None:
   """Refuses a trial directory that is a file (ConfigError)."""
-  workdir = epath.Path(workdir)
-  if workdir.exists() and not workdir.is_dir():
-    raise config_lib.ConfigError(f"--workdir: {workdir} is a file, not a directory")
+  if problem := workdir_lib.not_a_directory(workdir):
+    raise config_lib.ConfigError(problem)
 
 
 def check_directory(c: ml_collections.ConfigDict, workdir: epath.PathLike,

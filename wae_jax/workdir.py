@@ -69,6 +69,12 @@ def write_json(path: epath.PathLike, obj: Any) -> None:
     tmp.replace(path)
 
 
+def not_a_directory(path: epath.PathLike) -> str | None:
+  """Why `path` cannot be a trial or sweep directory (it is a file), or None."""
+  path = epath.Path(path)
+  return f"--workdir: {path} is a file, not a directory" if path.is_file() else None
+
+
 def _is_local(path: epath.Path) -> bool:
   return "://" not in os.fspath(path)
 

@@ -17,8 +17,6 @@ import shlex
 import sys
 from typing import Sequence
 
-from etils import epath
-
 from wae_jax import hyper
 from wae_jax import runner
 from wae_jax import study
@@ -60,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   try:
     if args.command != "list" and not args.workdir:
       raise hyper.SweepError(f"{args.command} needs --workdir")
-    if args.workdir and epath.Path(args.workdir).exists() and not epath.Path(args.workdir).is_dir():
-      raise hyper.SweepError(f"--workdir: {args.workdir} is a file, not a directory")
+    if args.workdir and (problem := workdir_lib.not_a_directory(args.workdir)):
+      raise hyper.SweepError(problem)
     if args.parallel is not None and args.parallel < 1:
       raise hyper.SweepError(f"--parallel must be >= 1, got {args.parallel}")
     if args.pack < 1:

@@ -24,6 +24,7 @@ import jax
 from ml_collections import config_flags
 
 from wae_jax import config as config_lib
+from wae_jax import errors
 from wae_jax import hyper
 from wae_jax import lock
 from wae_jax import loop
@@ -56,8 +57,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     common.fail("wae-train", f"--config: no field {field.strip(chr(39))!r}. "
                 f"{' '.join(hint)}".strip())
   except Exception as e:  # pylint: disable=broad-except  # The config file's own code failed.
-    common.fail("wae-train", f"--config: {type(e).__name__}: "
-                f"{(str(e).strip().splitlines() or [''])[0]}")
+    common.fail("wae-train", f"--config: {type(e).__name__}: {errors.first_line(e)}")
   return rest
 
 

@@ -1,4 +1,5 @@
-"""The training loop: learning, 1 vs 8 devices, bit-exact resume, divergence, the CLI."""
+"""The training loop: learning, 1 vs 8 devices, bit-exact resume (and steps per dispatch),
+divergence, the CLI."""
 import json
 import os
 import signal
@@ -73,11 +74,14 @@ def test_one_device_equals_eight_devices(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["mnist_wae_mmd:debug", "mnist_wae_gan:debug"])
-def test_resume_is_bit_exact(name, tmp_path):
-  straight = loop.train(tiny(name), str(tmp_path / "straight"))
-  first = loop.train(tiny(name, num_steps=20), str(tmp_path / "resumed"))
+def test_resume_is_bit_exact_whatever_the_steps_per_dispatch_and_the_feed(name, tmp_path):
+  # Straight: 10 steps a dispatch, batches gathered on the device. Interrupted: one step a
+  # dispatch with batches streamed from the host, then 7 a dispatch (7 + 3 to each hook).
+  straight = loop.train(tiny(name, steps_per_dispatch=10), str(tmp_path / "straight"))
+  first = loop.train(tiny(name, num_steps=20, steps_per_dispatch=1,
+                          **{"data.device_max_mb": 0}), str(tmp_path / "resumed"))
   assert first.status == "done" and max(first.history) == 20
-  resumed = loop.train(tiny(name), str(tmp_path / "resumed"))
+  resumed = loop.train(tiny(name, steps_per_dispatch=7), str(tmp_path / "resumed"))
   assert sorted(resumed.history) == [30, 40]  # It went on from the step-20 checkpoint.
   for step in (30, 40):
     assert resumed.history[step] == straight.history[step]

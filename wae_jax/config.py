@@ -49,6 +49,9 @@ def mnist() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.source = "tfds:mnist"
   c.data.heldout = 10_000  # The public code holds out the last 10k images.
+  # A training set up to this size (MiB) lives on every device and batches are gathered
+  # there; a larger one streams from the host (`feed.py`). 0: always stream.
+  c.data.device_max_mb = 3072
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = "dcgan"
@@ -97,6 +100,9 @@ def mnist() -> ml_collections.ConfigDict:
   c.pretrain.max_steps = 0  # The public code uses up to 200; 0 turns it off.
   c.pretrain.tol = 0.1
 
+  # Training steps per dispatch, run by one compiled loop on the devices; logging, evaluation,
+  # checkpoints and a preemption are handled between dispatches. Results do not depend on it.
+  c.steps_per_dispatch = 10
   c.log_every = 100
   c.ckpt_every = 1000
   c.keep_ckpts = 3
@@ -254,7 +260,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   _check(c.lam >= 0, "lam", f"must be >= 0, got {c.lam}")
   _check(c.recon.scale > 0, "recon.scale", f"must be > 0, got {c.recon.scale}")
   _check(c.model.width > 0, "model.width", f"must be > 0, got {c.model.width}")
-  for field in ("num_steps", "batch_size", "log_every", "ckpt_every", "eval_every",
+  for field in ("num_steps", "batch_size", "steps_per_dispatch", "log_every", "ckpt_every", "eval_every",
                 "keep_ckpts", "mmd.block_size", "model.enc_layers", "model.dec_layers",
                 "model.kernel_size", "gan.layers", "gan.units", "eval.batch_size",
                 "sw.num_projections"):
@@ -278,6 +284,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
     _check(name in evaluators.names(), "eval.evaluators",
            f"unknown evaluator {name!r} (expected one of {', '.join(evaluators.names())})")
   _check(c.data.heldout >= 1, "data.heldout", f"must be >= 1, got {c.data.heldout}")
+  _check(isinstance(c.data.device_max_mb, int) and c.data.device_max_mb >= 0,
+         "data.device_max_mb", f"must be an integer >= 0, got {c.data.device_max_mb!r}")
   _check(c.batch_size % num_devices == 0, "batch_size",
          f"{c.batch_size} does not divide over {num_devices} devices; use a multiple of "
          f"{num_devices}, e.g. {max(num_devices, c.batch_size // num_devices * num_devices)} "

@@ -1,11 +1,13 @@
 """The training loop: the (packed) step, then each trial's periodic hooks.
 
-    for step in ...:
-      states, metrics = step_fn(states, batches, keys)     # K trials, one program
+    until every trial is done:
+      states, metrics = run_fn(states, feed, keys, n)  # n steps of K trials, one dispatch
       for each trial still training:
-        log -> evaluate -> checkpoint -> finish           # when each is due
+        log -> evaluate -> checkpoint -> finish       # when each is due
 
-Metrics stay on the device until some hook is due, so steps dispatch back to back. A
+A dispatch runs up to `steps_per_dispatch` steps and stops where any trial has something
+due, so the hooks see exactly the steps they would one step at a time. Metrics stay on the
+device until some hook is due, so dispatches go back to back. A
 trial that diverges is recorded and dropped while the others go on; SIGTERM (a TPU
 preemption) or SIGINT checkpoints every trial and stops, and the same command resumes.
 """
@@ -30,6 +32,7 @@ import orbax.checkpoint as ocp
 from wae_jax import config as config_lib
 from wae_jax import data
 from wae_jax import evaluate
+from wae_jax import feed
 from wae_jax import lock as lock_lib
 from wae_jax import pack
 from wae_jax import state as state_lib
@@ -184,9 +187,9 @@ def _train_owned(configs: list[ml_collections.ConfigDict], workdirs: list[str]
 
 
 def _initial_states(trials: list[Trial], ds: data.Dataset, mesh: Mesh):
-  """The model, the jitted step and the trials' stacked states: restored, or fresh (after
+  """The model, the jitted loop and the trials' stacked states: restored, or fresh (after
   encoder pre-training, where configured)."""
-  model, states, step_fn = pack.setup([t.c for t in trials], ds, mesh)
+  model, states, run_fn = pack.setup([t.c for t in trials], ds, mesh)
   start = trials[0].start
   singles = [state_lib.unstack(states, k) for k in range(len(trials))]
   for k, t in enumerate(trials):
@@ -198,11 +201,11 @@ def _initial_states(trials: list[Trial], ds: data.Dataset, mesh: Mesh):
                              NamedSharding(mesh, P("data")))
       singles[k], n, loss = step_lib.pretrain_encoder(t.c, model, singles[k], batches, ds.pixels)
       logging.info("Encoder pre-training of %s: %d steps, moment loss %.4f.", t.workdir, n, loss)
-  return model, step_fn, start, jax.device_put(state_lib.stack(singles), NamedSharding(mesh, P()))
+  return model, run_fn, start, jax.device_put(state_lib.stack(singles), NamedSharding(mesh, P()))
 
 
 def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Result]:
-  model, step_fn, start, states = _initial_states(trials, ds, mesh)
+  model, run_fn, start, states = _initial_states(trials, ds, mesh)
   inference = eval_common.Inference(trials[0].c, model, mesh, ds.pixels)
   # Loaded before training, so bad weights fail the run at once, not at its end.
   inception_params = (evaluate.load_inception() if any(t.c.eval.final_fid for t in trials)
@@ -213,7 +216,8 @@ def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Resul
     evaluator = Evaluate(inference, ds, keys[k][1])
     hooks.append([evaluator, Checkpoint(), Finish(evaluator, inception_params)])
   train_keys = jnp.stack([k[0] for k in keys])
-  batch_sharding = NamedSharding(mesh, P(None, "data"))
+  feeder = feed.Feeder([t.c for t in trials], ds.train.images, mesh,
+                       trials[0].c.steps_per_dispatch)
   for t in trials:
     t.write_status(workdir_lib.RUNNING, start)
   results, alive = {}, list(range(len(trials)))
@@ -234,22 +238,25 @@ def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Resul
   # of finishing (the final evaluation, the status) happens now; rerunning is idempotent.
   run_hooks([k for k in alive if trials[k].c.num_steps == start], start, False)
   with Preemption() as preemption:
-    for step in range(start + 1, max(t.c.num_steps for t in trials) + 1):
-      batch = np.stack([ds.train.images[data.batch_indices(
-          len(ds.train.images), t.c.batch_size, t.c.seed, step - 1)] for t in trials])
-      states, metrics = step_fn(states, data.place(batch, batch_sharding, axis=1), train_keys)
-      pending.append(metrics)
-      for k in alive:
-        trials[k].progress(step)
+    while alive:
+      # One dispatch runs up to the next step at which any trial has something to do.
+      n = min(feeder.n_max, min(trials[k].next_due(step) for k in alive) - step)
+      states, metrics = run_fn(states, feeder(step, n), train_keys, n)
+      pending.append((n, metrics))
+      for s in range(step + 1, step + n + 1):
+        for k in alive:
+          trials[k].progress(s)
+      step += n
       stopping = preemption.requested
       if not stopping and not any(trials[k].due(step, trials[k].c.log_every)
                                   or any(h.due(trials[k], step, False) for h in hooks[k])
                                   for k in alive):
         continue
-      for offset, m in enumerate(jax.device_get(pending)):
-        s = step - len(pending) + 1 + offset
-        alive = [k for k in alive
-                 if trials[k].log(s, {n: v[k] for n, v in m.items()}, stopping and s == step)]
+      end = step - sum(count for count, _ in pending)
+      for count, m in jax.device_get(pending):
+        end += count
+        alive = [k for k in alive if trials[k].log(
+            end, {name: v[:count, k] for name, v in m.items()}, stopping and end == step)]
       pending = []
       run_hooks(list(alive), step, stopping)
       if stopping:
@@ -257,8 +264,6 @@ def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Resul
           trials[k].ckpt.wait_until_finished()  # The record never runs ahead of a checkpoint.
           trials[k].write_status(workdir_lib.RUNNING, step)
         logging.warning("Stopped at step %d; run the same command again to resume.", step)
-        break
-      if not alive:
         break
   for k, t in enumerate(trials):
     t.close(t.c.num_steps if t.status == workdir_lib.DONE else step)

@@ -12,6 +12,7 @@ import functools
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
@@ -69,20 +70,32 @@ def single(c: ml_collections.ConfigDict, ds: data.Dataset, mesh: Mesh
 
 def setup(configs: list[ml_collections.ConfigDict], ds: data.Dataset, mesh: Mesh
           ) -> tuple[models.AutoEncoder, state_lib.TrainState, Callable]:
-  """The model, the trials' initial states stacked on a leading axis, and the jitted step.
+  """The model, the trials' initial states stacked on a leading axis, and the jitted loop.
 
-  The step is `(states, batches, keys) -> (states, metrics)` with batches of shape
-  (K, batch, H, W, C) sharded on the batch axis, and each trial's step rng
-  `fold_in(keys[k], step)`.
+  The loop is `(states, feed, keys, count) -> (states, metrics)`: `count` (at most the
+  config's steps_per_dispatch, N) steps of all K trials in one dispatch, their batches from
+  `feed` (`feed.py`), each trial's step rng `fold_in(keys[k], step)`, and every step's
+  metrics in row i of (N, K) arrays. A count below N reuses the same program (a while
+  loop), so N = 1 and N = 100 run one compiled step body and agree bit for bit.
   """
   model, step, init = single(configs[0], ds, mesh)
   replicated = NamedSharding(mesh, P())
+  batch_rows = NamedSharding(mesh, P(None, "data"))
 
   def packed_step(states, batches, keys):
     rngs = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, states.step[0])
-    return jax.vmap(step)(states, batches, rngs)
+    return jax.vmap(step)(states, jax.lax.with_sharding_constraint(batches, batch_rows), rngs)
 
-  step_fn = jax.jit(packed_step, donate_argnums=0,
-                    in_shardings=(replicated, NamedSharding(mesh, P(None, "data")), replicated),
-                    out_shardings=(replicated, replicated))
-  return model, state_lib.stack([init(ck) for ck in configs]), step_fn
+  def run(states, feed, keys, count):
+    shapes = jax.eval_shape(packed_step, states, feed.batches(0), keys)[1]
+    rows = jax.tree.map(lambda m: jnp.zeros((feed.steps,) + m.shape, m.dtype), shapes)
+
+    def body(i, carry):
+      states, rows = carry
+      states, metrics = packed_step(states, feed.batches(i), keys)
+      return states, jax.tree.map(lambda r, m: r.at[i].set(m), rows, metrics)
+
+    return jax.lax.fori_loop(0, count, body, (states, rows))
+
+  run_fn = jax.jit(run, donate_argnums=0, out_shardings=(replicated, replicated))
+  return model, state_lib.stack([init(ck) for ck in configs]), run_fn

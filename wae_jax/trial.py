@@ -24,9 +24,10 @@ from wae_jax import state as state_lib
 from wae_jax import workdir as workdir_lib
 
 
-# Config fields a rerun may change on an existing trial directory: how long and how often,
-# not what is trained (a sweep's next rung resumes with a larger num_steps).
-MAY_CHANGE = ("num_steps", "log_every", "ckpt_every", "eval_every", "keep_ckpts", "multihost")
+# Config fields a rerun may change on an existing trial directory: how long, how often and
+# how fast, not what is trained (a sweep's next rung resumes with a larger num_steps).
+MAY_CHANGE = ("num_steps", "log_every", "ckpt_every", "eval_every", "keep_ckpts", "multihost",
+              "steps_per_dispatch", "data.device_max_mb")
 
 
 def check_path(workdir: epath.PathLike) -> None:
@@ -111,6 +112,13 @@ class Trial:
   def due(self, step: int, every: int) -> bool:
     return step % every == 0 or step == self.c.num_steps
 
+  def next_due(self, step: int) -> int:
+    """The first step after `step` at which the trial logs, evaluates, checkpoints or ends:
+    where the loop's dispatch of several steps must stop."""
+    c = self.c
+    return min(c.num_steps, *((step // every + 1) * every
+                              for every in (c.log_every, c.eval_every, c.ckpt_every)))
+
   def write_status(self, status: str, step: int, error: str | None = None) -> None:
     if self.lead:
       workdir_lib.write_metrics(
@@ -119,17 +127,18 @@ class Trial:
           metrics=self.metrics, config=self.flat, error=error, extra=self.fields)
 
   def log(self, step: int, metrics: dict[str, np.ndarray], stopping: bool) -> bool:
-    """Collects the step's metrics; at log steps writes their means, or finds a divergence.
+    """Collects the metrics of the steps up to `step` (arrays, an entry a step); at log
+    steps writes their means, or finds a divergence.
 
     Returns False once the trial has diverged (recorded with the first bad step).
     """
     self.pending.append(metrics)
     if not self.due(step, self.c.log_every) and not stopping:
       return True
-    losses = np.array([m["loss"] for m in self.pending])
-    means = {k: float(np.mean([m[k] for m in self.pending])) for k in self.pending[0]}
-    bad = np.flatnonzero(~np.isfinite(losses))
-    first, self.pending = step - len(losses) + 1, []
+    block = {k: np.concatenate([m[k] for m in self.pending]) for k in self.pending[0]}
+    means = {k: float(np.mean(v)) for k, v in block.items()}
+    bad = np.flatnonzero(~np.isfinite(block["loss"]))
+    first, self.pending = step - len(block["loss"]) + 1, []
     if len(bad):
       self.status = workdir_lib.DIVERGED
       error = f"loss became {means['loss']} at step {first + bad[0]}"

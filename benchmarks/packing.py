@@ -1,17 +1,19 @@
-r"""Trials per hour when K trials train as one vmapped program (`pack.setup`), by K.
+r"""Trials per hour when K trials train as one program (`pack.setup`), by K.
 
   python benchmarks/packing.py [--quick] [--nets debug,paper] [--packs 1,2,4] [--steps 5]
 
 For each net and K: the steady-state time of one packed step (the median of --steps timed
 steps after --warmup), and trials/hour = 3600 / (step_s * num_steps / K) for trials of the
 config's num_steps; `speedup` is that over K = 1's, i.e. over the same trials trained one
-after another. The input pipeline is left out (random uint8 batches already on the devices).
+after another. The input pipeline is left out (one dispatch's feed, reused).
+`benchmarks/train_step.py` times packs with several steps per dispatch.
 
-`variant` vmap is `pack.setup`'s step. On XLA:CPU, vmapping a convolution over per-trial
-weights makes one grouped convolution (feature_group_count = K), which runs far slower per
-FLOP than K plain ones; so two controls are measured too: `loop`, the K trials' steps one
-after another inside one jitted program (no grouped convs, one dispatch), and `conv`, one
-convolution of the net (forward and backward) vmapped against K separate ones.
+`variant` pack is `pack.setup`'s program, one step a dispatch: the trials vmapped on
+accelerators; on XLA:CPU, where vmapping a convolution over per-trial weights makes one
+grouped convolution (feature_group_count = K) that runs far slower per FLOP than K plain ones,
+a loop over the trials (`lax.map`). Two controls: `loop`, the K trials' steps unrolled one
+after another in one jitted program (XLA may run them side by side; K copies to compile),
+and `conv`, one convolution of the net (forward and backward) vmapped against K separate ones.
 
 Defaults: the debug net at K in {1, 2, 4, 8, 16}; the paper net (1024 channels, batch 100,
 or 96 over 8 devices) only at K in {1, 2, 4} with 3 timed steps, as it takes seconds a
@@ -30,6 +32,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from wae_jax import config as config_lib
 from wae_jax import data
+from wae_jax import feed as feed_lib
 from wae_jax import models
 from wae_jax import pack
 from wae_jax import state as state_lib
@@ -83,15 +86,19 @@ def bench_step(net: str, k: int, variant: str, mesh, warmup: int, steps: int) ->
   configs = configs_for(net, k)
   c = configs[0]
   ds = data.load(DATA, 1000)
-  _, states, step_fn = pack.setup(configs, ds, mesh)
+  _, states, run = pack.setup(configs, ds, mesh)
+  keys = jnp.stack([jax.random.key(ck.seed) for ck in configs])
   if variant == "loop":
     step_fn = looped(configs, ds, mesh)
-  batches = jax.device_put(
-      np.random.default_rng(0).integers(0, 256, (k, c.batch_size) + IMAGE_SHAPE, np.uint8),
-      NamedSharding(mesh, P(None, "data")))
-  keys = jnp.stack([jax.random.key(ck.seed) for ck in configs])
-  first_s, step_s = time_calls(step_fn, (states, batches, keys),
-                               lambda args, out: (out[0],) + args[1:], warmup, steps)
+    batches = jax.device_put(
+        np.random.default_rng(0).integers(0, 256, (k, c.batch_size) + IMAGE_SHAPE, np.uint8),
+        NamedSharding(mesh, P(None, "data")))
+    args = (states, batches, keys)
+  else:  # The loop's program, one step a dispatch.
+    step_fn = lambda states, feed, keys: run(states, feed, keys, 1)
+    args = (states, feed_lib.Feeder(configs, ds.train.images, mesh, 1)(0, 1), keys)
+  first_s, step_s = time_calls(step_fn, args, lambda args, out: (out[0],) + args[1:], warmup,
+                               steps)
   return {"config": NETS[net], "width": c.model.width, "batch": c.batch_size,
           "variant": variant, "k": k, "first_call_s": round(first_s, 2),
           "step_s": round(step_s, 4), "steps_per_s": round(1 / step_s, 3),
@@ -125,7 +132,7 @@ def main():
   parser.add_argument("--nets", default="debug,paper", help=f"of {', '.join(NETS)}")
   parser.add_argument("--packs", default=None,
                       help="K values, e.g. 1,2,4 (default: 1,2,4,8,16 debug; 1,2,4 paper)")
-  parser.add_argument("--variants", default="vmap,loop,conv", help="of vmap, loop, conv")
+  parser.add_argument("--variants", default="pack,loop,conv", help="of pack, loop, conv")
   parser.add_argument("--steps", type=int, default=None,
                       help="timed steps per K (default: 10 debug, 3 paper)")
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compiles)")
@@ -142,9 +149,9 @@ def main():
     steps = args.steps or STEPS[net]
     alone = None  # Trials/hour of K = 1: the same trials one after another.
     for k in packs:
-      for variant in ("vmap", "loop"):
+      for variant in ("pack", "loop"):
         if variant not in variants or (variant == "loop" and k == 1):
-          continue  # At K = 1 the loop is the vmapped step.
+          continue  # At K = 1 the loop is the packed step.
         row = bench_step(net, k, variant, mesh, args.warmup, steps)
         if k == 1:
           alone = row["trials_per_hour"]

@@ -138,7 +138,7 @@ def train(c: ml_collections.ConfigDict, workdir: str, restart: bool = False) -> 
 
 def train_pack(configs: list[ml_collections.ConfigDict], workdirs: list[str],
                restart: bool = False) -> list[Result]:
-  """Trains trials that share their shapes (`pack.signature`) as one vmapped program.
+  """Trains trials that share their shapes (`pack.signature`) as one program.
 
   Each trial directory is owned for the run (`lock.Lock`; `lock.Busy` if a live trainer
   owns one); the cheap checks of configs and directories come before any slow set-up.

@@ -1,9 +1,10 @@
-"""Packing: trials that share their shapes train as one program, vmapped over the trials.
+"""Packing: trials that share their shapes train as one program, N steps a dispatch.
 
 Each trial keeps its own seed (initialisation, rngs, data order), hyperparameters,
 checkpoints and metrics, exactly as if it had run alone: its continuous hyperparameters live
 in its state (`state.py`), so the K states stack on a leading axis and one compiled step
-trains them all. K = 1 is an ordinary run.
+trains them all (vmapped on accelerators, a loop over the trials on CPU). K = 1 is an
+ordinary run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PER_TRIAL = {"seed", "num_steps", "log_every", "ckpt_every", "eval_every", "keep
 
 
 def signature(c: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The config fields that trials must share to train as one vmapped program."""
+  """The config fields that trials must share to train as one program."""
   own = {*PER_TRIAL, *regularisers.get(c.algo).per_trial}
   return {k: v for k, v in config_lib.flatten(c).items()
           if k not in own and not k.startswith("eval.")}
@@ -84,7 +85,12 @@ def setup(configs: list[ml_collections.ConfigDict], ds: data.Dataset, mesh: Mesh
 
   def packed_step(states, batches, keys):
     rngs = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, states.step[0])
-    return jax.vmap(step)(states, jax.lax.with_sharding_constraint(batches, batch_rows), rngs)
+    batches = jax.lax.with_sharding_constraint(batches, batch_rows)
+    if jax.default_backend() == "cpu":
+      # XLA:CPU runs a vmapped convolution (grouped by trial, even for one trial) 2-3x
+      # slower than the plain ones of a loop over the trials (benchmarks/packing.py).
+      return jax.lax.map(lambda a: step(*a), (states, batches, rngs))
+    return jax.vmap(step)(states, batches, rngs)
 
   def run(states, feed, keys, count):
     shapes = jax.eval_shape(packed_step, states, feed.batches(0), keys)[1]

@@ -10,8 +10,6 @@ import time
 from typing import Any
 
 from absl import logging
-from clu import metric_writers
-from clu import periodic_actions
 from etils import epath
 import jax
 import ml_collections
@@ -93,6 +91,11 @@ class Trial:
   def open(self, target: state_lib.TrainState) -> int:
     """Creates the directory's writers and checkpoint manager and restores the newest
     readable checkpoint (into `self.restored`, laid out as `target`); returns its step."""
+    # clu's writers import TensorFlow (5-8 s): commands that stop at a bad flag or file,
+    # and trials that are already finished, do not pay for it.
+    from clu import metric_writers  # pylint: disable=g-import-not-at-top
+    from clu import periodic_actions  # pylint: disable=g-import-not-at-top
+
     self.ckpt = state_lib.checkpoint_manager(self.workdir, self.c, create=True)
     self.restored, self.start = state_lib.restore_latest(self.ckpt, target, self.workdir)
     if self.start > self.c.num_steps:

@@ -1,15 +1,17 @@
 r"""Training throughput as the loop runs it: steps/s, trials/hour, GFLOP/s against the
 matmul bound, and the host's share of the time, by steps per dispatch N and pack size K.
 
-  python benchmarks/train_step.py [--nets tiny,debug] [--dispatch 1,10,100] [--packs 1,8]
-                                  [--rounds 2] [--steps 200]
+  python benchmarks/train_step.py [--nets tiny,debug] [--dispatch before,1,10,100]
+                                  [--packs 1,8] [--rounds 2] [--steps 200]
 
 Each row times `--steps` training steps the way `loop.py` takes them: the host builds a
 dispatch's feed (`feed.Feeder`, the training set resident on the devices) and calls the
 jitted loop of `pack.setup`, which runs N steps of K trials. `before` is the loop as it was
 until N steps per dispatch: one jitted step per Python iteration, its K batches gathered on
-the host (`np.stack` of indexed images) and placed on the mesh. Every variant is compiled
-first, then all are timed in turn, --rounds times (A B A B); the row is the median round.
+the host (`np.stack` of indexed images) and placed on the mesh. `--dispatch before` alone
+also runs against a checkout from before that change (`PYTHONPATH=<checkout>`), which is how
+today's loop is compared with that one. Every variant is compiled first, then all are timed
+in turn, --rounds times (A B A B); the row is the median round.
 
 host_share: the part of the wall time the host spent building feeds and dispatching (the
 rest it waited for the devices); near 1 means the chip idles. GFLOP/s counts the nets'
@@ -32,7 +34,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from wae_jax import config as config_lib
 from wae_jax import data
-from wae_jax import feed as feed_lib
 from wae_jax import models
 from wae_jax import pack
 from wae_jax import state as state_lib
@@ -78,12 +79,14 @@ def matmul_bound_gflops(n: int = 2048) -> float:
   return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
-def configs_for(net: str, k: int, n: int) -> list:
+def configs_for(net: str, k: int, n: int | None) -> list:
+  """K trials of `net` that differ in seed and lambda, N steps a dispatch (None: leaves the
+  field alone, for checkouts that predate it)."""
   name, overrides = NETS[net]
   configs = []
   for i in range(k):
     c = config_lib.load(name)
-    c.update_from_flattened_dict({**overrides, "steps_per_dispatch": n})
+    c.update_from_flattened_dict({**overrides, **({"steps_per_dispatch": n} if n else {})})
     c.batch_size -= c.batch_size % jax.device_count()
     c.seed, c.lam = i, c.lam * (1 + i)
     configs.append(c)
@@ -94,6 +97,8 @@ class Dispatched:
   """The loop's way: N steps of K trials per dispatch, batches gathered on the device."""
 
   def __init__(self, configs, ds, mesh):
+    from wae_jax import feed as feed_lib  # pylint: disable=g-import-not-at-top  # See --dispatch.
+
     self.configs = configs
     _, states, self.run = pack.setup(configs, ds, mesh)
     self.states = jax.device_put(states, NamedSharding(mesh, P()))
@@ -149,7 +154,7 @@ class Before:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--nets", default="tiny,debug", help=f"of {', '.join(NETS)}")
-  parser.add_argument("--dispatch", default="1,10,100", help="values of N")
+  parser.add_argument("--dispatch", default="before,1,10,100", help="values of N, or before")
   parser.add_argument("--packs", default="1,8", help="values of K")
   parser.add_argument("--steps", type=int, default=200, help="timed steps per row and round")
   parser.add_argument("--rounds", type=int, default=2)
@@ -163,9 +168,11 @@ def main():
   for net in args.nets.split(","):
     variants = {}
     for k in map(int, args.packs.split(",")):
-      variants[("before", k)] = Before(configs_for(net, k, 1), ds, mesh)
-      for n in map(int, args.dispatch.split(",")):
-        variants[(n, k)] = Dispatched(configs_for(net, k, n), ds, mesh)
+      for n in args.dispatch.split(","):
+        if n == "before":
+          variants[(n, k)] = Before(configs_for(net, k, None), ds, mesh)
+        else:
+          variants[(int(n), k)] = Dispatched(configs_for(net, k, int(n)), ds, mesh)
     for v in variants.values():
       v.steps(max(2, min(args.steps, 100)))  # Compiles, and warms up.
     times = {key: [] for key in variants}

@@ -50,12 +50,6 @@ def test_batches_are_sharded_over_the_devices(setting):
   assert sharded.addressable_shards[0].data.shape[2] == 16 // jax.device_count()
 
 
-def test_one_step_a_dispatch_still_feeds_two_rows(setting):
-  """One program shape for every N (see `Feeder.rows`)."""
-  mesh, images, configs = setting
-  assert feed.Feeder(configs, images, mesh, steps_per_dispatch=1)(0, 1).steps == 2
-
-
 @pytest.mark.parametrize("field,value,message", [
     ("steps_per_dispatch", 0, "must be an integer >= 1"),
     ("data.device_max_mb", -1, "must be an integer >= 0"),

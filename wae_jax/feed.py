@@ -5,7 +5,7 @@ training set fits (`config.data.device_max_mb`) it lives on every device and onl
 indices travel, N x K x batch int32s; the gather happens inside the compiled loop. A larger
 one is gathered on the host and sent as images. Either way the batches are the same uint8
 arrays, chosen by `data.batch_indices(seed, step)`, so neither N nor the feed changes a
-trial's numbers. The host builds the next dispatch's feed while the devices run this one
+trial's numbers (beyond float rounding). The host builds the next dispatch's feed while the devices run this one
 (dispatch is asynchronous), which is all the prefetching a feed of indices needs.
 """
 
@@ -58,10 +58,6 @@ class Feeder:
                mesh: Mesh, steps_per_dispatch: int):
     c = configs[0]
     self.images, self.n_max = images, steps_per_dispatch
-    # Feeds hold at least two steps: with one, XLA simplifies the step index away and fuses
-    # the step differently, which changes its rounding; from two on, every N compiles the
-    # same step and trains the same numbers.
-    self.rows = max(steps_per_dispatch, 2)
     self.seeds = [ck.seed for ck in configs]
     self.batch_size = c.batch_size
     self.resident = images.nbytes <= c.data.device_max_mb * 2**20
@@ -73,7 +69,7 @@ class Feeder:
     """(N, K, batch) indices of steps step+1 .. step+n; the padding repeats the last step's."""
     rows = [[data.batch_indices(len(self.images), self.batch_size, seed, s)
              for seed in self.seeds] for s in range(step, step + n)]
-    rows += [rows[-1]] * (self.rows - n)
+    rows += [rows[-1]] * (self.n_max - n)
     return np.asarray(rows, np.int32)
 
   def __call__(self, step: int, n: int) -> Resident | Streamed:

@@ -3,8 +3,7 @@
 Each trial keeps its own seed (initialisation, rngs, data order), hyperparameters,
 checkpoints and metrics, exactly as if it had run alone: its continuous hyperparameters live
 in its state (`state.py`), so the K states stack on a leading axis and one compiled step
-trains them all (vmapped on accelerators, a loop over the trials on CPU). K = 1 is an
-ordinary run.
+trains them all (vmapped). K = 1 is an ordinary run.
 """
 
 from __future__ import annotations
@@ -76,8 +75,9 @@ def setup(configs: list[ml_collections.ConfigDict], ds: data.Dataset, mesh: Mesh
   The loop is `(states, feed, keys, count) -> (states, metrics)`: `count` (at most the
   config's steps_per_dispatch, N) steps of all K trials in one dispatch, their batches from
   `feed` (`feed.py`), each trial's step rng `fold_in(keys[k], step)`, and every step's
-  metrics in row i of (N, K) arrays. A count below N reuses the same program (a while
-  loop), so N = 1 and N = 100 run one compiled step body and agree bit for bit.
+  metrics in row i of (N, K) arrays. For N > 1 it is a while loop, so a shorter count
+  reuses the program; N = 1 is the step alone, because XLA:CPU runs the convolutions of a
+  loop body single-threaded (2.4x slower on two cores for the paper net).
   """
   model, step, init = single(configs[0], ds, mesh)
   replicated = NamedSharding(mesh, P())
@@ -86,13 +86,15 @@ def setup(configs: list[ml_collections.ConfigDict], ds: data.Dataset, mesh: Mesh
   def packed_step(states, batches, keys):
     rngs = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, states.step[0])
     batches = jax.lax.with_sharding_constraint(batches, batch_rows)
-    if jax.default_backend() == "cpu":
-      # XLA:CPU runs a vmapped convolution (grouped by trial, even for one trial) 2-3x
-      # slower than the plain ones of a loop over the trials (benchmarks/packing.py).
-      return jax.lax.map(lambda a: step(*a), (states, batches, rngs))
+    if len(configs) == 1:  # A vmap of one still makes grouped convolutions, slow on XLA:CPU.
+      first = lambda tree: jax.tree.map(lambda a: a[0], tree)
+      return jax.tree.map(lambda a: a[None], step(first(states), batches[0], rngs[0]))
     return jax.vmap(step)(states, batches, rngs)
 
   def run(states, feed, keys, count):
+    if feed.steps == 1:
+      states, metrics = packed_step(states, feed.batches(0), keys)
+      return states, jax.tree.map(lambda m: m[None], metrics)
     shapes = jax.eval_shape(packed_step, states, feed.batches(0), keys)[1]
     rows = jax.tree.map(lambda m: jnp.zeros((feed.steps,) + m.shape, m.dtype), shapes)
 

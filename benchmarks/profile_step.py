@@ -2,8 +2,8 @@ r"""Where a training step's time goes on this backend: XLA's own ops, by kind.
 
   python benchmarks/profile_step.py [--net paper] [--steps 3] [--top 12]
 
-Traces --steps steps of one trial (one dispatch of the loop's program, `pack.setup`) with
-`jax.profiler` and reads the op events of the trace: each is one HLO instruction of the
+Traces --steps steps of one trial, one step a dispatch (what CPU runs use; `pack.setup`),
+with `jax.profiler` and reads the op events of the trace: each is one HLO instruction of the
 compiled program, which the compiled HLO text maps to a kind. `conv/matmul` is any op or
 fusion that contains a convolution or dot (the work the FLOP count is about); `reduction`
 fusions hold a reduce (BatchNorm statistics, losses, MMD sums, Adam has none); `elementwise`
@@ -82,20 +82,19 @@ def main():
   args = parser.parse_args()
   mesh = Mesh(np.array(jax.devices()), ("data",))
   ds = data.load("bundled:mnist", 1000)
-  configs = configs_for(args.net, 1, args.steps)
+  configs = configs_for(args.net, 1, 1)
   _, states, run = pack.setup(configs, ds, mesh)
   states = jax.device_put(states, NamedSharding(mesh, P()))
-  feeder = feed_lib.Feeder(configs, ds.train.images, mesh, args.steps)
+  feeder = feed_lib.Feeder(configs, ds.train.images, mesh, 1)
   keys = jnp.stack([state_lib.trial_keys(configs[0])[0]])
-  feed = feeder(0, args.steps)
-  hlo = run.lower(states, feed, keys, args.steps).compile().as_text()
-  kinds = op_kinds(hlo)
-  states, metrics = run(states, feed, keys, args.steps)  # Compiles and warms up.
+  kinds = op_kinds(run.lower(states, feeder(0, 1), keys, 1).compile().as_text())
+  states, metrics = run(states, feeder(0, 1), keys, 1)  # Compiles and warms up.
   jax.block_until_ready(metrics)
   trace_dir = tempfile.mkdtemp()
   with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
     start = time.perf_counter()
-    states, metrics = run(states, feeder(args.steps, args.steps), keys, args.steps)
+    for step in range(1, args.steps + 1):
+      states, metrics = run(states, feeder(step, 1), keys, 1)
     jax.block_until_ready(metrics)
     wall = time.perf_counter() - start
   path = glob.glob(f"{trace_dir}/**/perfetto_trace.json.gz", recursive=True)[0]

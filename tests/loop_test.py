@@ -75,12 +75,12 @@ def test_one_device_equals_eight_devices(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["mnist_wae_mmd:debug", "mnist_wae_gan:debug"])
 def test_resume_is_bit_exact_whatever_the_steps_per_dispatch_and_the_feed(name, tmp_path):
-  # Straight: 10 steps a dispatch, batches gathered on the device. Interrupted: 7 a dispatch
-  # (7 + 3 to each hook) with batches streamed from the host, then gathered on the device.
-  # (N = 1, the debug default, is the step alone: another program, equal up to rounding.)
-  straight = loop.train(tiny(name, steps_per_dispatch=10), str(tmp_path / "straight"))
-  first = loop.train(tiny(name, num_steps=20, steps_per_dispatch=7,
-                          **{"data.device_max_mb": 0}), str(tmp_path / "resumed"))
+  # Straight: 10 steps a dispatch, batches streamed from the host. Interrupted: 7 a dispatch
+  # (7 + 3 to each hook), batches gathered on the device. (N = 1, the debug default, is the
+  # step alone: another program, equal up to rounding.)
+  straight = loop.train(tiny(name, steps_per_dispatch=10, **{"data.device_max_mb": 0}),
+                        str(tmp_path / "straight"))
+  first = loop.train(tiny(name, num_steps=20, steps_per_dispatch=7), str(tmp_path / "resumed"))
   assert first.status == "done" and max(first.history) == 20
   resumed = loop.train(tiny(name, steps_per_dispatch=7), str(tmp_path / "resumed"))
   assert sorted(resumed.history) == [30, 40]  # It went on from the step-20 checkpoint.

@@ -5,8 +5,9 @@ training set fits (`config.data.device_max_mb`) it lives on every device and onl
 indices travel, N x K x batch int32s; the gather happens inside the compiled loop. A larger
 one is gathered on the host and sent as images. Either way the batches are the same uint8
 arrays, chosen by `data.batch_indices(seed, step)`, so neither N nor the feed changes a
-trial's numbers (beyond float rounding). The host builds the next dispatch's feed while the devices run this one
-(dispatch is asynchronous), which is all the prefetching a feed of indices needs.
+trial's numbers (beyond float rounding). The host builds the next dispatch's feed while the
+devices run this one (dispatch is asynchronous), which is all the prefetching a feed of
+indices needs.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ BUNDLED_MNIST = os.path.join(os.path.dirname(__file__), "assets", "mnist_5k.npz"
 CELEBA_CROP = 140
 CELEBA_SIZE = 64
 TFDS_DATASETS = ("mnist", "fashion_mnist", "celeb_a")
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
+                "celeb_a": (CELEBA_SIZE, CELEBA_SIZE, 3)}
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -63,6 +65,15 @@ class Source:
   @property
   def pixels(self) -> Pixels:
     return Pixels(symmetric=self.name == "celeb_a")
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    """(H, W, C) without loading the images: what a trained model needs to be rebuilt."""
+    if self.kind == "idx":
+      path = _idx_path(self.name, "train_images")
+      with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        return _idx_header(f.read(16), path)[0][1:] + (1,)
+    return IMAGE_SHAPES[self.name]
 
 
 def parse_source(source: str) -> Source:
@@ -139,27 +150,33 @@ def _read_idx(path: str) -> np.ndarray:
       raw = f.read()
   except (OSError, EOFError) as e:
     raise ConfigError(f"config.data.source: cannot read {path}: {e}") from None
-  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-    raise ConfigError(f"config.data.source: {path} is not an IDX file of unsigned bytes")
-  ndim = raw[3]
-  header = 4 + 4 * ndim
-  dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  dims, header = _idx_header(raw, path)
   if len(raw) != header + int(np.prod(dims)):
     raise ConfigError(f"config.data.source: {path} is truncated or corrupt "
                       f"(header says {dims}, file has {len(raw) - header} data bytes)")
   return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 
+def _idx_header(raw: bytes, path: str) -> tuple[tuple[int, ...], int]:
+  """The dimensions an IDX file's header declares, and the header's length in bytes."""
+  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+    raise ConfigError(f"config.data.source: {path} is not an IDX file of unsigned bytes")
+  ndim = raw[3]
+  return tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)), 4 + 4 * ndim
+
+
+def _idx_path(directory: str, key: str) -> str:
+  stem = IDX_FILES[key]
+  for ext in ("", ".gz"):
+    if os.path.exists(os.path.join(directory, stem + ext)):
+      return os.path.join(directory, stem + ext)
+  raise ConfigError(f"config.data.source: {directory} has no {stem}[.gz] "
+                    f"(an IDX directory needs {', '.join(IDX_FILES.values())})")
+
+
 def _load_idx_dir(directory: str) -> tuple[np.ndarray, np.ndarray]:
   """Train then t10k images of an MNIST-format directory (e.g. Debian's Fashion-MNIST)."""
-  arrays = {}
-  for key, stem in IDX_FILES.items():
-    found = [os.path.join(directory, stem + ext) for ext in ("", ".gz")
-             if os.path.exists(os.path.join(directory, stem + ext))]
-    if not found:
-      raise ConfigError(f"config.data.source: {directory} has no {stem}[.gz] "
-                        f"(an IDX directory needs {', '.join(IDX_FILES.values())})")
-    arrays[key] = _read_idx(found[0])
+  arrays = {key: _read_idx(_idx_path(directory, key)) for key in IDX_FILES}
   for part in ("train", "test"):
     images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

@@ -8,3 +8,8 @@ def first_line(e: BaseException) -> str:
 
 class ConfigError(ValueError):
   """A config field has a bad value; the message names the field."""
+
+
+class TrialError(ValueError):
+  """A directory lacks what is asked of a trial (its config, a checkpoint); the message says
+  which."""

@@ -7,8 +7,15 @@ import numpy as np
 from PIL import Image
 
 
-def grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
+# Each image of a grid is enlarged (nearest neighbour) to at least this many pixels a side:
+# 28x28 digits at their own size are too small to judge.
+MIN_SIDE = 64
+
+
+def grid(images: np.ndarray, cols: int = 8, min_side: int = MIN_SIDE) -> np.ndarray:
   """Tiles float images in [0, 1] into one uint8 picture, with a 1-pixel grey border."""
+  scale = -(-min_side // min(images.shape[1:3]))
+  images = images.repeat(scale, axis=1).repeat(scale, axis=2)
   n, h, w, c = images.shape
   rows = -(-n // cols)
   out = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 128, np.uint8)

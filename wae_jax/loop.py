@@ -31,7 +31,7 @@ import orbax.checkpoint as ocp
 
 from wae_jax import config as config_lib
 from wae_jax import data
-from wae_jax import evaluate
+from wae_jax import evaluation
 from wae_jax import feed
 from wae_jax import lock as lock_lib
 from wae_jax import pack
@@ -116,7 +116,7 @@ class Finish:
 
   def __call__(self, t: Trial, step: int, s: state_lib.TrainState) -> None:
     if t.c.eval.final_fid:
-      metrics, fields = evaluate.final_metrics(
+      metrics, fields = evaluation.final_metrics(
           t.c, s.variables, self.evaluate.dataset, self.evaluate.inference, self.evaluate.key,
           num_samples=t.c.eval.fid_num_samples, cache_dir=t.c.eval.cache_dir,
           inception_params=self.inception_params)
@@ -208,7 +208,7 @@ def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Resul
   model, run_fn, start, states = _initial_states(trials, ds, mesh)
   inference = eval_common.Inference(trials[0].c, model, mesh, ds.pixels)
   # Loaded before training, so bad weights fail the run at once, not at its end.
-  inception_params = (evaluate.load_inception() if any(t.c.eval.final_fid for t in trials)
+  inception_params = (evaluation.load_inception() if any(t.c.eval.final_fid for t in trials)
                       else None)
   keys = [state_lib.trial_keys(t.c) for t in trials]
   hooks = []

@@ -9,10 +9,11 @@ from typing import Sequence
 from absl import app
 from absl import logging
 
-from wae_jax import evaluate
+from wae_jax import evaluation
 from wae_jax import inception
 from wae_jax.cli import common
 from wae_jax.errors import ConfigError
+from wae_jax.errors import TrialError
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -20,8 +21,8 @@ def main(argv: Sequence[str] | None = None) -> None:
       prog="wae-eval", description="Domain FID, FID, sharpness and held-out metrics of the "
       "latest checkpoint of a trial directory, merged into its metrics.json.")
   parser.add_argument("--workdir", required=True, help="trial directory (local or gs://)")
-  parser.add_argument("--num_samples", type=int, default=evaluate.NUM_SAMPLES,
-                      help=f"prior samples (default {evaluate.NUM_SAMPLES}; 50000 as in most "
+  parser.add_argument("--num_samples", type=int, default=evaluation.NUM_SAMPLES,
+                      help=f"prior samples (default {evaluation.NUM_SAMPLES}; 50000 as in most "
                            "FID tables)")
   parser.add_argument("--inception_weights", default=None,
                       help=f"pytorch-fid's {inception.WEIGHTS_FILE} (default: "
@@ -36,9 +37,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _run(args: argparse.Namespace) -> None:
   logging.get_absl_handler().python_handler.addFilter(common.quiet_libraries)
   try:
-    evaluate.evaluate(args.workdir, num_samples=args.num_samples,
+    evaluation.evaluate(args.workdir, num_samples=args.num_samples,
                       inception_weights=args.inception_weights, cache_dir=args.cache_dir)
-  except (evaluate.EvalError, inception.WeightsError, ConfigError) as e:
+  except (evaluation.EvalError, inception.WeightsError, ConfigError, TrialError) as e:
     common.fail("wae-eval", str(e))
 
 

@@ -44,6 +44,7 @@ class Inference:
               losses.reconstruction_per_image(xf, x_hat, "l2sq"), x_hat)
 
     self.heldout = jax.jit(heldout)
+    self.encode = jax.jit(functools.partial(model.apply, train=False, method="encode"))
     self.decode = jax.jit(functools.partial(model.apply, train=False, method="decode"))
     # Codes come in divided by sqrt(C), so one compiled estimator serves every prior_var.
     self.mmd = jax.jit(functools.partial(mmd.mmd, kernel=c.mmd.kernel, c=1.0,

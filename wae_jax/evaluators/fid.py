@@ -1,6 +1,6 @@
 """FID: Inception pool3 statistics of prior samples against the training split's.
 
-Needs pytorch-fid's Inception weights (`inception_params` from `evaluate.load_inception`);
+Needs pytorch-fid's Inception weights (`inception_params` from `evaluation.load_inception`);
 without them it reports nothing. The weights' sha256 goes beside the number, so FIDs from
 other weights never mix.
 """

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from wae_jax import evaluate
+from wae_jax import evaluation
 from wae_jax import fid
 from wae_jax import inception
 from wae_jax import loop
@@ -31,8 +31,8 @@ def _trained(root):
   c = tiny(num_steps=10, eval_every=10, ckpt_every=10, **{
       "eval.final_fid": True, "eval.fid_num_samples": NUM_SAMPLES, "eval.cache_dir": cache_dir})
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(evaluate, "final_metrics",
-               functools.partial(evaluate.final_metrics, classifier_steps=CLASSIFIER_STEPS))
+    mp.setattr(evaluation, "final_metrics",
+               functools.partial(evaluation.final_metrics, classifier_steps=CLASSIFIER_STEPS))
     result = loop.train(c, str(root / "trial"))
   return root / "trial", cache_dir, result
 
@@ -64,7 +64,7 @@ def _wae_eval_merges_the_same_metrics_into_metrics_json(workdir, cache_dir, resu
   # As if trained without eval.final_fid.
   workdir_lib.write_json(workdir / workdir_lib.METRICS, {
       **before, "metrics": {k: v for k, v in before["metrics"].items() if k not in FID_KEYS}})
-  got = evaluate.evaluate(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
+  got = evaluation.evaluate(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
                                   classifier_steps=CLASSIFIER_STEPS)
   after = workdir_lib.read_metrics(workdir)
   assert {k: v for k, v in after.items() if k != "metrics"} == {
@@ -79,7 +79,7 @@ def _wae_eval_merges_the_same_metrics_into_metrics_json(workdir, cache_dir, resu
   monkeypatch.setattr(inception, "load_params", lambda path: ({"w": path}, "ab" * 32))
   monkeypatch.setattr(fid, "inception_fid", lambda images, ds, cache, variables, sha, mesh:
                       calls.append((images, variables, sha)) or 12.5)
-  got = evaluate.evaluate(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
+  got = evaluation.evaluate(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
                                   inception_weights="w.pth", classifier_steps=CLASSIFIER_STEPS)
   (images, variables, sha), = calls
   assert images.shape == (NUM_SAMPLES, 28, 28, 1) and 0 <= images.min() <= images.max() <= 1

@@ -17,16 +17,13 @@ from absl import logging
 from etils import epath
 import jax
 import ml_collections
-import numpy as np
-from jax.sharding import Mesh
 
 from wae_jax import classifier
-from wae_jax import config as config_lib
 from wae_jax import data
 from wae_jax import evaluators
 from wae_jax import inception
-from wae_jax import models
 from wae_jax import state as state_lib
+from wae_jax import trained
 from wae_jax import workdir as workdir_lib
 from wae_jax.evaluators import common
 
@@ -82,39 +79,27 @@ def evaluate(workdir: epath.PathLike, *, num_samples: int = NUM_SAMPLES,
   """`final_metrics` of the latest checkpoint of a trial directory, merged into its
   `metrics.json` (status, step and config stay); returns them.
 
-  Raises EvalError (no trial directory, config.json, metrics.json or checkpoint) and
-  inception.WeightsError before any expensive work.
+  Raises EvalError or TrialError (no trial directory, config.json, metrics.json or
+  checkpoint) and inception.WeightsError before any expensive work.
   """
-  workdir = epath.Path(workdir)
   if num_samples < 2:
     raise EvalError(f"num_samples must be >= 2 (FID fits a covariance), got {num_samples}")
-  if not workdir.is_dir():
-    raise EvalError(f"no trial directory {workdir}")
-  c = config_lib.read(workdir)
-  if c is None:
-    raise EvalError(f"{workdir} has no {workdir_lib.CONFIG}: not a trial directory")
+  model = trained.load(workdir)
   record, error = workdir_lib.load_record(workdir)
-  if error:
-    raise EvalError(f"{workdir}: {error}")
-  manager = state_lib.checkpoint_manager(workdir, c)
-  step = manager.latest_step()
-  if step is None or record is None:
-    raise EvalError(f"{workdir} has no {'checkpoint' if step is None else workdir_lib.METRICS}")
+  if error or record is None:
+    raise EvalError(f"{workdir}: {error or f'no {workdir_lib.METRICS}'}")
   inception_params = load_inception(inception_weights)
   if record["status"] != workdir_lib.DONE:
     logging.warning("%s is %s; evaluating its latest checkpoint.", workdir, record["status"])
-  logging.info("Evaluating %s at step %d.", workdir, step)
-  ds = data.load(c.data.source, c.data.heldout)
-  mesh = Mesh(np.array(jax.devices()), ("data",))
-  s = state_lib.restore(manager, step, state_lib.abstract_state(c, ds, mesh))
-  inference = common.Inference(c, models.build(c, ds.image_shape, ds.symmetric), mesh,
-                               ds.pixels)
+  logging.info("Evaluating %s at step %d.", workdir, model.step)
+  c = model.config
   metrics, fields = final_metrics(
-      c, s.variables, ds, inference, state_lib.trial_keys(c)[1], num_samples=num_samples,
-      cache_dir=cache_dir, inception_params=inception_params, classifier_steps=classifier_steps)
+      c, model.variables, data.load(c.data.source, c.data.heldout), model.inference,
+      state_lib.trial_keys(c)[1], num_samples=num_samples, cache_dir=cache_dir,
+      inception_params=inception_params, classifier_steps=classifier_steps)
   stale = tuple(m.name for name in c.eval.final_evaluators
                 for m in evaluators.get(name).metrics) + evaluators.fields()
   workdir_lib.update_metrics(workdir, metrics, fields, drop=stale)
-  logging.info("Wrote %s: %s", workdir / workdir_lib.METRICS,
+  logging.info("Wrote %s: %s", epath.Path(workdir) / workdir_lib.METRICS,
                ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
   return metrics

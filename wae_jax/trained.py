@@ -1,0 +1,109 @@
+"""A trained trial as a Python object: `wae_jax.load(workdir)`.
+
+    model = wae_jax.load("/tmp/wae")         # or gs://..., trained on any number of devices
+    x = model.sample(16, seed=0)             # (16, H, W, C) floats in [0, 1]
+    z = model.encode(images)                 # uint8, or floats in [0, 1]
+    x_hat = model.reconstruct(images)
+
+The latest checkpoint is restored onto this process's devices, laid out as its own metadata
+says (the config's shapes alone, no dataset read), so a run trained on a TPU pod loads on a
+laptop. Work goes through the evaluators' jitted, batched inference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from etils import epath
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import orbax.checkpoint as ocp
+
+from wae_jax import config as config_lib
+from wae_jax import data
+from wae_jax import models
+from wae_jax import state as state_lib
+from wae_jax import workdir as workdir_lib
+from wae_jax.errors import TrialError
+from wae_jax.evaluators import common
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+  """An auto-encoder at one checkpoint. Images go in as uint8 or as floats in [0, 1], and
+  come out as float32 in [0, 1], shaped (N, H, W, C); codes are (N, z_dim)."""
+  config: ml_collections.ConfigDict
+  step: int
+  variables: Any
+  inference: common.Inference
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return data.parse_source(self.config.data.source).image_shape
+
+  def sample(self, n: int, seed: int = 0) -> np.ndarray:
+    """Decoded draws from the prior N(0, prior_var I)."""
+    return self.decode(np.sqrt(self.config.prior_var) * np.asarray(
+        jax.random.normal(jax.random.key(seed), (n, self.config.z_dim))))
+
+  def encode(self, images: np.ndarray) -> np.ndarray:
+    """The codes (for a Gaussian encoder, its means)."""
+    x = self._model_range(images)
+    return self.inference.map(self.inference.encode, self.variables, x)[0]
+
+  def decode(self, codes: np.ndarray) -> np.ndarray:
+    codes = np.asarray(codes, np.float32)
+    if codes.ndim != 2 or codes.shape[1] != self.config.z_dim:
+      raise ValueError(f"codes must be (N, {self.config.z_dim}), got {codes.shape}")
+    return self.inference.pixels.to_unit(self.inference.map(self.inference.decode,
+                                                            self.variables, codes))
+
+  def reconstruct(self, images: np.ndarray) -> np.ndarray:
+    return self.decode(self.encode(images))
+
+  def _model_range(self, images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim == 3 and self.image_shape[-1] == 1:
+      images = images[..., None]
+    if images.shape[1:] != tuple(self.image_shape):
+      raise ValueError(f"images must be (N, {', '.join(map(str, self.image_shape))}), "
+                       f"got {images.shape}")
+    if images.dtype == np.uint8:
+      return np.asarray(self.inference.pixels.to_float(images))
+    unit = images.astype(np.float32)
+    return 2.0 * unit - 1.0 if self.inference.pixels.symmetric else unit
+
+
+def load(workdir: epath.PathLike, step: int | None = None) -> TrainedModel:
+  """The trial in `workdir` (local or gs://) at `step` (default: its latest checkpoint).
+
+  Raises TrialError, in one line, for a directory that holds no trial or no checkpoint.
+  """
+  workdir = epath.Path(workdir)
+  if not workdir.is_dir():
+    raise TrialError(f"no trial directory {workdir}")
+  c = config_lib.read(workdir)
+  if c is None:
+    raise TrialError(f"{workdir} has no {workdir_lib.CONFIG}: not a trial directory")
+  manager = state_lib.checkpoint_manager(workdir, c)
+  steps = sorted(manager.all_steps())
+  if not steps:
+    raise TrialError(f"{workdir} has no checkpoint")
+  step = steps[-1] if step is None else step
+  if step not in steps:
+    raise TrialError(f"{workdir} has no checkpoint at step {step} (it has "
+                     f"{', '.join(map(str, steps))})")
+  source = data.parse_source(c.data.source)
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  replicated = NamedSharding(mesh, P())
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated),
+                        manager.item_metadata(step))
+  saved = manager.restore(step, args=ocp.args.StandardRestore(target))
+  model = models.build(c, source.image_shape, source.pixels.symmetric)
+  return TrainedModel(c, step, {"params": saved["params"], "batch_stats": saved["batch_stats"]},
+                      common.Inference(c, model, mesh, source.pixels))

@@ -9,7 +9,7 @@
   delete   delete the VMs (or queued resources and their nodes)
 
 Every command takes --project and --zone (default: CLOUDSDK_CORE_PROJECT / CLOUDSDK_COMPUTE_ZONE,
-then the active gcloud config) and --dry-run, which prints every command in order and runs none.
+then the active gcloud config) and --dry_run, which prints every command in order and runs none.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def setup(args: argparse.Namespace, cloud: gcloud.Cloud, sh: Shell) -> None:
     raise LaunchError(f"--package {args.package!r} is neither a git+ URL nor a .tar.gz sdist")
   variables, secrets = {}, {}
   if args.tfds_data_dir:
-    variables["TFDS_DATA_DIR"] = _gcs(args.tfds_data_dir, "--tfds-data-dir")
+    variables["TFDS_DATA_DIR"] = _gcs(args.tfds_data_dir, "--tfds_data_dir")
   for key in args.env:
     if not (key.isidentifier() and key.isascii() and key in os.environ):
       raise LaunchError(f"--env {key!r}: no such variable in this environment")
@@ -157,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
   cloud = argparse.ArgumentParser(add_help=False)
   cloud.add_argument("--project", help="Google Cloud project")
   cloud.add_argument("--zone", help="zone of the TPUs, e.g. us-central1-f for TPU v2")
-  cloud.add_argument("--dry-run", action="store_true",
+  cloud.add_argument("--dry_run", action="store_true",
                      help="print every command in order and run none")
   target = argparse.ArgumentParser(add_help=False)
   target.add_argument("--name", default="wae", help="TPU VM name (default: %(default)s)")
@@ -176,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     return sub
 
   p = command(create, [cloud, fleet], "create TPU VMs or queued resources")
-  p.add_argument("--accelerator-type", default="v2-8",
+  p.add_argument("--accelerator_type", default="v2-8",
                  help="TPU type; v2-8 is one host with 8 cores, v2-32 a 4-host slice "
                       "(default: %(default)s)")
   p.add_argument("--version", default=DEFAULT_RUNTIME,
@@ -193,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--package", required=True,
                  help="git+https://... URL, or a local sdist (.tar.gz, from "
                       "`python -m build --sdist`) copied to the workers")
-  p.add_argument("--tfds-data-dir", help="gs:// directory exported as TFDS_DATA_DIR")
+  p.add_argument("--tfds_data_dir", help="gs:// directory exported as TFDS_DATA_DIR")
   p.add_argument("--env", action="append", default=[], metavar="NAME",
                  help="also export this local environment variable on the workers "
                       "(repeatable); its value is never printed")
@@ -210,7 +210,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--workdir", required=True, help="gs:// directory holding the trial directories")
   p.add_argument("--parallel", type=int,
                  help="trials at once (default: wae-sweep's, one per host)")
-  p.add_argument("--devices-per-host", type=int, default=8,
+  p.add_argument("--devices_per_host", type=int, default=8,
                  help="JAX devices of one VM, which each trial trains on: 8 on v2-8 and "
                       "v3-8, 4 on v4-8 (default: %(default)s); every trial's batch must "
                       "divide over them, checked before anything starts")

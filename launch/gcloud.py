@@ -86,7 +86,7 @@ def vm_names(name: str, count: int) -> list[str]:
 
 def check_accelerator(accelerator_type: str) -> str:
   if not _ACCELERATOR.fullmatch(accelerator_type):
-    raise LaunchError(f"--accelerator-type {accelerator_type!r} is not a TPU type such as "
+    raise LaunchError(f"--accelerator_type {accelerator_type!r} is not a TPU type such as "
                       "v2-8, v2-32, v4-8 or v5litepod-8")
   return accelerator_type
 

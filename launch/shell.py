@@ -1,4 +1,4 @@
-"""Runs, or for --dry-run prints, the commands a launch is made of.
+"""Runs, or for --dry_run prints, the commands a launch is made of.
 
 A subcommand is plain code against a `Shell`; `DryShell` swaps execution for printing, so the
 dry run and the real run walk exactly the same path and print the same commands in the same order.

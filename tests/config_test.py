@@ -77,7 +77,8 @@ def _wae_train(*args, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--config=mnist_wae_mmd:debug", "--config.lamda=3"], "lamda"),
+    (["--config=mnist_wae_mmd:debug", "--config.lamda=3"],
+     """--config: no field 'lamda'. Did you mean "lam" instead of "lamda"?"""),
     (["--config=mnist_wae_mmd:debug", "--config.lam=-2"], "config.lam: must be >= 0, got -2"),
     (["--config=mnist_wae_mmd:debug", "--config.data.source=idx:/nope"],
      "config.data.source: no such directory"),

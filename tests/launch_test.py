@@ -76,7 +76,7 @@ def study(tmp_path, monkeypatch):
 
 def dry_run(capsys, *argv: str) -> list[list[str]]:
   """The commands a dry run prints, each split back into its argv (comment lines dropped)."""
-  assert cli.main([*argv, *CLOUD, "--dry-run"]) == 0
+  assert cli.main([*argv, *CLOUD, "--dry_run"]) == 0
   lines = capsys.readouterr().out.splitlines()
   return [shlex.split(line) for line in lines if not line.startswith("#")]
 
@@ -114,7 +114,7 @@ def test_create_one_vm(capsys):
 
 
 def test_create_pod_slice_preemptible(capsys):
-  assert dry_run(capsys, "create", "--name", "pod", "--accelerator-type", "v2-32",
+  assert dry_run(capsys, "create", "--name", "pod", "--accelerator_type", "v2-32",
                  "--preemptible") == [
       [*TPU_VM, "create", "pod", *WHERE, "--accelerator-type=v2-32",
        "--version=tpu-ubuntu2204-base", "--preemptible"]]
@@ -150,7 +150,7 @@ def test_sweep_on_four_vms(capsys, study):
 
 def test_sweep_on_one_vm_keeps_the_sweep_argument(capsys, study):
   commands = dry_run(capsys, "sweep", f"{study}:debug", "--workdir", "gs://bkt/s",
-                     "--devices-per-host", "4")
+                     "--devices_per_host", "4")
   assert [c[4] for c in commands] == ["describe", "scp", "ssh", "ssh"]
   assert commands[1][5:7] == ["sweeps/bigwae.py", "wae:bigwae.py"]
   assert detached_job(commands[-1])[:3] == ["wae-sweep", "run", "bigwae.py:debug"]
@@ -183,8 +183,8 @@ def test_setup_from_sdist_with_a_forwarded_secret(capsys, tmp_path, monkeypatch)
   (tmp_path / "wae_jax-0.1.0.tar.gz").write_bytes(b"")
   monkeypatch.setenv("MY_TOKEN", "s3cr3t-value")
   assert cli.main(["setup", "--count", "2", "--package", "wae_jax-0.1.0.tar.gz",
-                   "--tfds-data-dir", "gs://bkt/tfds", "--env", "MY_TOKEN", *CLOUD,
-                   "--dry-run"]) == 0
+                   "--tfds_data_dir", "gs://bkt/tfds", "--env", "MY_TOKEN", *CLOUD,
+                   "--dry_run"]) == 0
   out, err = capsys.readouterr()
   assert "s3cr3t" not in out + err
   comments = [line for line in out.splitlines() if line.startswith("#")]
@@ -221,7 +221,7 @@ def test_status_logs_delete(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["create", "--name", "My_TPU"], "--name 'My_TPU' is not a valid TPU name"),
     (["create", "--count", "0"], "--count must be at least 1"),
-    (["create", "--accelerator-type", "tpu8"], "is not a TPU type"),
+    (["create", "--accelerator_type", "tpu8"], "is not a TPU type"),
     (["create", "--queued", "--preemptible"], "queued resources cannot be preemptible"),
     (["train", "--config", "c", "--workdir", "/tmp/w"], "--workdir must be a gs:// path"),
     (["train", "--config", "c", "--workdir", "gs://b/w", "--config.lr", "1"],
@@ -233,7 +233,7 @@ def test_status_logs_delete(capsys):
      "no such variable"),
 ])
 def test_bad_input_is_a_one_line_error(capsys, argv, message):
-  assert cli.main([*argv, *CLOUD, "--dry-run"]) == 2
+  assert cli.main([*argv, *CLOUD, "--dry_run"]) == 2
   captured = capsys.readouterr()
   assert captured.out == ""
   assert captured.err.startswith("wae-launch: error: ") and message in captured.err
@@ -272,7 +272,7 @@ def test_setup_uploads_the_env_file_and_never_prints_the_secret(capsys, stub, tm
   secret = "tok'en $with \"quotes\""
   monkeypatch.setenv("MY_TOKEN", secret)
   assert cli.main(["setup", "--package", "git+https://github.com/me/wae-jax.git",
-                   "--tfds-data-dir", "gs://bkt/tfds", "--env", "MY_TOKEN", *CLOUD]) == 0
+                   "--tfds_data_dir", "gs://bkt/tfds", "--env", "MY_TOKEN", *CLOUD]) == 0
   out, err = capsys.readouterr()
   assert "tok'en" not in out + err
   (upload, install) = stub()
@@ -315,7 +315,7 @@ def test_dry_run_needs_no_gcloud_when_project_and_zone_are_given(capsys, no_gclo
 
 
 def test_missing_project(capsys, no_gcloud):
-  assert cli.main(["create", "--zone", "us-central1-f", "--dry-run"]) == 2
+  assert cli.main(["create", "--zone", "us-central1-f", "--dry_run"]) == 2
   assert error_line(capsys) == ("wae-launch: error: no project set: pass --project, set "
                                 "CLOUDSDK_CORE_PROJECT, or run `gcloud config set project VALUE`")
 

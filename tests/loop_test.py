@@ -2,6 +2,7 @@
 divergence, the CLI."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -185,3 +186,9 @@ def test_cli_sigterm_checkpoints_and_a_rerun_finishes(tmp_path):
   assert done.returncode == 0, done.stderr[-3000:]
   assert f"Resumed from the checkpoint at step {m['step']}" in done.stderr
   assert workdir_lib.read_metrics(tmp_path)["status"] == "done"
+  # The console: a line a log step (the second with speed and ETA), no library INFO lines
+  # (absl's "I1201 ..." prefix), no config dump.
+  lines = done.stderr.splitlines()
+  logged = [l for l in lines if re.fullmatch(r"\d\d:\d\d:\d\d \S+  step \d+/\d+  loss .*", l)]
+  assert len(logged) >= 2 and all("steps/s  ETA" in l for l in logged[1:]), done.stderr[-3000:]
+  assert not any(re.match(r"[IW]\d{4} ", l) or "Hyperparameters" in l for l in lines), lines

@@ -16,6 +16,7 @@ import hashlib
 import os
 from typing import Any
 
+from absl import logging
 import flax.linen as nn
 import jax
 import numpy as np
@@ -28,6 +29,7 @@ FEATURES = 128
 # Bump when the architecture or training changes, so stale cached classifiers are not reused.
 VERSION = 1
 STEPS = 2000  # Adam steps of the cached classifier; tests pass fewer.
+PROGRESS_EVERY = 500
 
 
 class DomainNet(nn.Module):
@@ -106,6 +108,8 @@ def train(images: np.ndarray, labels: np.ndarray, num_classes: int, *, steps: in
       order = rng.permutation(len(images))
     idx = np.sort(order[(i % per_epoch) * batch_size:(i % per_epoch + 1) * batch_size])
     params, opt_state = step(params, opt_state, _to_float(images[idx]), labels[idx])
+    if (i + 1) % PROGRESS_EVERY == 0 and i + 1 < steps:
+      logging.info("Domain classifier: step %d/%d.", i + 1, steps)
   return jax.tree.map(np.asarray, params)
 
 
@@ -140,6 +144,8 @@ def get_or_train(dataset, cache_dir: str, *, steps: int = STEPS, batch_size: int
     if params_sha256(params) == stored["params_sha256"]:
       return Classifier(params, stored["test_accuracy"], stored["params_sha256"])
   num_classes = int(max(tr.labels.max(), te.labels.max())) + 1
+  logging.info("Training the domain classifier of %s (%d steps, once; cached in %s).",
+               dataset.name, steps, path)
   params = train(tr.images, tr.labels.astype(np.int32), num_classes, steps=steps,
                  batch_size=batch_size, seed=seed)
   clf = Classifier(params, 0.0, params_sha256(params))

@@ -17,6 +17,7 @@ from typing import Any
 from etils import epath
 import ml_collections
 
+from wae_jax import configs
 from wae_jax import data
 from wae_jax import evaluators
 from wae_jax import mmd
@@ -31,7 +32,6 @@ CONV_TRANSPOSE_IMPLS = ("auto", "xla", "matmul")
 RECON_COSTS = ("l2sq", "l2", "l1")
 # Weights of the reconstruction costs in the public WAE code.
 RECON_SCALES = {"l2sq": 0.05, "l2": 0.2, "l1": 0.02}
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), "configs")
 
 
 def mnist() -> ml_collections.ConfigDict:
@@ -173,10 +173,10 @@ def resolve(spec: str) -> str:
   """Maps `name[:arg]` of a bundled config to `path[:arg]`; paths pass through unchanged."""
   path, sep, arg = spec.partition(":")
   if not path.endswith(".py") and os.sep not in path:
-    bundled = os.path.join(CONFIG_DIR, path + ".py")
+    bundled = os.path.join(configs.DIR, path + ".py")
     if not os.path.exists(bundled):
-      known = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py") and f[0] != "_")
-      raise ConfigError(f"--config: no config named {path!r} (known: {', '.join(known)})")
+      raise ConfigError(f"--config: no config named {path!r} "
+                        f"(known: {', '.join(configs.names())})")
     path = bundled
   elif not os.path.isfile(path):
     raise ConfigError(f"--config: no config file {path!r}")

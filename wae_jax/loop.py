@@ -237,6 +237,10 @@ def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Resul
   # Resumed at its last step (killed between the final checkpoint and `done`): what is left
   # of finishing (the final evaluation, the status) happens now; rerunning is idempotent.
   run_hooks([k for k in alive if trials[k].c.num_steps == start], start, False)
+  if alive:
+    logging.info("Training %s from step %d to %d on %d device(s); the first dispatch compiles.",
+                 ", ".join(trials[k].workdir.name for k in alive), step,
+                 max(trials[k].c.num_steps for k in alive), mesh.size)
   with Preemption() as preemption:
     while alive:
       # One dispatch runs up to the next step at which any trial has something to do.

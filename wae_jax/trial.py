@@ -79,6 +79,7 @@ class Trial:
     if error:
       logging.warning("%s: %s; it is rewritten from the checkpoints.", self.workdir, error)
     self.status, self.history, self.pending = workdir_lib.RUNNING, {}, []
+    self.rate, self._last = None, None  # Steps a second, and the last logged (step, time).
     self.metrics = (self.previous or {}).get("metrics", {})
     self.fields = {k: v for k, v in (self.previous or {}).items()
                    if k in evaluators.fields() + (workdir_lib.TRAIN,)}
@@ -151,7 +152,21 @@ class Trial:
     self.history[step] = means
     self.fields[workdir_lib.TRAIN] = means
     self.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
+    self._report(step, means)
     return True
+
+  def _report(self, step: int, means: dict[str, float]) -> None:
+    """One console line a log step: the means, the speed and an ETA, both smoothed over
+    log steps (the first interval, which compiles, is left out)."""
+    now = time.time()
+    if self._last is not None:
+      rate = (step - self._last[0]) / max(now - self._last[1], 1e-9)
+      self.rate = rate if self.rate is None else 0.7 * self.rate + 0.3 * rate
+    self._last = (step, now)
+    speed = ("" if self.rate is None else f"  {self.rate:.3g} steps/s  ETA "
+             f"{_duration((self.c.num_steps - step) / self.rate)}")
+    logging.info("%s  step %d/%d  %s%s", self.workdir.name, step, self.c.num_steps,
+                 "  ".join(f"{k} {v:.4g}" for k, v in means.items()), speed)
 
   def record_evaluation(self, step: int, metrics: dict[str, float], fields: dict[str, Any],
                         pictures: dict[str, np.ndarray]) -> None:
@@ -164,8 +179,8 @@ class Trial:
     if self.lead:
       for name, picture in pictures.items():
         images.save_png(self.workdir / f"{name}.png", picture)
-    logging.info("Evaluation of %s at step %d: %s", self.workdir, step,
-                 ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    logging.info("%s  step %d  evaluation: %s", self.workdir.name, step,
+                 "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
 
   def close(self, step: int) -> None:
     self.ckpt.wait_until_finished()
@@ -174,3 +189,10 @@ class Trial:
       self.write_status(workdir_lib.DONE, step)
       logging.info("Done: metrics in %s, samples in %s.", self.workdir / workdir_lib.METRICS,
                    self.workdir / "samples.png")
+
+
+def _duration(seconds: float) -> str:
+  """3h02m, 4m05s or 12s."""
+  m, s = divmod(int(round(seconds)), 60)
+  h, m = divmod(m, 60)
+  return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"

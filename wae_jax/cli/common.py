@@ -1,11 +1,15 @@
 """What the commands share: one-line errors and a console kept to their own progress."""
 
+import logging as std_logging
+import os
 import sys
 from typing import NoReturn
 
 from absl import logging
 
 from wae_jax import workdir as workdir_lib
+
+_OURS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def fail(prog: str | None, message: str, code: int = workdir_lib.EXIT_USAGE) -> NoReturn:
@@ -15,6 +19,27 @@ def fail(prog: str | None, message: str, code: int = workdir_lib.EXIT_USAGE) -> 
   sys.exit(code)
 
 
-def quiet_libraries(record) -> bool:
-  """A logging filter: orbax logs every save at INFO."""
-  return record.levelno >= logging.converter.STANDARD_WARNING or "/orbax/" not in record.pathname
+class _Console(std_logging.Formatter):
+  """`12:03:04 message`, and `12:03:04 warning: message` from WARNING up."""
+
+  def __init__(self):
+    super().__init__("%(asctime)s %(message)s", "%H:%M:%S")
+
+  def formatMessage(self, record):  # pylint: disable=invalid-name
+    if record.levelno >= std_logging.WARNING:
+      record.message = f"{record.levelname.lower()}: {record.message}"
+    return super().formatMessage(record)
+
+
+def _ours_or_a_warning(record) -> bool:
+  """Library INFO lines (a TPU probe, clu's writers and progress notes, orbax's saves) are
+  not the user's business; their warnings are."""
+  return record.levelno >= std_logging.WARNING or record.pathname.startswith(_OURS)
+
+
+def use_console() -> None:
+  """Sets absl's log output to what a person reads: this package's progress, anyone's
+  warnings, a time and no other prefix."""
+  handler = logging.get_absl_handler().python_handler
+  handler.setFormatter(_Console())
+  handler.addFilter(_ours_or_a_warning)

@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-  logging.get_absl_handler().python_handler.addFilter(common.quiet_libraries)
+  common.use_console()
   try:
     evaluation.evaluate(args.workdir, num_samples=args.num_samples,
                       inception_weights=args.inception_weights, cache_dir=args.cache_dir)

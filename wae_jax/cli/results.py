@@ -9,8 +9,6 @@ import argparse
 import sys
 from typing import Sequence
 
-from wae_jax import results as results_lib
-
 
 def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(prog="wae-results", description=__doc__.split("\n\n")[0])
@@ -20,6 +18,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--out", help="file to write (local or gs://; default stdout)")
   parser.add_argument("--plot", help="PNG: metric vs lambda and distribution per algorithm")
   args = parser.parse_args(argv)
+  # pandas and matplotlib load after --help. pylint: disable-next=g-import-not-at-top
+  from wae_jax import results as results_lib
   try:
     if args.format == "parquet" and not args.out:
       raise ValueError("--format=parquet needs --out")

@@ -20,17 +20,16 @@ import traceback
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 from ml_collections import config_flags
 
-from wae_jax import config as config_lib
+from wae_jax import configs
 from wae_jax import errors
-from wae_jax import hyper
-from wae_jax import lock
-from wae_jax import loop
-from wae_jax import study
 from wae_jax import workdir as workdir_lib
 from wae_jax.cli import common
+
+# JAX and the training code load after the flags parse, so that --help and a refused flag
+# answer at once.
+# pylint: disable=g-import-not-at-top
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config: name[:arg] or path.py[:arg].",
                                           lock_config=True)
@@ -41,8 +40,20 @@ _PACK = flags.DEFINE_string("pack", None, "JSON [{trial, workdir}, ...]: trials 
                             "their shapes, trained as one program (instead of --config).")
 
 
+def _usage() -> str:
+  return (f"{__doc__.strip()}\n\nflags:{flags.FLAGS.module_help(__name__).split(':', 1)[1]}\n"
+          "  --config.<field>=value: overrides one config field (any in config.json), e.g.\n"
+          "    --config.lam=5 --config.model.arch=resnet\n\n"
+          f"bundled configs (each also takes :debug): {', '.join(configs.names())}\n"
+          "absl's own flags: --helpfull")
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing with bundled config names and one-line errors (exit 2)."""
+  if {"-h", "--help", "--helpshort"} & set(argv[1:]):
+    print(_usage())
+    sys.exit(0)
+  from wae_jax import config as config_lib
   try:
     argv = [argv[0]] + [_resolve_config_flag(a) for a in argv[1:]]
     rest = flags.FLAGS(argv)
@@ -53,7 +64,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except (AttributeError, KeyError) as e:  # ml_collections' answer to --config.<unknown field>.
     if "get_config" in str(e.args[0]):
       common.fail("wae-train", "--config: the file defines no get_config(arg=None)")
-    field, *hint = str(e.args[0]).split("\n")
+    while e.args and isinstance(e.args[0], BaseException):  # A KeyError inside AttributeError.
+      e = e.args[0]
+    field, *hint = str(e.args[0] if e.args else "").split("\n")
     common.fail("wae-train", f"--config: no field {field.strip(chr(39))!r}. "
                 f"{' '.join(hint)}".strip())
   except Exception as e:  # pylint: disable=broad-except  # The config file's own code failed.
@@ -62,6 +75,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def _resolve_config_flag(arg: str) -> str:
+  from wae_jax import config as config_lib
   if arg.startswith("--config="):
     return "--config=" + config_lib.resolve(arg[len("--config="):])
   return arg
@@ -71,6 +85,7 @@ def _members() -> tuple[list, list[str]]:
   """The configs and trial directories to train: --pack's, or --config's and --workdir's."""
   if _PACK.value is None:
     return [_CONFIG.value], [_WORKDIR.value]
+  from wae_jax import study
   members, bases = json.loads(_PACK.value), {}
   return ([study.trial_config(m["trial"], bases) for m in members],
           [m["workdir"] for m in members])
@@ -82,6 +97,7 @@ def _join_hosts() -> None:
   On Cloud TPU VMs everything is auto-detected. Elsewhere (or to test on one machine) set
   JAX_COORDINATOR_ADDRESS=host:port, WAE_NUM_PROCESSES and WAE_PROCESS_ID.
   """
+  import jax
   n, i = os.environ.get("WAE_NUM_PROCESSES"), os.environ.get("WAE_PROCESS_ID")
   jax.distributed.initialize(num_processes=int(n) if n else None,
                              process_id=int(i) if i else None)
@@ -89,6 +105,11 @@ def _join_hosts() -> None:
 
 def _run(argv: list[str]) -> None:
   del argv
+  import jax
+  from wae_jax import config as config_lib
+  from wae_jax import hyper
+  from wae_jax import lock
+  from wae_jax import loop
   try:
     configs, workdirs = _members()
   except (hyper.SweepError, ValueError, KeyError) as e:
@@ -117,7 +138,7 @@ def _run(argv: list[str]) -> None:
 
 
 def main() -> None:
-  logging.get_absl_handler().python_handler.addFilter(common.quiet_libraries)
+  common.use_console()
   app.run(_run, flags_parser=_parse_flags)
 
 

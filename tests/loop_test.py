@@ -44,6 +44,8 @@ def test_training_lowers_the_loss_and_writes_the_trial_directory(name, tmp_path)
   result = loop.train(c, str(tmp_path))
   assert result.status == "done"
   assert result.history[60]["recon"] < 0.8 * result.history[20]["recon"]
+  # The rate Adam used (60 steps are before the first decay) and the gradient's norm.
+  assert result.history[60]["lr"] == pytest.approx(3e-3) and result.history[60]["grad_norm"] > 0
   m = workdir_lib.read_metrics(tmp_path)
   assert m["status"] == "done" and m["step"] == 60 and m["config"]["algo"] == c.algo
   assert set(m["metrics"]) == {"recon", "recon_sq_l2", "mmd_heldout", "sharpness_mean", "sharpness_min",
@@ -176,6 +178,7 @@ def test_cli_sigterm_checkpoints_and_a_rerun_finishes(tmp_path):
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=240)
   assert proc.returncode == 143, out[-3000:]
+  assert _hparams(tmp_path) == {"num_steps", "log_every", "model.width"}  # What it set.
   m = workdir_lib.read_metrics(tmp_path)
   saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert m["status"] == "running" and saved and saved[-1] == m["step"] > 0
@@ -192,3 +195,17 @@ def test_cli_sigterm_checkpoints_and_a_rerun_finishes(tmp_path):
   logged = [l for l in lines if re.fullmatch(r"\d\d:\d\d:\d\d \S+  step \d+/\d+  loss .*", l)]
   assert len(logged) >= 2 and all("steps/s  ETA" in l for l in logged[1:]), done.stderr[-3000:]
   assert not any(re.match(r"[IW]\d{4} ", l) or "Hyperparameters" in l for l in lines), lines
+
+
+def _hparams(workdir) -> set[str]:
+  """The HParams a trial wrote for TensorBoard's dashboard."""
+  tf = pytest.importorskip("tensorflow")
+  from tensorboard.plugins.hparams import plugin_data_pb2  # pylint: disable=g-import-not-at-top
+  for path in workdir.glob("events.out.tfevents.*"):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for v in event.summary.value:
+        if v.metadata.plugin_data.plugin_name == "hparams":
+          data = plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
+          if data.HasField("session_start_info"):
+            return set(data.session_start_info.hparams)
+  return set()

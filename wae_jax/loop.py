@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
-from typing import Any
+from typing import Any, Sequence
 
 from absl import logging
 import jax
@@ -127,17 +127,20 @@ class Finish:
 # ------------------------------------------------------------------------------------------
 
 
-def train(c: ml_collections.ConfigDict, workdir: str, restart: bool = False) -> Result:
+def train(c: ml_collections.ConfigDict, workdir: str, restart: bool = False,
+          hparams: Sequence[str] = trial_lib.HPARAMS) -> Result:
   """Trains (or resumes) the run in `workdir` to `c.num_steps` and evaluates it.
 
   `restart` starts over a directory that holds a trial of another config (moved aside);
-  without it such a directory is refused (`trial.check_directory`).
+  without it such a directory is refused (`trial.check_directory`). `hparams` are the
+  config fields TensorBoard's HParams dashboard shows (a sweep's: those it sets).
   """
-  return train_pack([c], [workdir], restart)[0]
+  return train_pack([c], [workdir], restart, [hparams])[0]
 
 
 def train_pack(configs: list[ml_collections.ConfigDict], workdirs: list[str],
-               restart: bool = False) -> list[Result]:
+               restart: bool = False, hparams: Sequence[Sequence[str]] | None = None
+               ) -> list[Result]:
   """Trains trials that share their shapes (`pack.signature`) as one program.
 
   Each trial directory is owned for the run (`lock.Lock`; `lock.Busy` if a live trainer
@@ -155,11 +158,12 @@ def train_pack(configs: list[ml_collections.ConfigDict], workdirs: list[str],
         owned.enter_context(lock_lib.Lock(w, "trainer"))
     for c, w in zip(configs, workdirs):
       trial_lib.check_directory(c, w, restart and lead)
-    return _train_owned(configs, workdirs)
+    return _train_owned(configs, workdirs, [h or trial_lib.HPARAMS for h in
+                                            hparams or [None] * len(configs)])
 
 
-def _train_owned(configs: list[ml_collections.ConfigDict], workdirs: list[str]
-                 ) -> list[Result]:
+def _train_owned(configs: list[ml_collections.ConfigDict], workdirs: list[str],
+                 hparams: Sequence[Sequence[str]]) -> list[Result]:
   mesh = Mesh(np.array(jax.devices()), ("data",))
   c = configs[0]
   ds = data.load(c.data.source, c.data.heldout)
@@ -168,7 +172,7 @@ def _train_owned(configs: list[ml_collections.ConfigDict], workdirs: list[str]
     raise config_lib.ConfigError(
         f"config.model.dec_layers: {c.model.dec_layers} layers need image sides divisible by "
         f"{f}, but {c.data.source} has {ds.image_shape[0]}x{ds.image_shape[1]} images")
-  trials = [Trial(ck, w) for ck, w in zip(configs, workdirs)]
+  trials = [Trial(ck, w, h) for ck, w, h in zip(configs, workdirs, hparams)]
   results = {}
   for t in trials:
     if t.finished:

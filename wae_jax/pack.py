@@ -68,7 +68,9 @@ def single(c: ml_collections.ConfigDict, ds: data.Dataset, mesh: Mesh
     return init_fn(jax.random.key(ck.seed), state_lib.trial_values(ck, regulariser))
 
   step = functools.partial(step_lib.train_step, c=c, model=model, regulariser=regulariser,
-                           tx=optimizer(c.optim.lr), pixels=ds.pixels, mesh=mesh)
+                           tx=optimizer(c.optim.lr),
+                           decay=state_lib.learning_rate(1.0, c, steps_per_epoch),
+                           pixels=ds.pixels, mesh=mesh)
   return model, step, init
 
 

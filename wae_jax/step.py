@@ -27,11 +27,12 @@ from wae_jax import state as state_lib
 def train_step(state: state_lib.TrainState, batch: jax.Array, rng: jax.Array, *,
                c: ml_collections.ConfigDict, model: models.AutoEncoder,
                regulariser: regularisers.Regulariser, tx: optax.GradientTransformation,
-               pixels: data.Pixels, mesh: Mesh
+               decay: optax.Schedule, pixels: data.Pixels, mesh: Mesh
                ) -> tuple[state_lib.TrainState, dict[str, jax.Array]]:
   """One auto-encoder step, then the regulariser's own step (if it has one).
 
   `c` supplies only what shapes the program; the numbers a sweep varies come from the state.
+  `decay` is `tx`'s schedule of the base rate, for the `lr` metric.
   """
   hp = state.hparams
   x = pixels.to_float(batch)
@@ -59,10 +60,12 @@ def train_step(state: state_lib.TrainState, batch: jax.Array, rng: jax.Array, *,
   # which saves a second encoder pass.
   penalty_state, penalty_metrics = regulariser.update(state.penalty_state,
                                                       jax.lax.stop_gradient(z), prior, hp)
+  lr = state.opt_state.hyperparams["learning_rate"] * decay(state.step)
   state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                         batch_stats=batch_stats, opt_state=opt_state,
                         penalty_state=penalty_state)
-  return state, {"loss": loss, "recon": recon, regulariser.metric: penalty, **penalty_metrics}
+  return state, {"loss": loss, "recon": recon, regulariser.metric: penalty, **penalty_metrics,
+                 "lr": lr, "grad_norm": optax.global_norm(grads)}
 
 
 def pretrain_encoder(c: ml_collections.ConfigDict, model: models.AutoEncoder,

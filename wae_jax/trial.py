@@ -7,7 +7,7 @@ ends exactly as if it had run alone.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from absl import logging
 from etils import epath
@@ -26,6 +26,11 @@ from wae_jax import workdir as workdir_lib
 # how fast, not what is trained (a sweep's next rung resumes with a larger num_steps).
 MAY_CHANGE = ("num_steps", "log_every", "ckpt_every", "eval_every", "keep_ckpts", "multihost",
               "steps_per_dispatch", "data.device_max_mb")
+
+
+# What TensorBoard's HParams dashboard shows of a trial run on its own: the numbers a sweep
+# varies most. A sweep's trials show the fields their sweep sets instead.
+HPARAMS = ("algo", "seed", "optim.lr", "lam", "prior_var", "recon.scale")
 
 
 def check_path(workdir: epath.PathLike) -> None:
@@ -68,8 +73,9 @@ def check_directory(c: ml_collections.ConfigDict, workdir: epath.PathLike,
 class Trial:
   """A trial's files and its progress: status, last evaluation, history of logged means."""
 
-  def __init__(self, c: ml_collections.ConfigDict, workdir: epath.PathLike):
-    self.c, self.workdir = c, epath.Path(workdir)
+  def __init__(self, c: ml_collections.ConfigDict, workdir: epath.PathLike,
+               hparams: Sequence[str] = HPARAMS):
+    self.c, self.workdir, self.hparams = c, epath.Path(workdir), tuple(hparams)
     self.lead = jax.process_index() == 0  # Only the lead host writes files and progress.
     self.started = time.time()
     self.flat = config_lib.flatten(c)
@@ -108,7 +114,7 @@ class Trial:
                    else metric_writers.MultiWriter([]))
     if self.start == 0:
       self.writer.write_hparams({k: str(v) if isinstance(v, list) else v
-                                 for k, v in self.flat.items()})
+                                 for k, v in self.flat.items() if k in self.hparams})
     self.progress = periodic_actions.ReportProgress(
         num_train_steps=self.c.num_steps, writer=self.writer, every_steps=self.c.log_every)
     return self.start
@@ -165,8 +171,10 @@ class Trial:
     self._last = (step, now)
     speed = ("" if self.rate is None else f"  {self.rate:.3g} steps/s  ETA "
              f"{_duration((self.c.num_steps - step) / self.rate)}")
+    tail = ("lr", "grad_norm")
+    order = ["loss", *sorted(set(means) - {"loss", *tail}), *tail]
     logging.info("%s  step %d/%d  %s%s", self.workdir.name, step, self.c.num_steps,
-                 "  ".join(f"{k} {v:.4g}" for k, v in means.items()), speed)
+                 "  ".join(f"{k} {means[k]:.4g}" for k in order if k in means), speed)
 
   def record_evaluation(self, step: int, metrics: dict[str, float], fields: dict[str, Any],
                         pictures: dict[str, np.ndarray]) -> None:

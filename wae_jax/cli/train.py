@@ -81,14 +81,18 @@ def _resolve_config_flag(arg: str) -> str:
   return arg
 
 
-def _members() -> tuple[list, list[str]]:
-  """The configs and trial directories to train: --pack's, or --config's and --workdir's."""
+def _members() -> tuple[list, list[str], list[list[str] | None]]:
+  """The configs and trial directories to train: --pack's, or --config's and --workdir's;
+  and the fields each sets beyond its config file (what TensorBoard shows as HParams)."""
+  def fields(names):
+    return [n.split("=")[0][len("config."):] for n in names if n.startswith("config.")] or None
+
   if _PACK.value is None:
-    return [_CONFIG.value], [_WORKDIR.value]
+    return [_CONFIG.value], [_WORKDIR.value], [fields(a[2:] for a in sys.argv[1:])]
   from wae_jax import study
   members, bases = json.loads(_PACK.value), {}
   return ([study.trial_config(m["trial"], bases) for m in members],
-          [m["workdir"] for m in members])
+          [m["workdir"] for m in members], [fields(m["trial"]) for m in members])
 
 
 def _join_hosts() -> None:
@@ -111,7 +115,7 @@ def _run(argv: list[str]) -> None:
   from wae_jax import lock
   from wae_jax import loop
   try:
-    configs, workdirs = _members()
+    configs, workdirs, hparams = _members()
   except (hyper.SweepError, ValueError, KeyError) as e:
     common.fail("wae-train", f"--pack: {str(e).strip().splitlines()[0]}")
   if configs[0].multihost:
@@ -119,7 +123,7 @@ def _run(argv: list[str]) -> None:
     if jax.process_index() != 0:  # One console: the other hosts report only problems.
       logging.set_verbosity(logging.WARNING)
   try:
-    results = loop.train_pack(configs, workdirs, _RESTART.value)
+    results = loop.train_pack(configs, workdirs, _RESTART.value, hparams)
   except config_lib.ConfigError as e:
     common.fail("wae-train", str(e).strip().splitlines()[0])
   except lock.Busy as e:

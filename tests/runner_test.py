@@ -2,6 +2,7 @@
 import collections
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,7 +64,9 @@ def get_hyper(h):
 """
 
 
-def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, capsys):
+def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, capsys,
+                                                          monkeypatch):
+  monkeypatch.setattr(runner, "PROGRESS_S", 0.05)
   s = study.load_sweep(_sweep_file(tmp_path, FAKE_SWEEP), check=False)
   log, workdir = str(tmp_path / "log"), tmp_path / "w"
   trainer = [sys.executable, FAKE_TRAINER, f"--log={log}"]
@@ -89,6 +92,8 @@ def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, 
   assert set(dones.values()) == {1} and len(dones) == 3
   out = capsys.readouterr().out
   assert "6 to run" in out and "eta" in out and "diverged 1" in out
+  # While trials run: their steps and losses, the bar and the ETA in steps.
+  assert re.search(r"\d+/\d+ steps  eta \S+  running: \S+ \d+/10", out), out
   ledger = json.loads((workdir / "sweep.json").read_text())
   assert set(ledger["trials"]) == set(s.trials)
 

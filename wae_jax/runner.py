@@ -24,11 +24,16 @@ import time
 from typing import Any, Mapping, Sequence, TextIO
 
 from etils import epath
+import numpy as np
 
 from wae_jax import hyper
 from wae_jax import lock as lock_lib
 from wae_jax import study
 from wae_jax import workdir as workdir_lib
+
+
+PROGRESS_S = 30.0  # The driver's line of running trials, while none finishes.
+SHOWN = 4  # Running trials named on it.
 
 
 class TrialInterrupted(RuntimeError):
@@ -230,14 +235,18 @@ def _run_owned(s: study.Sweep, workdir: epath.Path, out: TextIO, *, parallel, pa
     flags = [base, f"--workdir={workdir / unit[0]}", *overrides]
     return trial_task.remote(flags, str(workdir / unit[0]), trainer)
 
-  progress = _Progress(len(todo), out)
+  progress = _Progress(workdir, todo, out)
   queue, running = list(reversed(units)), {}
   try:
     while queue or running:
       while queue and len(running) < (parallel or len(units)):
         unit = queue.pop()
         running[launch(unit)] = unit
-      [ref], _ = ray.wait(list(running), num_returns=1)
+      ready, _ = ray.wait(list(running), num_returns=1, timeout=PROGRESS_S)
+      if not ready:
+        progress.running([i for unit in running.values() for i in unit])
+        continue
+      ref = ready[0]
       unit = running.pop(ref)
       try:
         records = ray.get(ref)
@@ -249,7 +258,7 @@ def _run_owned(s: study.Sweep, workdir: epath.Path, out: TextIO, *, parallel, pa
         records = [r if r.get("status") in workdir_lib.FINAL else lost for r in records]
       for tid, record in zip(unit, records):
         states[tid] = workdir_lib.TrialState(record["status"], record.get("step", 0))
-        progress.update(tid, record)
+        progress.finished(tid, record)
   finally:
     if started_ray:
       ray.shutdown()
@@ -288,19 +297,55 @@ def _duration(seconds: float) -> str:
 
 
 class _Progress:
-  """One line per finished trial: its outcome, the bar, and an ETA from this run's rate."""
+  """A line per finished trial (its outcome), and every PROGRESS_S seconds without one a
+  line of the running trials (step, loss). The bar and the ETA count steps, from the
+  trials' records: the rate is this run's steps a second, and a trial that has not started
+  counts the mean `num_steps` of those that have."""
 
-  def __init__(self, total: int, out: TextIO):
-    self.total, self.out, self.done, self.start = total, out, 0, time.time()
+  def __init__(self, workdir: epath.Path, todo: Sequence[str], out: TextIO):
+    self.workdir, self.out, self.start = workdir, out, time.time()
+    self.records: dict[str, Mapping[str, Any]] = {}
+    self._read(todo)
+    self.initial = self._steps()[0]
 
-  def update(self, tid: str, record: Mapping[str, Any]) -> None:
-    self.done += 1
-    elapsed = time.time() - self.start
-    eta = elapsed / self.done * (self.total - self.done)
+  def _read(self, tids: Sequence[str]) -> None:
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+      self.records.update(zip(tids, pool.map(
+          lambda i: workdir_lib.read_record(self.workdir / i), tids)))
+
+  def _steps(self) -> tuple[int, int]:
+    """Steps done and to do in all, final trials counting as done."""
+    known = [r["num_steps"] for r in self.records.values() if r.get("num_steps")]
+    mean = int(np.mean(known)) if known else 0
+    total = done = 0
+    for r in self.records.values():
+      n = r.get("num_steps") or mean
+      total += n
+      done += n if r.get("status") in workdir_lib.FINAL else min(r.get("step") or 0, n)
+    return done, total
+
+  def _bar(self) -> str:
+    done, total = self._steps()
+    rate = (done - self.initial) / (time.time() - self.start)
+    eta = (total - done) / rate if rate > 0 else math.inf
+    return f"{_bar(done / max(total, 1))} {done:,}/{total:,} steps  eta {_duration(eta)}"
+
+  def finished(self, tid: str, record: Mapping[str, Any]) -> None:
+    self.records[tid] = record
     error = f"  ({record['error']})" if record.get("error") else ""
-    print(f"{_bar(self.done / self.total)} {self.done}/{self.total}  eta {_duration(eta)}  "
-          f"{tid} {record['status']} at step {record.get('step', '?')}{error}",
+    print(f"{self._bar()}  {tid} {record['status']} at step {record.get('step', '?')}{error}",
           file=self.out, flush=True)
+
+  def running(self, tids: Sequence[str]) -> None:
+    self._read(tids)
+    shown = []
+    for tid in tids[:SHOWN]:
+      r = self.records[tid]
+      loss = (r.get(workdir_lib.TRAIN) or {}).get("loss")
+      shown.append(f"{tid} {r.get('step', 0)}/{r.get('num_steps', '?')}"
+                   + ("" if loss is None else f" loss {loss:.4g}"))
+    more = f" +{len(tids) - SHOWN} more" if len(tids) > SHOWN else ""
+    print(f"{self._bar()}  running: {', '.join(shown)}{more}", file=self.out, flush=True)
 
 
 def sweep_status(s: study.Sweep, workdir: epath.PathLike,

@@ -158,6 +158,7 @@ class Trial:
     self.history[step] = means
     self.fields[workdir_lib.TRAIN] = means
     self.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
+    self.write_status(workdir_lib.RUNNING, step)  # What `wae-sweep run` shows while it runs.
     self._report(step, means)
     return True
 

@@ -2,6 +2,7 @@
 
     import wae_jax
     from wae_jax import config
+    wae_jax.log_to_console()  # Progress lines, as the commands print them.
     wae_jax.train(config.load("mnist_wae_mmd:debug"), "/tmp/wae")
     model = wae_jax.load("/tmp/wae")
     wae_jax.evaluate("/tmp/wae")
@@ -13,7 +14,8 @@ import importlib
 
 _API = {"load": ("wae_jax.trained", "load"), "train": ("wae_jax.loop", "train"),
         "train_pack": ("wae_jax.loop", "train_pack"),
-        "evaluate": ("wae_jax.evaluation", "evaluate")}
+        "evaluate": ("wae_jax.evaluation", "evaluate"),
+        "log_to_console": ("wae_jax.cli.common", "use_console")}
 
 
 def __getattr__(name):

@@ -5,6 +5,7 @@ import os
 import sys
 from typing import NoReturn
 
+from absl import flags
 from absl import logging
 
 from wae_jax import workdir as workdir_lib
@@ -39,7 +40,11 @@ def _ours_or_a_warning(record) -> bool:
 
 def use_console() -> None:
   """Sets absl's log output to what a person reads: this package's progress, anyone's
-  warnings, a time and no other prefix."""
+  warnings, a time and no other prefix (`wae_jax.log_to_console()` from Python)."""
+  if not flags.FLAGS.is_parsed():  # A Python session: absl's defaults, and no note of them.
+    flags.FLAGS.mark_as_parsed()
+  logging.use_absl_handler()  # What absl's app.run does.
+  logging.set_verbosity(logging.INFO)
   handler = logging.get_absl_handler().python_handler
   handler.setFormatter(_Console())
   handler.addFilter(_ours_or_a_warning)

@@ -28,6 +28,7 @@ import numpy as np
 
 from wae_jax import hyper
 from wae_jax import lock as lock_lib
+from wae_jax import progress
 from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
@@ -235,7 +236,7 @@ def _run_owned(s: study.Sweep, workdir: epath.Path, out: TextIO, *, parallel, pa
     flags = [base, f"--workdir={workdir / unit[0]}", *overrides]
     return trial_task.remote(flags, str(workdir / unit[0]), trainer)
 
-  progress = _Progress(workdir, todo, out)
+  report = _Progress(workdir, todo, out)
   queue, running = list(reversed(units)), {}
   try:
     while queue or running:
@@ -244,7 +245,7 @@ def _run_owned(s: study.Sweep, workdir: epath.Path, out: TextIO, *, parallel, pa
         running[launch(unit)] = unit
       ready, _ = ray.wait(list(running), num_returns=1, timeout=PROGRESS_S)
       if not ready:
-        progress.running([i for unit in running.values() for i in unit])
+        report.running([i for unit in running.values() for i in unit])
         continue
       ref = ready[0]
       unit = running.pop(ref)
@@ -258,7 +259,7 @@ def _run_owned(s: study.Sweep, workdir: epath.Path, out: TextIO, *, parallel, pa
         records = [r if r.get("status") in workdir_lib.FINAL else lost for r in records]
       for tid, record in zip(unit, records):
         states[tid] = workdir_lib.TrialState(record["status"], record.get("step", 0))
-        progress.finished(tid, record)
+        report.finished(tid, record)
   finally:
     if started_ray:
       ray.shutdown()
@@ -281,19 +282,6 @@ def _counts(states: Mapping[str, workdir_lib.TrialState]) -> dict[str, int]:
 def _format_counts(counts: Mapping[str, int]) -> str:
   order = list(workdir_lib.STATUSES) + sorted(set(counts) - set(workdir_lib.STATUSES))
   return "  ".join(f"{k} {counts[k]}" for k in order if counts.get(k))
-
-
-def _bar(fraction: float, width: int = 30) -> str:
-  filled = int(round(fraction * width))
-  return "[" + "#" * filled + "-" * (width - filled) + f"] {100 * fraction:5.1f}%"
-
-
-def _duration(seconds: float) -> str:
-  if not math.isfinite(seconds):
-    return "--"
-  m, s = divmod(int(seconds), 60)
-  h, m = divmod(m, 60)
-  return f"{h}:{m:02d}:{s:02d}"
 
 
 class _Progress:
@@ -324,16 +312,17 @@ class _Progress:
       done += n if r.get("status") in workdir_lib.FINAL else min(r.get("step") or 0, n)
     return done, total
 
-  def _bar(self) -> str:
+  def _line(self) -> str:
     done, total = self._steps()
     rate = (done - self.initial) / (time.time() - self.start)
     eta = (total - done) / rate if rate > 0 else math.inf
-    return f"{_bar(done / max(total, 1))} {done:,}/{total:,} steps  eta {_duration(eta)}"
+    return (f"{progress.bar(done / max(total, 1))} {done:,}/{total:,} steps  "
+            f"eta {progress.duration(eta)}")
 
   def finished(self, tid: str, record: Mapping[str, Any]) -> None:
     self.records[tid] = record
     error = f"  ({record['error']})" if record.get("error") else ""
-    print(f"{self._bar()}  {tid} {record['status']} at step {record.get('step', '?')}{error}",
+    print(f"{self._line()}  {tid} {record['status']} at step {record.get('step', '?')}{error}",
           file=self.out, flush=True)
 
   def running(self, tids: Sequence[str]) -> None:
@@ -345,7 +334,7 @@ class _Progress:
       shown.append(f"{tid} {r.get('step', 0)}/{r.get('num_steps', '?')}"
                    + ("" if loss is None else f" loss {loss:.4g}"))
     more = f" +{len(tids) - SHOWN} more" if len(tids) > SHOWN else ""
-    print(f"{self._bar()}  running: {', '.join(shown)}{more}", file=self.out, flush=True)
+    print(f"{self._line()}  running: {', '.join(shown)}{more}", file=self.out, flush=True)
 
 
 def sweep_status(s: study.Sweep, workdir: epath.PathLike,
@@ -366,10 +355,11 @@ def sweep_status(s: study.Sweep, workdir: epath.PathLike,
   now = time.time()
   recent = sum(1 for st in final if launched and st.mtime and st.mtime >= launched)
   rate = recent / (now - launched) if recent else 0.0
-  eta = (len(states) - len(final)) / rate if rate else math.inf
+  left = len(states) - len(final)
+  eta = left / rate if rate else math.inf if left else 0
   print(f"{s.spec} in {workdir}: {len(states)} trials  " + _format_counts(counts), file=out)
-  print(f"{_bar(len(final) / len(states))} {len(final)}/{len(states)} final  "
-        f"{3600 * rate:.1f} trials/h  eta {_duration(0 if len(final) == len(states) else eta)}",
+  print(f"{progress.bar(len(final) / len(states))} {len(final)}/{len(states)} final  "
+        f"{3600 * rate:.1f} trials/h  eta {progress.duration(eta)}",
         file=out)
   return counts
 

@@ -18,6 +18,7 @@ import numpy as np
 from wae_jax import config as config_lib
 from wae_jax import evaluators
 from wae_jax import images
+from wae_jax import progress
 from wae_jax import state as state_lib
 from wae_jax import workdir as workdir_lib
 
@@ -171,7 +172,7 @@ class Trial:
       self.rate = rate if self.rate is None else 0.7 * self.rate + 0.3 * rate
     self._last = (step, now)
     speed = ("" if self.rate is None else f"  {self.rate:.3g} steps/s  ETA "
-             f"{_duration((self.c.num_steps - step) / self.rate)}")
+             f"{progress.duration((self.c.num_steps - step) / self.rate)}")
     tail = ("lr", "grad_norm")
     order = ["loss", *sorted(set(means) - {"loss", *tail}), *tail]
     logging.info("%s  step %d/%d  %s%s", self.workdir.name, step, self.c.num_steps,
@@ -199,9 +200,3 @@ class Trial:
       logging.info("Done: metrics in %s, samples in %s.", self.workdir / workdir_lib.METRICS,
                    self.workdir / "samples.png")
 
-
-def _duration(seconds: float) -> str:
-  """3h02m, 4m05s or 12s."""
-  m, s = divmod(int(round(seconds)), 60)
-  h, m = divmod(m, 60)
-  return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"

@@ -1,4 +1,5 @@
 """Tests of reading trial directories into tables: values, tolerance, formats, plots."""
+import dataclasses
 import json
 import os
 
@@ -58,15 +59,27 @@ def _trial(workdir, name, status="done", **metrics):
       "error": None, "config": {"algo": "wae_mmd", "lam": 1.0, "data.source": "bundled:mnist"}}))
 
 
-def test_metric_falls_back_to_domain_fid_then_recon(tmp_path):
+def test_metric_is_fid_then_domain_fid_and_recon_only_when_asked(tmp_path, capsys):
   _trial(tmp_path, "a", recon=2.0, domain_fid=7.0)
   _trial(tmp_path, "b", recon=1.0, domain_fid=9.0)
   _trial(tmp_path, "c", status="running", recon=0.5, fid=1.0)  # Not finished: not counted.
-  trials = results_lib.read_results(tmp_path).trials
+  results = results_lib.read_results(tmp_path)
+  trials = results.trials
   assert results_lib.table_metric(trials) == "domain_fid"
   assert results_lib.summarize(trials)["best domain_fid"].tolist() == [7.0]
-  assert results_lib.table_metric(trials.drop(columns="domain_fid")) == "recon"
+  # Without a quality metric the table does not fall back to the reconstruction, which the
+  # smallest lambda always wins: it says what is missing.
+  no_quality = dataclasses.replace(results, trials=trials.drop(columns="domain_fid"))
+  assert results_lib.table_metric(no_quality.trials) == "fid"
+  assert "No trial has fid yet" in results_lib.report(no_quality)
+  assert results_lib.table_metric(trials, "recon") == "recon"
   assert results_lib.summarize(trials, "recon")["running"].tolist() == [1]
+  with pytest.raises(ValueError, match="--metric: no trial has 'fdi' .*domain_fid"):
+    results_lib.table_metric(trials, "fdi")
+  results_cli.main([str(tmp_path), "--metric=recon"])
+  out = capsys.readouterr().out
+  assert "## Table 1 (metric: recon, lower is better)" in out
+  assert "| bundled:mnist | wae_mmd | 3 | 1 | 2 | 0 | 0 | 1 | 1.5 |  | b |" in out
 
 
 def test_last_training_metrics_are_train_columns(tmp_path):

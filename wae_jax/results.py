@@ -29,6 +29,8 @@ from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
 SHARPNESS = "sharpness_mean"
+# Shown beside the ranking metrics in the per-trial table.
+SHOWN = ("recon", "mmd_heldout", SHARPNESS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,14 +98,20 @@ def read_results(workdir: epath.PathLike) -> Results:
   return Results(table, errors + [e for _, _, e in rows if e], hyperparameters)
 
 
-def table_metric(trials: pd.DataFrame) -> str:
-  """The first metric of `evaluators.ranking()` that a finished trial has, else the last."""
+def table_metric(trials: pd.DataFrame, metric: str | None = None) -> str:
+  """`metric` if the table has it (ValueError naming the ones it has otherwise); by default
+  the first of `evaluators.ranking()` (FID, then domain FID) that a finished trial has,
+  else the first: never the reconstruction alone, which the smallest lambda always wins."""
+  if metric is not None:
+    known = [m for m in evaluators.metrics() if m in trials and trials[m].notna().any()]
+    if metric not in known:
+      raise ValueError(f"--metric: no trial has {metric!r} (these have values: "
+                       f"{', '.join(known) or 'none'})")
+    return metric
   ranking = evaluators.ranking()
   done = trials[trials["status"] == workdir_lib.DONE]
-  for name in ranking:
-    if name in done and done[name].notna().any():
-      return name
-  return ranking[-1]
+  return next((name for name in ranking if name in done and done[name].notna().any()),
+              ranking[0])
 
 
 def _higher_is_better(metric: str) -> bool:
@@ -120,7 +128,8 @@ def summarize(trials: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
   """
   metric = metric or table_metric(trials)
   trials = trials.assign(**{k: trials.get(k, pd.Series("?", index=trials.index)).fillna("?")
-                            for k in ("data.source", "algo")})
+                            for k in ("data.source", "algo")},
+                         **{metric: trials.get(metric, pd.Series(np.nan, index=trials.index))})
   higher = _higher_is_better(metric)
   rows = []
   for (source, algo), group in trials.groupby(["data.source", "algo"], sort=True):
@@ -166,19 +175,25 @@ def swept_columns(results: Results) -> list[str]:
   return [c for c in results.hyperparameters if results.trials[c].nunique(dropna=True) > 1]
 
 
-def report(results: Results) -> str:
-  """The markdown report: Table 1, every trial, and the errors."""
+def report(results: Results, metric: str | None = None) -> str:
+  """The markdown report: Table 1 by `metric` (default `table_metric`), every trial, and
+  the errors."""
   trials = results.trials
-  metric = table_metric(trials)
+  metric = table_metric(trials, metric)
+  shown = [c for c in (*evaluators.ranking(), *SHOWN) if c != metric]
   cols = ["trial", "status", "step"] + swept_columns(results) + [
-      c for c in (*evaluators.ranking(), SHARPNESS) if c in trials] + [
+      c for c in (metric, *shown) if c in trials] + [
       c for c in trials if c.startswith(f"{workdir_lib.TRAIN}/")]
   higher = _higher_is_better(metric)
   by = ["status", metric] if metric in trials else ["status"]
   order = trials.sort_values(by, ascending=[True, not higher][:len(by)])  # Best first.
-  parts = [f"## Table 1 (metric: {metric}, {'higher' if higher else 'lower'} is better)",
-           to_markdown(summarize(trials, metric)),
-           f"## Trials ({len(trials)})", to_markdown(order[cols])]
+  parts = [f"## Table 1 (metric: {metric}, {'higher' if higher else 'lower'} is better)"]
+  done = trials[trials["status"] == workdir_lib.DONE]
+  if metric not in done or done[metric].isna().all():
+    parts.append(f"No trial has {metric} yet: `wae-eval` computes it for a trial directory; "
+                 "`--metric NAME` ranks by another column.")
+  parts += [to_markdown(summarize(trials, metric)), f"## Trials ({len(trials)})",
+            to_markdown(order[cols])]
   if results.errors:
     parts += [f"## Errors ({len(results.errors)})", "\n".join(f"- {e}" for e in results.errors)]
   return "\n\n".join(parts) + "\n"
@@ -250,14 +265,16 @@ def plot(trials: pd.DataFrame, path: epath.PathLike, metric: str | None = None) 
   epath.Path(path).write_bytes(buf.getvalue())
 
 
-def write_table(results: Results, fmt: str, out: str | None) -> None:
-  """Writes the report (md) or the per-trial table (csv, parquet) to `out` or stdout."""
+def write_table(results: Results, fmt: str, out: str | None, metric: str | None = None
+                ) -> None:
+  """Writes the report (md, ranked by `metric`) or the per-trial table (csv, parquet) to
+  `out` or stdout."""
   if fmt == "parquet":
     buf = io.BytesIO()
     results.trials.to_parquet(buf, index=False)
     epath.Path(out).write_bytes(buf.getvalue())
     return
-  text = report(results) if fmt == "md" else results.trials.to_csv(index=False)
+  text = report(results, metric) if fmt == "md" else results.trials.to_csv(index=False)
   if out:
     epath.Path(out).write_text(text)
   else:

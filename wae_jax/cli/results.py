@@ -17,6 +17,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                       help="md: Table 1, trials and errors; csv/parquet: one row per trial")
   parser.add_argument("--out", help="file to write (local or gs://; default stdout)")
   parser.add_argument("--plot", help="PNG: metric vs lambda and distribution per algorithm")
+  parser.add_argument("--metric", help="rank and plot by this metric column (default: fid, "
+                      "else domain_fid: the best sample-quality metric the trials have)")
   args = parser.parse_args(argv)
   # pandas and matplotlib load after --help. pylint: disable-next=g-import-not-at-top
   from wae_jax import results as results_lib
@@ -26,9 +28,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = results_lib.read_results(args.workdir)
     if results.trials.empty:
       raise ValueError(f"no trials in {args.workdir}")
-    results_lib.write_table(results, args.format, args.out)
+    metric = args.metric and results_lib.table_metric(results.trials, args.metric)
+    results_lib.write_table(results, args.format, args.out, metric)
     if args.plot:
-      results_lib.plot(results.trials, args.plot)
+      results_lib.plot(results.trials, args.plot, metric)
   except (ValueError, OSError) as e:
     print(f"wae-results: error: {e}", file=sys.stderr)
     sys.exit(2)

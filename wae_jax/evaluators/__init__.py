@@ -23,8 +23,8 @@ _BUILTIN = {name: f"wae_jax.evaluators.{name}"
 class Metric:
   name: str
   higher_is_better: bool | None = False  # None: a description, not a score (a sample count).
-  # Where the results table ranks by this metric: the lowest table_rank any finished trial
-  # has is the table's metric. None: never ranks.
+  # A sample-quality metric the results table ranks by unless told otherwise: the lowest
+  # table_rank any finished trial has is the table's metric. None: only by --metric.
   table_rank: int | None = None
 
 

@@ -208,7 +208,8 @@ def _regularizer(group: pd.DataFrame) -> str:
 
 
 def plot(trials: pd.DataFrame, path: epath.PathLike, metric: str | None = None) -> None:
-  """The metric against lambda per algorithm (log x), and its distribution per algorithm."""
+  """The metric against lambda per algorithm (log x), its distribution per algorithm, and
+  the reconstruction cost against it (the trade-off lambda moves along)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -221,9 +222,20 @@ def plot(trials: pd.DataFrame, path: epath.PathLike, metric: str | None = None) 
   algos = sorted(done["algo"].dropna().unique()) if "algo" in done else []
   if not algos or "lam" not in done:
     raise ValueError(f"no finished trial has {metric!r}, algo and lam to plot")
-  fig, axes = plt.subplots(1, len(algos) + 1, figsize=(4 * (len(algos) + 1), 3.6),
-                           sharey=True, squeeze=False)
+  tradeoff = metric != "recon" and "recon" in done and done["recon"].notna().any()
+  panels = len(algos) + 1 + tradeoff
+  fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.6), sharey=True, squeeze=False)
   axes = axes[0]
+  if tradeoff:
+    for i, algo in enumerate(algos):
+      group = done[done["algo"] == algo]
+      axes[-1].scatter(group["recon"], group[metric], s=10, alpha=0.6, color=f"C{i}",
+                       label=algo)
+    axes[-1].set_xscale("log")
+    axes[-1].set_xlabel("recon (held-out reconstruction cost)")
+    axes[-1].set_title(f"{metric} vs reconstruction", fontsize=9)
+    axes[-1].legend(fontsize=7)
+    axes = axes[:-1]
   arch = done["model.arch"] if "model.arch" in done else pd.Series("", index=done.index)
   colors = {name: f"C{i}" for i, name in enumerate(sorted(arch.unique()))}
   for ax, algo in zip(axes, algos):

@@ -15,7 +15,7 @@ import importlib
 _API = {"load": ("wae_jax.trained", "load"), "train": ("wae_jax.loop", "train"),
         "train_pack": ("wae_jax.loop", "train_pack"),
         "evaluate": ("wae_jax.evaluation", "evaluate"),
-        "log_to_console": ("wae_jax.cli.common", "use_console")}
+        "log_to_console": ("wae_jax.cli.common", "log_to_console")}
 
 
 def __getattr__(name):

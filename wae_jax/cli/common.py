@@ -40,11 +40,17 @@ def _ours_or_a_warning(record) -> bool:
 
 def use_console() -> None:
   """Sets absl's log output to what a person reads: this package's progress, anyone's
-  warnings, a time and no other prefix (`wae_jax.log_to_console()` from Python)."""
-  if not flags.FLAGS.is_parsed():  # A Python session: absl's defaults, and no note of them.
-    flags.FLAGS.mark_as_parsed()
-  logging.use_absl_handler()  # What absl's app.run does.
+  warnings, a time and no other prefix."""
+  logging.use_absl_handler()  # What absl's app.run does; a Python session has not.
   logging.set_verbosity(logging.INFO)
   handler = logging.get_absl_handler().python_handler
   handler.setFormatter(_Console())
   handler.addFilter(_ours_or_a_warning)
+
+
+def log_to_console() -> None:
+  """`use_console` for a Python session (`wae_jax.log_to_console()`), where no command
+  parsed absl's flags: at their defaults, without absl's note about it."""
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  use_console()

@@ -21,6 +21,8 @@ from typing import Any
 
 from etils import epath
 
+from wae_jax import workdir as workdir_lib
+
 NAME = ".lock"
 HEARTBEAT_S = 30.0
 STALE_S = 120.0
@@ -70,7 +72,7 @@ class Lock:
 
   def _create(self) -> bool:
     text = json.dumps(self._record())
-    if "://" not in os.fspath(self.path):
+    if workdir_lib.is_local(self.path):
       try:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
       except FileExistsError:

@@ -99,7 +99,7 @@ def _supervise(command: Sequence[str], trial_dirs: Sequence[str]) -> list[dict[s
   paths = [epath.Path(d) for d in trial_dirs]
   for path in paths:
     path.mkdir(parents=True, exist_ok=True)
-  local = "://" not in trial_dirs[0]  # Stream the log into a trial dir; upload it otherwise.
+  local = workdir_lib.is_local(trial_dirs[0])  # Stream the log into a trial dir; else upload.
   with (open(paths[0] / workdir_lib.LOG, "w+b") if local else tempfile.TemporaryFile()) as log:
     rc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log,
                         stderr=subprocess.STDOUT, check=False,

@@ -53,7 +53,7 @@ def write_json(path: epath.PathLike, obj: Any) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
   text = json.dumps(obj, indent=1, sort_keys=True, default=_jsonable) + "\n"
-  if _is_local(path):
+  if is_local(path):
     with open(tmp, "w") as f:
       f.write(text)
       f.flush()
@@ -75,7 +75,8 @@ def not_a_directory(path: epath.PathLike) -> str | None:
   return f"--workdir: {path} is a file, not a directory" if path.is_file() else None
 
 
-def _is_local(path: epath.Path) -> bool:
+def is_local(path: epath.PathLike) -> bool:
+  """A path on this machine's disk, not on an object store (gs://, s3://)."""
   return "://" not in os.fspath(path)
 
 

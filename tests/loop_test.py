@@ -57,8 +57,9 @@ def test_training_lowers_the_loss_and_writes_the_trial_directory(name, tmp_path)
   assert (tmp_path / "checkpoints" / "60").is_dir()
 
 
-@pytest.mark.parametrize("name", ["mnist_wae_mmd:debug", "mnist_wae_gan:debug"])
-def test_one_device_equals_eight_devices(name, tmp_path):
+def test_one_device_equals_eight_devices(tmp_path):
+  # WAE-GAN: its adversary's step is sharded too (the MMD penalty's sharding is mmd_test's).
+  name = "mnist_wae_gan:debug"
   c = tiny(name, num_steps=20, eval_every=20)
   eight = loop.train(c, str(tmp_path / "eight")).history
   assert jax.device_count() == 8

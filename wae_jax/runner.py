@@ -297,9 +297,7 @@ class _Progress:
     self.initial = self._steps()[0]
 
   def _read(self, tids: Sequence[str]) -> None:
-    with concurrent.futures.ThreadPoolExecutor(32) as pool:
-      self.records.update(zip(tids, pool.map(
-          lambda i: workdir_lib.read_record(self.workdir / i), tids)))
+    self.records.update(workdir_lib.read_records(self.workdir, tids))
 
   def _steps(self) -> tuple[int, int]:
     """Steps done and to do in all, final trials counting as done."""

@@ -226,11 +226,20 @@ def read_state(workdir: epath.PathLike) -> TrialState:
   return TrialState(record["status"], int(record.get("step") or 0), mtime, record.get("error"))
 
 
-def read_states(sweep_dir: epath.PathLike, ids: Iterable[str]) -> dict[str, TrialState]:
-  """Each trial's state, read in parallel (thousands of trials on gs:// are slow one by one)."""
+def _per_trial(read, sweep_dir: epath.PathLike, ids: Iterable[str]) -> dict[str, Any]:
+  """`read(trial_dir)` of each trial, in parallel (thousands on gs:// are slow one by one)."""
   sweep_dir, ids = epath.Path(sweep_dir), list(ids)
   with concurrent.futures.ThreadPoolExecutor(32) as pool:
-    return dict(zip(ids, pool.map(lambda i: read_state(sweep_dir / i), ids)))
+    return dict(zip(ids, pool.map(lambda i: read(sweep_dir / i), ids)))
+
+
+def read_states(sweep_dir: epath.PathLike, ids: Iterable[str]) -> dict[str, TrialState]:
+  return _per_trial(read_state, sweep_dir, ids)
+
+
+def read_records(sweep_dir: epath.PathLike, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+  """Each trial's `read_record`."""
+  return _per_trial(read_record, sweep_dir, ids)
 
 
 def checkpoint_steps(workdir: epath.PathLike) -> list[int]:

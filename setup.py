@@ -1,6 +1,8 @@
 """wae-jax: Wasserstein Auto-Encoders in JAX, from a laptop CPU to TPU sweeps."""
 import setuptools
 
+TF = ["tensorflow-cpu>=2.20"]
+
 setuptools.setup(
     name="wae-jax",
     version="0.1.0",
@@ -20,9 +22,7 @@ setuptools.setup(
         "orbax-checkpoint>=0.12",
         "clu>=0.0.12",
         "tensorflow-datasets>=4.9.9",
-        # TensorBoard event files (clu's SummaryWriter) and tfds preparation need TF.
-        "tensorflow-cpu>=2.20",
-        "tensorboard",
+        "tensorboard",  # Event files are written with its protos (wae_jax/events.py), not TF.
         "numpy",
         "pillow",
         "matplotlib",
@@ -31,7 +31,10 @@ setuptools.setup(
         "ray>=2.40",  # The sweep runner's fan-out, on a laptop and on a TPU cluster.
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "pytest-xdist", "POT"],
+        # TensorFlow (1.3 GB) only where it is used: tfds sources read through tf.data, and
+        # gs:// paths go through tf.io.gfile (epath's backend for them).
+        "tf": TF,
+        "test": ["pytest", "pytest-timeout", "pytest-xdist", "POT", *TF],
     },
     entry_points={
         "console_scripts": [

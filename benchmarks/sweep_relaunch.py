@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-import tensorflow as tf
+from tensorboard.backend.event_processing import event_file_loader
 
 from wae_jax import study
 from wae_jax import workdir as workdir_lib
@@ -46,7 +46,7 @@ def steps_per_run(trial_dir: pathlib.Path) -> list[int]:
   """The last step each trainer run logged, one entry per TensorBoard event file."""
   last = []
   for path in sorted(trial_dir.glob("events.out.tfevents.*")):
-    steps = [e.step for e in tf.compat.v1.train.summary_iterator(str(path)) if e.summary.value]
+    steps = [e.step for e in event_file_loader.EventFileLoader(str(path)).Load() if e.summary.value]
     last.append(max(steps, default=0))
   return last
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from wae_jax import config as config_lib
+from wae_jax import events
 from wae_jax import lock as lock_lib
 from wae_jax import loop
 from wae_jax import workdir as workdir_lib
@@ -53,8 +54,13 @@ def test_training_lowers_the_loss_and_writes_the_trial_directory(name, tmp_path)
   assert all(np.isfinite(v) for v in m["metrics"].values())
   for name_ in ("samples.png", "reconstructions.png", "config.json"):
     assert (tmp_path / name_).stat().st_size > 0
-  assert list(tmp_path.glob("events.out.tfevents.*"))
   assert (tmp_path / "checkpoints" / "60").is_dir()
+  # TensorBoard: the run's hparams and its end record, train and eval scalars.
+  assert events.read_hparams(tmp_path) == (
+      {"algo": c.algo, "seed": 0.0, "optim.lr": 3e-3, "lam": c.lam, "prior_var": c.prior_var,
+       "recon.scale": c.recon.scale}, "STATUS_SUCCESS")
+  scalars = events.read_scalars(tmp_path)
+  assert {"train/loss", "train/steps_per_sec", "eval/recon"} <= {t for s, t in scalars if s == 60}
 
 
 def test_one_device_equals_eight_devices(tmp_path):
@@ -200,13 +206,4 @@ def test_cli_sigterm_checkpoints_and_a_rerun_finishes(tmp_path):
 
 def _hparams(workdir) -> set[str]:
   """The HParams a trial wrote for TensorBoard's dashboard."""
-  tf = pytest.importorskip("tensorflow")
-  from tensorboard.plugins.hparams import plugin_data_pb2  # pylint: disable=g-import-not-at-top
-  for path in workdir.glob("events.out.tfevents.*"):
-    for event in tf.compat.v1.train.summary_iterator(str(path)):
-      for v in event.summary.value:
-        if v.metadata.plugin_data.plugin_name == "hparams":
-          data = plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
-          if data.HasField("session_start_info"):
-            return set(data.session_start_info.hparams)
-  return set()
+  return set(events.read_hparams(workdir)[0])

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from wae_jax import events
 from wae_jax import workdir as workdir_lib
 
 ARGS = ["--config=mnist_wae_mmd:debug", "--config.model.width=0.015625",
@@ -23,14 +24,7 @@ def _train(workdir, *extra, env=None):
 
 def _train_losses(workdir):
   """Exact float32 train scalars from the TensorBoard event files."""
-  tf = pytest.importorskip("tensorflow")
-  out = {}
-  for path in workdir.glob("events.out.tfevents.*"):
-    for event in tf.compat.v1.train.summary_iterator(str(path)):
-      for v in event.summary.value:
-        if v.tag.startswith("train/"):
-          out[(event.step, v.tag)] = float(tf.make_ndarray(v.tensor))
-  return out
+  return {k: v for k, v in events.read_scalars(workdir).items() if k[1].startswith("train/")}
 
 
 def _free_port():

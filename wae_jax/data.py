@@ -188,7 +188,11 @@ def _load_idx_dir(directory: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _load_tfds(name: str) -> tuple[np.ndarray, np.ndarray | None]:
   """All splits of a tfds dataset, in tfds order; CelebA gets the paper's close crop."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ConfigError(f"config.data.source: tfds:{name} reads through TensorFlow, which is "
+                      "not installed: pip install 'wae-jax[tf]'") from None
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   tf.config.set_visible_devices([], "GPU")  # Keep TF off the accelerators JAX uses.

@@ -26,8 +26,13 @@ def grid(images: np.ndarray, cols: int = 8, min_side: int = MIN_SIDE) -> np.ndar
   return out
 
 
-def save_png(path: epath.PathLike, picture: np.ndarray) -> None:
-  """Writes a uint8 picture (local or gs://)."""
+def png_bytes(picture: np.ndarray) -> bytes:
+  """A uint8 picture (height, width, channels) encoded as PNG."""
   buf = io.BytesIO()
   Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(buf, format="PNG")
-  epath.Path(path).write_bytes(buf.getvalue())
+  return buf.getvalue()
+
+
+def save_png(path: epath.PathLike, picture: np.ndarray) -> None:
+  """Writes a uint8 picture (local or gs://)."""
+  epath.Path(path).write_bytes(png_bytes(picture))

@@ -20,6 +20,7 @@ import signal
 from typing import Any, Sequence
 
 from absl import logging
+from clu import parameter_overview
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -242,18 +243,16 @@ def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Resul
   # of finishing (the final evaluation, the status) happens now; rerunning is idempotent.
   run_hooks([k for k in alive if trials[k].c.num_steps == start], start, False)
   if alive:
-    logging.info("Training %s from step %d to %d on %d device(s); the first dispatch compiles.",
-                 ", ".join(trials[k].workdir.name for k in alive), step,
-                 max(trials[k].c.num_steps for k in alive), mesh.size)
+    logging.info("Training %s (%s auto-encoder parameters) from step %d to %d on %d device(s); "
+                 "the first dispatch compiles.", ", ".join(trials[k].workdir.name for k in alive),
+                 f"{parameter_overview.count_parameters(state_lib.unstack(states, 0).params):,}",
+                 step, max(trials[k].c.num_steps for k in alive), mesh.size)
   with Preemption() as preemption:
     while alive:
       # One dispatch runs up to the next step at which any trial has something to do.
       n = min(feeder.n_max, min(trials[k].next_due(step) for k in alive) - step)
       states, metrics = run_fn(states, feeder(step, n), train_keys, n)
       pending.append((n, metrics))
-      for s in range(step + 1, step + n + 1):
-        for k in alive:
-          trials[k].progress(s)
       step += n
       stopping = preemption.requested
       if not stopping and not any(trials[k].due(step, trials[k].c.log_every)

@@ -65,7 +65,7 @@ def train_step(state: state_lib.TrainState, batch: jax.Array, rng: jax.Array, *,
                         batch_stats=batch_stats, opt_state=opt_state,
                         penalty_state=penalty_state)
   return state, {"loss": loss, "recon": recon, regulariser.metric: penalty, **penalty_metrics,
-                 "lr": lr, "grad_norm": optax.global_norm(grads)}
+                 "lr": lr, "grad_norm": optax.tree.norm(grads)}
 
 
 def pretrain_encoder(c: ml_collections.ConfigDict, model: models.AutoEncoder,

@@ -1,4 +1,4 @@
-"""One trial as the training loop keeps it: its directory, writers, checkpoints and record.
+"""One trial as the training loop keeps it: its directory, event file, checkpoints and record.
 
 A pack trains several trials in one program; each keeps its own `Trial`, so its directory
 ends exactly as if it had run alone.
@@ -17,6 +17,7 @@ import numpy as np
 
 from wae_jax import config as config_lib
 from wae_jax import evaluators
+from wae_jax import events
 from wae_jax import images
 from wae_jax import progress
 from wae_jax import state as state_lib
@@ -87,6 +88,7 @@ class Trial:
       logging.warning("%s: %s; it is rewritten from the checkpoints.", self.workdir, error)
     self.status, self.history, self.pending = workdir_lib.RUNNING, {}, []
     self.rate, self._last = None, None  # Steps a second, and the last logged (step, time).
+    self.writer: events.Writer | None = None  # TensorBoard's; the lead host's, once open.
     self.metrics = (self.previous or {}).get("metrics", {})
     self.fields = {k: v for k, v in (self.previous or {}).items()
                    if k in evaluators.fields() + (workdir_lib.TRAIN,)}
@@ -97,13 +99,8 @@ class Trial:
     return bool(p) and p["status"] in workdir_lib.FINAL and p.get("step", 0) >= self.c.num_steps
 
   def open(self, target: state_lib.TrainState) -> int:
-    """Creates the directory's writers and checkpoint manager and restores the newest
+    """Creates the directory's event writer and checkpoint manager and restores the newest
     readable checkpoint (into `self.restored`, laid out as `target`); returns its step."""
-    # clu's writers import TensorFlow (5-8 s): commands that stop at a bad flag or file,
-    # and trials that are already finished, do not pay for it.
-    from clu import metric_writers  # pylint: disable=g-import-not-at-top
-    from clu import periodic_actions  # pylint: disable=g-import-not-at-top
-
     self.ckpt = state_lib.checkpoint_manager(self.workdir, self.c, create=True)
     self.restored, self.start = state_lib.restore_latest(self.ckpt, target, self.workdir)
     if self.start > self.c.num_steps:
@@ -111,13 +108,9 @@ class Trial:
                                    f"{self.start} that {self.workdir} has trained to")
     if self.lead:
       workdir_lib.write_json(self.workdir / workdir_lib.CONFIG, self.c.to_dict())
-    self.writer = (metric_writers.create_default_writer(self.workdir) if self.lead
-                   else metric_writers.MultiWriter([]))
-    if self.start == 0:
-      self.writer.write_hparams({k: str(v) if isinstance(v, list) else v
-                                 for k, v in self.flat.items() if k in self.hparams})
-    self.progress = periodic_actions.ReportProgress(
-        num_train_steps=self.c.num_steps, writer=self.writer, every_steps=self.c.log_every)
+      self.writer = events.Writer(self.workdir)
+      if self.start == 0:
+        self.writer.write_hparams({k: v for k, v in self.flat.items() if k in self.hparams})
     return self.start
 
   def due(self, step: int, every: int) -> bool:
@@ -158,9 +151,8 @@ class Trial:
       return False
     self.history[step] = means
     self.fields[workdir_lib.TRAIN] = means
-    self.writer.write_scalars(step, {f"train/{k}": v for k, v in means.items()})
-    self.write_status(workdir_lib.RUNNING, step)  # What `wae-sweep run` shows while it runs.
     self._report(step, means)
+    self.write_status(workdir_lib.RUNNING, step)  # What `wae-sweep run` shows while it runs.
     return True
 
   def _report(self, step: int, means: dict[str, float]) -> None:
@@ -171,6 +163,9 @@ class Trial:
       rate = (step - self._last[0]) / max(now - self._last[1], 1e-9)
       self.rate = rate if self.rate is None else 0.7 * self.rate + 0.3 * rate
     self._last = (step, now)
+    if self.writer:
+      rate = {} if self.rate is None else {"steps_per_sec": self.rate}
+      self.writer.write_scalars(step, {f"train/{k}": v for k, v in {**means, **rate}.items()})
     speed = ("" if self.rate is None else f"  {self.rate:.3g} steps/s  ETA "
              f"{progress.duration((self.c.num_steps - step) / self.rate)}")
     tail = ("lr", "grad_norm")
@@ -183,10 +178,9 @@ class Trial:
     self.metrics = metrics
     train = {k: v for k, v in self.fields.items() if k == workdir_lib.TRAIN}
     self.fields = {**train, **fields}
-    self.writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
-    if pictures:
-      self.writer.write_images(step, {k: v[None] for k, v in pictures.items()})
-    if self.lead:
+    if self.writer:
+      self.writer.write_scalars(step, {f"eval/{k}": v for k, v in metrics.items()})
+      self.writer.write_images(step, pictures)
       for name, picture in pictures.items():
         images.save_png(self.workdir / f"{name}.png", picture)
     logging.info("%s  step %d  evaluation: %s", self.workdir.name, step,
@@ -194,7 +188,10 @@ class Trial:
 
   def close(self, step: int) -> None:
     self.ckpt.wait_until_finished()
-    self.writer.flush()
+    if self.writer:
+      if self.status in workdir_lib.FINAL:
+        self.writer.write_hparams_end(self.status)
+      self.writer.close()
     if self.status == workdir_lib.DONE:
       self.write_status(workdir_lib.DONE, step)
       logging.info("Done: metrics in %s, samples in %s.", self.workdir / workdir_lib.METRICS,

@@ -33,7 +33,7 @@ class _Console(std_logging.Formatter):
 
 
 def _ours_or_a_warning(record) -> bool:
-  """Library INFO lines (a TPU probe, clu's writers and progress notes, orbax's saves) are
+  """Library INFO lines (a TPU probe, orbax's saves) are
   not the user's business; their warnings are."""
   return record.levelno >= std_logging.WARNING or record.pathname.startswith(_OURS)
 

@@ -9,6 +9,7 @@ import pytest
 from wae_jax import evaluation
 from wae_jax import fid
 from wae_jax import inception
+from wae_jax import inception_weights
 from wae_jax import loop
 from wae_jax.cli import evaluate as evaluate_cli
 from wae_jax import workdir as workdir_lib
@@ -21,7 +22,7 @@ FID_KEYS = {"domain_fid", "domain_fid_classifier_acc", "eval_num_samples"}
 
 @pytest.fixture(autouse=True)
 def no_inception_weights(monkeypatch, tmp_path):
-  monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+  monkeypatch.delenv(inception_weights.ENV, raising=False)
   monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # No weights in torch's cache.
 
 
@@ -80,7 +81,7 @@ def _wae_eval_merges_the_same_metrics_into_metrics_json(workdir, cache_dir, resu
   monkeypatch.setattr(fid, "inception_fid", lambda images, ds, cache, variables, sha, mesh:
                       calls.append((images, variables, sha)) or 12.5)
   got = evaluation.evaluate(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
-                                  inception_weights="w.pth", classifier_steps=CLASSIFIER_STEPS)
+                                  weights="w.pth", classifier_steps=CLASSIFIER_STEPS)
   (images, variables, sha), = calls
   assert images.shape == (NUM_SAMPLES, 28, 28, 1) and 0 <= images.min() <= images.max() <= 1
   assert variables == {"w": "w.pth"}
@@ -106,7 +107,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def _wae_eval_rejects_wrong_inception_weights(workdir, tmp_path, capsys, monkeypatch):
-  wrong = tmp_path / inception.WEIGHTS_FILE
+  wrong = tmp_path / inception_weights.FILE
   wrong.write_bytes(b"not the weights")
   before = (workdir / workdir_lib.METRICS).read_text()
   assert "has sha256" in _cli_error([f"--workdir={workdir}", f"--inception_weights={wrong}"],
@@ -114,6 +115,6 @@ def _wae_eval_rejects_wrong_inception_weights(workdir, tmp_path, capsys, monkeyp
   assert "not found" in _cli_error(
       [f"--workdir={workdir}", f"--inception_weights={tmp_path / 'none.pth'}"], capsys)
   with monkeypatch.context() as mp:
-    mp.setenv(inception.WEIGHTS_ENV, str(wrong))
+    mp.setenv(inception_weights.ENV, str(wrong))
     assert "has sha256" in _cli_error([f"--workdir={workdir}"], capsys)
   assert (workdir / workdir_lib.METRICS).read_text() == before

@@ -3,9 +3,6 @@ pytorch-fid's network (torch_ref tests, run by .ci/torch_ref.sh in their own ven
 
 import functools
 import json
-import os
-import pickle
-import zipfile
 
 import jax
 import numpy as np
@@ -15,17 +12,7 @@ from flax import traverse_util
 from wae_jax import data
 from wae_jax import fid
 from wae_jax import inception
-
-TESTDATA = os.path.join(os.path.dirname(__file__), "testdata")
-# Written by torch 2.14.1 (state_dict_zip.pth with torch.save's default, state_dict_legacy.pth
-# with _use_new_zipfile_serialization=False) from:
-#   base = torch.arange(12, dtype=torch.float32) / 4
-#   {"conv.weight": base.view(3, 4), "conv.weight_t": base.view(3, 4).t(),
-#    "bn.running_mean": base[2:8], "bn.num_batches_tracked": torch.tensor(7),
-#    "half": torch.tensor([1.5, -2.0], dtype=torch.float16),
-#    "param": torch.nn.Parameter(torch.tensor([[1.0, 2.0]]))}
-BASE = np.arange(12, dtype=np.float32) / 4
-
+from wae_jax import inception_weights
 
 def random_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
   """A state dict with pytorch-fid's names and shapes (OIHW kernels), random values whose
@@ -111,59 +98,34 @@ def test_state_dict_maps_onto_flax_variables():
 def test_state_dict_missing_or_misshaped_entries_are_named():
   sd = random_state_dict()
   del sd["Mixed_5c.branch5x5_2.bn.running_mean"]
-  with pytest.raises(inception.WeightsError, match="Mixed_5c.branch5x5_2.bn.running_mean"):
+  with pytest.raises(inception_weights.WeightsError, match="Mixed_5c.branch5x5_2.bn.running_mean"):
     inception.variables_from_state_dict(sd)
   sd = random_state_dict()
   sd["Conv2d_1a_3x3.conv.weight"] = np.zeros((32, 1, 3, 3), np.float32)
-  with pytest.raises(inception.WeightsError, match=r"Conv2d_1a_3x3.conv.weight has shape"):
+  with pytest.raises(inception_weights.WeightsError, match=r"Conv2d_1a_3x3.conv.weight has shape"):
     inception.variables_from_state_dict(sd)
 
 
-@pytest.mark.parametrize("name", ["state_dict_zip.pth", "state_dict_legacy.pth"])
-def test_read_state_dict_without_torch(name):
-  sd = inception.read_state_dict(os.path.join(TESTDATA, name))
-  assert sorted(sd) == sorted(["conv.weight", "conv.weight_t", "bn.running_mean",
-                               "bn.num_batches_tracked", "half", "param"])
-  np.testing.assert_array_equal(sd["conv.weight"], BASE.reshape(3, 4))
-  np.testing.assert_array_equal(sd["conv.weight_t"], BASE.reshape(3, 4).T)
-  np.testing.assert_array_equal(sd["bn.running_mean"], BASE[2:8])
-  assert sd["bn.num_batches_tracked"].dtype == np.int64 and sd["bn.num_batches_tracked"] == 7
-  assert sd["half"].dtype == np.float16 and sd["half"].tolist() == [1.5, -2.0]
-  np.testing.assert_array_equal(sd["param"], [[1.0, 2.0]])
-
-
-def test_read_state_dict_refuses_code(tmp_path):
-  evil = pickle.dumps({"conv.weight": os.system})
-  zipped = tmp_path / "evil.pth"
-  with zipfile.ZipFile(zipped, "w") as z:
-    z.writestr("archive/data.pkl", evil)
-  plain = tmp_path / "evil_legacy.pth"
-  plain.write_bytes(evil)
-  for path in (zipped, plain):
-    with pytest.raises(inception.WeightsError, match="not a readable torch state dict"):
-      inception.read_state_dict(str(path))
-
-
 def test_missing_weights_say_where_to_get_them(tmp_path, monkeypatch):
-  monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+  monkeypatch.delenv(inception_weights.ENV, raising=False)
   monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # No weights in torch's cache.
   for path in (None, str(tmp_path / "absent.pth")):
-    with pytest.raises(inception.WeightsError) as e:
+    with pytest.raises(inception_weights.WeightsError) as e:
       inception.load_params(path)
-    assert inception.WEIGHTS_URL in str(e.value) and "\n" not in str(e.value)
+    assert inception_weights.URL in str(e.value) and "\n" not in str(e.value)
 
 
 def test_weights_file_hash_is_checked(tmp_path, monkeypatch):
-  path = tmp_path / inception.WEIGHTS_FILE
+  path = tmp_path / inception_weights.FILE
   path.write_bytes(b"not the weights")
-  monkeypatch.setenv(inception.WEIGHTS_ENV, str(path))
-  assert inception.weights_path() == str(path)
-  with pytest.raises(inception.WeightsError, match="sha256") as e:
+  monkeypatch.setenv(inception_weights.ENV, str(path))
+  assert inception_weights.find() == str(path)
+  with pytest.raises(inception_weights.WeightsError, match="sha256") as e:
     inception.load_params()
-  assert inception.WEIGHTS_URL in str(e.value) and "\n" not in str(e.value)
+  assert inception_weights.URL in str(e.value) and "\n" not in str(e.value)
   # With the right hash the check passes and the file is parsed (and found not to be one).
-  digest = inception.file_sha256(str(path))
-  with pytest.raises(inception.WeightsError, match="not a readable torch state dict"):
+  digest = inception_weights.file_sha256(str(path))
+  with pytest.raises(inception_weights.WeightsError, match="not a readable torch state dict"):
     inception.load_params(sha256=digest)
 
 
@@ -257,7 +219,7 @@ def test_real_layout_state_dict_reads_in_both_torch_formats(torch_pair, tmp_path
   legacy = str(tmp_path / "legacy.pth")
   torch.save(expected, legacy, _use_new_zipfile_serialization=False)
   for p in (path, legacy):
-    got = inception.read_state_dict(p)
+    got = inception_weights.read_state_dict(p)
     assert sorted(got) == sorted(expected)
     for k, v in expected.items():
       np.testing.assert_array_equal(got[k], v.numpy())
@@ -270,7 +232,7 @@ def test_pool3_features_equal_pytorch_fid(torch_pair, shape):
   torch = pytest.importorskip("torch")
   net, path = torch_pair
   variables, digest = inception.load_params(path, sha256=None)
-  assert digest == inception.file_sha256(path)
+  assert digest == inception_weights.file_sha256(path)
   x = np.random.default_rng(sum(shape)).random(shape, dtype=np.float32)
   xt = torch.from_numpy(x).permute(0, 3, 1, 2)
   if shape[-1] == 1:

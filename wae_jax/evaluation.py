@@ -22,12 +22,12 @@ from wae_jax import classifier
 from wae_jax import data
 from wae_jax import evaluators
 from wae_jax import inception
+from wae_jax import inception_weights
 from wae_jax import state as state_lib
 from wae_jax import trained
 from wae_jax import workdir as workdir_lib
 from wae_jax.evaluators import common
 
-NUM_SAMPLES = 10_000  # wae-eval's default; 50,000 is the other usual choice for FID.
 # How many samples the final metrics saw: part of their protocol, not a score.
 evaluators.declare(evaluators.Metric("eval_num_samples", higher_is_better=None))
 
@@ -45,13 +45,13 @@ def load_inception(path: str | None = None) -> tuple[Any, str] | None:
   """pytorch-fid's Inception variables and file hash from `path`, else $WAE_INCEPTION_WEIGHTS,
   else torch's hub cache; None, said in a log line, when none is given or found.
 
-  A file that is given but missing or wrong raises inception.WeightsError: asking for FID
+  A file that is given but missing or wrong raises WeightsError: asking for FID
   and silently not getting it would be worse.
   """
-  path = path or os.environ.get(inception.WEIGHTS_ENV)
-  if not path and not os.path.isfile(inception.torch_hub_file()):
+  path = path or os.environ.get(inception_weights.ENV)
+  if not path and not os.path.isfile(inception_weights.torch_hub_file()):
     logging.info("No Inception weights (set %s to pytorch-fid's %s): skipping FID.",
-                 inception.WEIGHTS_ENV, inception.WEIGHTS_FILE)
+                 inception_weights.ENV, inception_weights.FILE)
     return None
   return inception.load_params(path)
 
@@ -73,29 +73,33 @@ def final_metrics(c: ml_collections.ConfigDict, variables, ds: data.Dataset,
   return {**metrics, "eval_num_samples": num_samples}, fields
 
 
-def evaluate(workdir: epath.PathLike, *, num_samples: int = NUM_SAMPLES,
-             inception_weights: str | None = None, cache_dir: str = "",
+def evaluate(workdir: epath.PathLike, *, num_samples: int | None = None,
+             weights: str | None = None, cache_dir: str = "",
              classifier_steps: int = classifier.STEPS) -> dict[str, float]:
   """`final_metrics` of the latest checkpoint of a trial directory, merged into its
   `metrics.json` (status, step and config stay); returns them.
 
+  `num_samples` and `cache_dir` default to the trial's own `eval.fid_num_samples` and
+  `eval.cache_dir`; `weights` is the Inception weights file (see `load_inception`).
+
   Raises EvalError or TrialError (no trial directory, config.json, metrics.json or
-  checkpoint) and inception.WeightsError before any expensive work.
+  checkpoint) and WeightsError before any expensive work.
   """
-  if num_samples < 2:
+  if num_samples is not None and num_samples < 2:
     raise EvalError(f"num_samples must be >= 2 (FID fits a covariance), got {num_samples}")
   model = trained.load(workdir)
   record, error = workdir_lib.load_record(workdir)
   if error or record is None:
     raise EvalError(f"{workdir}: {error or f'no {workdir_lib.METRICS}'}")
-  inception_params = load_inception(inception_weights)
+  inception_params = load_inception(weights)
   if record["status"] != workdir_lib.DONE:
     logging.warning("%s is %s; evaluating its latest checkpoint.", workdir, record["status"])
   logging.info("Evaluating %s at step %d.", workdir, model.step)
   c = model.config
   metrics, fields = final_metrics(
       c, model.variables, data.load(c.data.source, c.data.heldout), model.inference,
-      state_lib.trial_keys(c)[1], num_samples=num_samples, cache_dir=cache_dir,
+      state_lib.trial_keys(c)[1], num_samples=num_samples or c.eval.fid_num_samples,
+      cache_dir=cache_dir or c.eval.cache_dir,
       inception_params=inception_params, classifier_steps=classifier_steps)
   stale = tuple(m.name for name in c.eval.final_evaluators
                 for m in evaluators.get(name).metrics) + evaluators.fields()

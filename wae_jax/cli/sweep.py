@@ -18,8 +18,6 @@ import sys
 from typing import Sequence
 
 from wae_jax import hyper
-from wae_jax import runner
-from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
 
@@ -36,10 +34,9 @@ def _parser() -> argparse.ArgumentParser:
                            "vmapped program, one Ray task a pack (default 1: a task a trial)")
   parser.add_argument("--ray_address", default=None, help="join this Ray cluster ('auto', ...)")
   parser.add_argument("--trainer", default=None,
-                      help="trainer command before --config (default: python "
-                           f"{' '.join(runner.default_trainer()[1:])}); with --pack > 1, "
-                           "before the pack's JSON (default: python "
-                           f"{' '.join(runner.default_pack_trainer()[1:])})")
+                      help="trainer command before --config (default: wae-train in this "
+                           "Python); with --pack > 1, before the pack's JSON (default: "
+                           "wae-train --pack)")
   parser.add_argument("--resources", default=None, type=json.loads,
                       help='Ray resources per task (a trial, or a pack) as JSON, e.g. '
                            '\'{"TPU": 4}\' (default {"CPU": 1})')
@@ -55,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
   args = _parser().parse_args(argv)
+  # After parsing: the runner and the study import JAX, which --help and a bad flag skip.
+  from wae_jax import runner  # pylint: disable=g-import-not-at-top
+  from wae_jax import study  # pylint: disable=g-import-not-at-top
   try:
     if args.command != "list" and not args.workdir:
       raise hyper.SweepError(f"{args.command} needs --workdir")

@@ -39,7 +39,9 @@ def space(h, algo, debug):
     s["config.lam"] = h.loguniform(1.0, 1e4)
     s["config.sw.num_projections"] = h.choice((16, 64, 256))
   if algo == "vae":
-    s["config.recon.scale"] = h.loguniform(1e-2, 1e1)  # Decoder variance 50 .. 0.05.
+    # CelebA's Gaussian decoder: its variance, 50 .. 0.05. The debug configs' Bernoulli
+    # decoder has none: the same range weighs its likelihood against the KL (1 / beta).
+    s["config.recon.scale"] = h.loguniform(1e-2, 1e1)
   return s
 
 

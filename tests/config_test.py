@@ -53,6 +53,15 @@ def test_bad_fields_are_named(field, value, message):
     config_lib.validate(c, num_devices=8)
 
 
+def test_a_bernoulli_decoder_needs_pixels_in_0_1():
+  c = config_lib.load("celeba_vae")
+  c.recon.cost = "bernoulli"
+  with pytest.raises(config_lib.ConfigError, match=r"^config.recon.cost: bernoulli needs pixels "
+                     r"in \[0, 1\], but tfds:celeb_a has them in \[-1, 1\]"):
+    config_lib.validate(c, num_devices=1)
+  assert config_lib.load("mnist_vae").recon.cost == "bernoulli"
+
+
 def test_batch_error_suggests_divisible_sizes():
   c = config_lib.load("mnist_wae_mmd")
   with pytest.raises(config_lib.ConfigError, match="e.g. 96 or 104"):

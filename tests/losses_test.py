@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from wae_jax import config as config_lib
 from wae_jax import losses
 
 
@@ -11,8 +12,23 @@ from wae_jax import losses
 def test_reconstruction_costs_use_the_public_code_weights(cost, expected):
   x = jnp.zeros((3, 2, 2, 1))
   x_hat = jnp.ones((3, 2, 2, 1))  # Every image: 4 pixels off by 1.
-  scale = {"l2sq": 0.05, "l2": 0.2, "l1": 0.02}[cost]
+  scale = config_lib.RECON_SCALES[cost]
   np.testing.assert_allclose(losses.reconstruction(x, x_hat, cost, scale), expected, rtol=1e-6)
+
+
+def test_bernoulli_is_the_negative_log_likelihood():
+  x = jnp.array([[1.0, 0.0, 0.5]])
+  x_hat = jnp.array([[0.8, 0.2, 0.5]])
+  want = -(np.log(0.8) + np.log(0.8) + np.log(0.5))
+  np.testing.assert_allclose(losses.reconstruction(x, x_hat, "bernoulli", 1.0), want, rtol=1e-6)
+  assert config_lib.RECON_SCALES["bernoulli"] == 1.0  # The VAE's loss is the negative ELBO.
+
+
+def test_bernoulli_stays_finite_where_the_sigmoid_saturates():
+  x = jnp.array([[0.0, 1.0]])
+  cost, grad = jax.value_and_grad(
+      lambda y: losses.reconstruction(x, y, "bernoulli", 1.0))(jnp.array([[1.0, 0.0]]))
+  assert np.isfinite(cost) and cost > 20 and np.all(np.isfinite(grad))
 
 
 def test_reconstruction_averages_over_the_batch_and_sums_over_pixels():

@@ -29,9 +29,10 @@ from wae_jax.errors import first_line
 ARCHS = ("dcgan", "resnet")
 ENCODERS = ("deterministic", "gaussian")
 CONV_TRANSPOSE_IMPLS = ("auto", "xla", "matmul")
-RECON_COSTS = ("l2sq", "l2", "l1")
-# Weights of the reconstruction costs in the public WAE code.
-RECON_SCALES = {"l2sq": 0.05, "l2": 0.2, "l1": 0.02}
+RECON_COSTS = ("l2sq", "l2", "l1", "bernoulli")
+# Weights of the reconstruction costs: the public WAE code's for its three; 1 for the
+# Bernoulli likelihood, whose loss is then the VAE's negative ELBO.
+RECON_SCALES = {"l2sq": 0.05, "l2": 0.2, "l1": 0.02, "bernoulli": 1.0}
 
 
 def mnist() -> ml_collections.ConfigDict:
@@ -292,4 +293,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
          f"{c.batch_size} does not divide over {num_devices} devices; use a multiple of "
          f"{num_devices}, e.g. {max(num_devices, c.batch_size // num_devices * num_devices)} "
          f"or {(c.batch_size // num_devices + 1) * num_devices}")
-  data.parse_source(c.data.source)
+  source = data.parse_source(c.data.source)
+  _check(c.recon.cost != "bernoulli" or not source.pixels.symmetric, "recon.cost",
+         f"bernoulli needs pixels in [0, 1], but {c.data.source} has them in [-1, 1]; use "
+         "l2sq (a Gaussian decoder)")

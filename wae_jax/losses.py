@@ -9,9 +9,22 @@ import jax
 import jax.numpy as jnp
 
 
+# A Bernoulli decoder's means are kept this far inside (0, 1): a saturated sigmoid (exactly 1
+# in float32 beyond a logit of ~17) would otherwise make the log-likelihood infinite.
+BERNOULLI_EPS = 1e-6
+
+
 def reconstruction_per_image(x: jax.Array, x_hat: jax.Array, cost: str) -> jax.Array:
-  """c(x, x_hat) of each image, summed over its pixels; l2 adds 1e-8 under the root so its
-  gradient is finite at a perfect reconstruction."""
+  """c(x, x_hat) of each image, summed over its pixels.
+
+  l2 adds 1e-8 under the root so its gradient is finite at a perfect reconstruction;
+  bernoulli is the negative log-likelihood of x in [0, 1] under a Bernoulli decoder with
+  means x_hat (the VAE's likelihood for such data).
+  """
+  if cost == "bernoulli":
+    p = jnp.clip(x_hat, BERNOULLI_EPS, 1.0 - BERNOULLI_EPS).reshape(x.shape[0], -1)
+    x = x.reshape(x.shape[0], -1)
+    return -jnp.sum(x * jnp.log(p) + (1.0 - x) * jnp.log1p(-p), axis=-1)
   d = (x - x_hat).reshape(x.shape[0], -1)
   if cost == "l2sq":
     return jnp.sum(d * d, axis=-1)
@@ -25,7 +38,8 @@ def reconstruction_per_image(x: jax.Array, x_hat: jax.Array, cost: str) -> jax.A
 def reconstruction(x: jax.Array, x_hat: jax.Array, cost: str, scale: float) -> jax.Array:
   """`scale * c(x, x_hat)` averaged over the batch.
 
-  The public WAE code uses l2sq with scale 0.05 (a Gaussian decoder of variance 10).
+  The public WAE code uses l2sq with scale 0.05: up to a constant, the negative
+  log-likelihood of a Gaussian decoder of variance 1 / (2 * 0.05) = 10.
   """
   return scale * jnp.mean(reconstruction_per_image(x, x_hat, cost))
 

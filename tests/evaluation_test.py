@@ -17,7 +17,7 @@ from loop_test import tiny
 
 CLASSIFIER_STEPS = 50  # The real classifier takes 2,000 steps: minutes on a laptop CPU.
 NUM_SAMPLES = 256
-FID_KEYS = {"domain_fid", "domain_fid_classifier_acc", "eval_num_samples"}
+FID_KEYS = {"domain_fid", "domain_fid_classifier_acc", "domain_fid_data", "eval_num_samples"}
 
 
 @pytest.fixture(autouse=True)
@@ -55,9 +55,12 @@ def _final_metrics_of_training(workdir, result):
   assert m["status"] == "done" and m["step"] == 10
   assert m["metrics"] == pytest.approx(result.metrics)
   assert FID_KEYS <= set(m["metrics"]) and m["metrics"]["eval_num_samples"] == NUM_SAMPLES
-  assert "fid" not in m["metrics"] and "inception_sha256" not in m  # No weights: no FID.
+  assert "fid" not in m["metrics"] and "fid_protocol" not in m  # No weights: no FID.
   assert all(np.isfinite(v) for v in m["metrics"].values())
   assert m["metrics"]["domain_fid"] > 0 and 0.1 < m["metrics"]["domain_fid_classifier_acc"] <= 1
+  # Held-out images against the same statistics: the real-data row, far below a 10-step model.
+  assert 0 < m["metrics"]["domain_fid_data"] < m["metrics"]["domain_fid"] / 2
+  assert m["domain_fid_protocol"]["samples"] == NUM_SAMPLES
 
 
 def _wae_eval_merges_the_same_metrics_into_metrics_json(workdir, cache_dir, result, monkeypatch):
@@ -66,7 +69,7 @@ def _wae_eval_merges_the_same_metrics_into_metrics_json(workdir, cache_dir, resu
   workdir_lib.write_json(workdir / workdir_lib.METRICS, {
       **before, "metrics": {k: v for k, v in before["metrics"].items() if k not in FID_KEYS}})
   got = evaluation.evaluate(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
-                                  classifier_steps=CLASSIFIER_STEPS)
+                            classifier_steps=CLASSIFIER_STEPS)
   after = workdir_lib.read_metrics(workdir)
   assert {k: v for k, v in after.items() if k != "metrics"} == {
       k: v for k, v in before.items() if k != "metrics"}  # Status, step, config, ... stay.
@@ -78,15 +81,16 @@ def _wae_eval_merges_the_same_metrics_into_metrics_json(workdir, cache_dir, resu
   # of the 4,000 training images take too long on a CPU.)
   calls = []
   monkeypatch.setattr(inception, "load_params", lambda path: ({"w": path}, "ab" * 32))
-  monkeypatch.setattr(fid, "inception_fid", lambda images, ds, cache, variables, sha, mesh:
-                      calls.append((images, variables, sha)) or 12.5)
+  monkeypatch.setattr(fid, "inception_fid", lambda images, **kw: calls.append(
+      (images, kw["variables"], kw["weights_sha256"])) or (12.5 + len(calls), {"n": len(calls)}))
   got = evaluation.evaluate(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
-                                  weights="w.pth", classifier_steps=CLASSIFIER_STEPS)
-  (images, variables, sha), = calls
-  assert images.shape == (NUM_SAMPLES, 28, 28, 1) and 0 <= images.min() <= images.max() <= 1
-  assert variables == {"w": "w.pth"}
+                            weights="w.pth", classifier_steps=CLASSIFIER_STEPS)
+  (samples, variables, sha), (real, _, _) = calls
+  assert samples.shape == (NUM_SAMPLES, 28, 28, 1) and 0 <= samples.min() <= samples.max() <= 1
+  assert real.shape == samples.shape and (variables, sha) == ({"w": "w.pth"}, "ab" * 32)
   m = workdir_lib.read_metrics(workdir)
-  assert m["metrics"]["fid"] == got["fid"] == 12.5 and m["inception_sha256"] == sha
+  assert m["metrics"]["fid"] == got["fid"] == 13.5 and m["metrics"]["fid_data"] == 14.5
+  assert m["fid_protocol"] == {"n": 1}
   assert m["metrics"]["domain_fid"] == pytest.approx(result.metrics["domain_fid"], rel=1e-5)
 
 

@@ -79,7 +79,7 @@ def test_reference_statistics_are_cached_and_recomputed_on_mismatch(tmp_path):
                 weights="abc", images="123")
   path = str(tmp_path / "stats" / "ref.npz")
   first = fid.reference_statistics(path, compute, **header)
-  assert first.n == 20 and len(calls) == 1
+  assert first.header["n"] == 20 and len(calls) == 1
   with open(tmp_path / "stats" / "ref.json") as f:
     assert json.load(f) == {**header, "n": 20}
   again = fid.reference_statistics(path, compute, **header)
@@ -103,12 +103,17 @@ def mnist():
   return data.load("bundled:mnist", 1000)
 
 
+# The tests that share the trained classifier run on one xdist worker, so it trains once.
+CLASSIFIER_WORKER = pytest.mark.xdist_group("domain_classifier")
+
+
 @pytest.fixture(scope="session")
 def trained(mnist, tmp_path_factory):
   cache_dir = str(tmp_path_factory.mktemp("cache"))
   return classifier.get_or_train(mnist, cache_dir, steps=300), cache_dir
 
 
+@CLASSIFIER_WORKER
 def test_classifier_learns_and_is_cached(mnist, trained, monkeypatch):
   clf, cache_dir = trained
   assert clf.test_accuracy > 0.85
@@ -120,6 +125,7 @@ def test_classifier_learns_and_is_cached(mnist, trained, monkeypatch):
                                 clf.features(mnist.test.images[:5]))
 
 
+@CLASSIFIER_WORKER
 def test_classifier_cache_is_keyed_by_training_images(mnist, trained, monkeypatch):
   _, cache_dir = trained
 
@@ -143,17 +149,22 @@ def test_classifier_needs_labels(mnist, tmp_path):
     classifier.get_or_train(unlabelled, str(tmp_path))
 
 
+@CLASSIFIER_WORKER
 def test_domain_fid_ranks_real_digits_far_below_damaged_ones(mnist, trained):
   clf, cache_dir = trained
   test = mnist.test.images
   rng = np.random.default_rng(0)
   shuffled = np.stack([rng.permutation(im.reshape(-1)).reshape(im.shape) for im in test])
   blurred = ndimage.gaussian_filter(test.astype(np.float32), (0, 1, 1, 0)) / 255
-  real = fid.domain_fid(test, mnist, cache_dir, clf)
-  assert 0 <= real < fid.domain_fid(blurred, mnist, cache_dir, clf) / 5
-  assert real < fid.domain_fid(shuffled, mnist, cache_dir, clf) / 5
+  real, protocol = fid.domain_fid(test, mnist, cache_dir, clf)
+  assert 0 <= real < fid.domain_fid(blurred, mnist, cache_dir, clf)[0] / 5
+  assert real < fid.domain_fid(shuffled, mnist, cache_dir, clf)[0] / 5
   # Float images in [0, 1] and uint8 images are the same thing.
-  assert fid.domain_fid(test / 255, mnist, cache_dir, clf) == pytest.approx(real, rel=1e-4)
+  assert fid.domain_fid(test / 255, mnist, cache_dir, clf)[0] == pytest.approx(real, rel=1e-4)
+  # What the number was measured with, for metrics.json.
+  assert protocol["samples"] == len(test) and protocol["reference_split"] == "train"
+  assert protocol["reference_n"] == len(mnist.train.images)
+  assert protocol["reference_weights"] == clf.sha256 and "domain classifier" in protocol["network"]
 
 
 # ----------------------------------------------------------------------------------------

@@ -158,8 +158,11 @@ def test_inception_fid_against_cached_training_statistics(variables, tmp_path):
                          data.Pixels(symmetric=False))
   mesh = jax.sharding.Mesh(jax.devices(), ("data",))
   # Samples equal to the training images, as floats: the same statistics, so FID 0.
-  same = fid.inception_fid(images / 255, dataset, str(tmp_path), variables, "f00d", mesh)
+  same, protocol = fid.inception_fid(images / 255, dataset, str(tmp_path), variables, "f00d",
+                                     mesh)
   assert abs(same) < 1e-6
+  assert (protocol["samples"], protocol["reference_n"], protocol["reference_weights"]) == (
+      8, 8, "f00d") and "bilinear 299" in protocol["reference_preprocessing"]
   (stats,) = (tmp_path / "fid").glob("*.npz")
   header = json.loads(stats.with_suffix(".json").read_text())
   assert header["weights"] == "f00d" and header["n"] == 8 and header["dataset"] == "fake:rgb"

@@ -45,15 +45,19 @@ def _assert_same_run(a, b, rtol=1e-5):
   assert np.linalg.norm(y - x) <= 1e-4 * np.linalg.norm(x)
 
 
+ALONE_WORKER = pytest.mark.xdist_group("pack_alone")
+
+
 @pytest.fixture(scope="session")
 def alone(tmp_path_factory):
-  """The PACK trials, each trained on its own (the reference for packed training); once per
-  test worker (a module fixture is rebuilt whenever its worker ran another module between)."""
+  """The PACK trials, each trained on its own (the reference for packed training); once: the
+  tests that use it run on one xdist worker (ALONE_WORKER)."""
   root = tmp_path_factory.mktemp("alone")
   return [loop.train(packable(**o), str(root / str(k)))
           for k, o in enumerate(PACK)]
 
 
+@ALONE_WORKER
 def test_a_pack_equals_its_trials_run_alone(alone, tmp_path):
   dirs = [str(tmp_path / str(k)) for k in range(len(PACK))]
   packed = loop.train_pack([packable(**o) for o in PACK], dirs)
@@ -64,6 +68,7 @@ def test_a_pack_equals_its_trials_run_alone(alone, tmp_path):
       np.testing.assert_allclose(p.metrics[key], value, rtol=1e-4, err_msg=key)
 
 
+@ALONE_WORKER
 def test_a_packed_checkpoint_resumes_as_a_single_trial(alone, tmp_path):
   dirs = [str(tmp_path / str(k)) for k in range(2)]
   loop.train_pack([packable(STEPS // 2, **o) for o in PACK[:2]], dirs)
@@ -73,6 +78,7 @@ def test_a_packed_checkpoint_resumes_as_a_single_trial(alone, tmp_path):
     np.testing.assert_allclose(metrics["loss"], alone[1].history[step]["loss"], rtol=1e-5)
 
 
+@ALONE_WORKER
 def test_a_diverging_member_is_recorded_and_the_others_go_on(alone, tmp_path):
   members = [PACK[0], dict(seed=9, **{"recon.scale": 1e38}), PACK[2]]
   dirs = [str(tmp_path / str(k)) for k in range(3)]

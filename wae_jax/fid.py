@@ -32,7 +32,7 @@ from wae_jax import workdir
 class Statistics:
   mu: np.ndarray  # (d,) float64
   sigma: np.ndarray  # (d, d) float64
-  n: int  # Number of images they were fitted to.
+  header: dict[str, Any]  # How they were made: dataset, split, preprocessing, weights, n, ...
 
 
 def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,11 +132,22 @@ def reference_statistics(path: epath.PathLike, compute_features: Callable[[], np
   cached = load_cached(path, header)
   if cached is not None:
     arrays, stored = cached
-    return Statistics(arrays["mu"], arrays["sigma"], int(stored["n"]))
+    return Statistics(arrays["mu"], arrays["sigma"], stored)
   features = compute_features()
   mu, sigma = statistics(features)
-  save_cached(path, {**header, "n": len(features)}, {"mu": mu, "sigma": sigma})
-  return Statistics(mu, sigma, len(features))
+  header["n"] = len(features)
+  save_cached(path, header, {"mu": mu, "sigma": sigma})
+  return Statistics(mu, sigma, header)
+
+
+def _against(ref: Statistics, features: np.ndarray, network: str
+             ) -> tuple[float, dict[str, Any]]:
+  """The Frechet distance of `features` to `ref`, and its protocol: what a reader needs to
+  know whether two such numbers compare (metrics.json keeps it beside the number)."""
+  mu, sigma = statistics(features)
+  protocol = {"network": network, "samples": len(features),
+              **{f"reference_{k}": v for k, v in ref.header.items()}}
+  return frechet_distance(mu, sigma, ref.mu, ref.sigma), protocol
 
 
 def file_stem(name: str) -> str:
@@ -146,8 +157,9 @@ def file_stem(name: str) -> str:
 
 def inception_fid(images: np.ndarray, dataset, cache_dir: str, variables, weights_sha256: str,
                   mesh: Mesh, *, max_reference: int | None = None, batch_size: int = 200
-                  ) -> float:
-  """Inception FID of images in [0, 1] (NHWC) against the dataset's training split.
+                  ) -> tuple[float, dict[str, Any]]:
+  """Inception FID of images in [0, 1] (NHWC) against the dataset's training split, and its
+  protocol.
 
   `variables, weights_sha256 = inception.load_params(...)`; the reference statistics use the
   first `max_reference` training images (all by default) and are cached in `cache_dir`.
@@ -159,12 +171,14 @@ def inception_fid(images: np.ndarray, dataset, cache_dir: str, variables, weight
       dataset=dataset.name, split=f"train[:{len(train)}]",
       preprocessing=f"uint8/255, bilinear {inception.SIZE} without antialias, 2x-1",
       weights=weights_sha256, images=array_sha256(train))
-  mu, sigma = statistics(inception.features(variables, images, mesh, batch_size))
-  return frechet_distance(mu, sigma, ref.mu, ref.sigma)
+  return _against(ref, inception.features(variables, images, mesh, batch_size),
+                  "Inception-v3 pool3 (pytorch-fid's port of the 2015-12-05 graph)")
 
 
-def domain_fid(images: np.ndarray, dataset, cache_dir: str, clf) -> float:
-  """Frechet distance of the domain classifier's features (NOT an Inception FID).
+def domain_fid(images: np.ndarray, dataset, cache_dir: str, clf
+               ) -> tuple[float, dict[str, Any]]:
+  """Frechet distance of the domain classifier's features (NOT an Inception FID), and its
+  protocol.
 
   `clf = classifier.get_or_train(dataset, cache_dir)`; images are in [0, 1] (or uint8),
   shaped like the dataset's. The training split's statistics are cached in `cache_dir`.
@@ -174,5 +188,5 @@ def domain_fid(images: np.ndarray, dataset, cache_dir: str, clf) -> float:
       os.path.join(cache_dir, "domain_fid", f"{file_stem(dataset.name)}-train.npz"),
       lambda: clf.features(train), dataset=dataset.name, split="train",
       preprocessing="uint8/255", weights=clf.sha256, images=array_sha256(train))
-  mu, sigma = statistics(clf.features(images))
-  return frechet_distance(mu, sigma, ref.mu, ref.sigma)
+  return _against(ref, clf.features(images), f"domain classifier of {dataset.name} "
+                  f"(test accuracy {clf.test_accuracy:.4f})")

@@ -164,8 +164,8 @@ class Trial:
       self.rate = rate if self.rate is None else 0.7 * self.rate + 0.3 * rate
     self._last = (step, now)
     if self.writer:
-      rate = {} if self.rate is None else {"steps_per_sec": self.rate}
-      self.writer.write_scalars(step, {f"train/{k}": v for k, v in {**means, **rate}.items()})
+      speed = {} if self.rate is None else {"steps_per_sec": self.rate}  # Not a train metric.
+      self.writer.write_scalars(step, {**{f"train/{k}": v for k, v in means.items()}, **speed})
     speed = ("" if self.rate is None else f"  {self.rate:.3g} steps/s  ETA "
              f"{progress.duration((self.c.num_steps - step) / self.rate)}")
     tail = ("lr", "grad_norm")

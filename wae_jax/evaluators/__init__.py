@@ -26,6 +26,9 @@ class Metric:
   # A sample-quality metric the results table ranks by unless told otherwise: the lowest
   # table_rank any finished trial has is the table's metric. None: only by --metric.
   table_rank: int | None = None
+  # The metric of the same measurement on held-out real images: the results table's data
+  # row, the value a perfect model would reach (sharpness_mean -> sharpness_data).
+  data: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

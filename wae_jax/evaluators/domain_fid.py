@@ -1,7 +1,9 @@
 """Domain FID: the Frechet distance of a classifier trained on the dataset's own labels.
 
 Not an Inception FID: a sample-quality score for small grey datasets, with the classifier's
-test accuracy beside it. Datasets without labels (CelebA) get none.
+test accuracy and the protocol beside it, and `domain_fid_data`, the same distance for as
+many held-out images (the floor a model can reach at this sample count). Datasets without
+labels (CelebA) get none.
 """
 
 from absl import logging
@@ -13,8 +15,9 @@ from wae_jax.evaluators.common import Context
 
 
 @evaluators.register("domain_fid", metrics=(
-    evaluators.Metric("domain_fid", table_rank=1),
-    evaluators.Metric("domain_fid_classifier_acc", higher_is_better=True)))
+    evaluators.Metric("domain_fid", table_rank=1, data="domain_fid_data"),
+    evaluators.Metric("domain_fid_classifier_acc", higher_is_better=True),
+    evaluators.Metric("domain_fid_data", higher_is_better=None)), fields=("domain_fid_protocol",))
 def evaluate(context: Context):
   ds, cache_dir = context.dataset, context.options["cache_dir"]
   if ds.train.labels is None:
@@ -26,5 +29,7 @@ def evaluate(context: Context):
       ds, cache_dir, steps=context.options.get("classifier_steps", classifier.STEPS))
   logging.info("Domain FID: classifier features (its test accuracy is %.4f).",
                clf.test_accuracy)
-  return {"domain_fid": fid.domain_fid(context.samples, ds, cache_dir, clf),
-          "domain_fid_classifier_acc": clf.test_accuracy}
+  value, protocol = fid.domain_fid(context.samples, ds, cache_dir, clf)
+  return {"domain_fid": value, "domain_fid_classifier_acc": clf.test_accuracy,
+          "domain_fid_data": fid.domain_fid(context.real, ds, cache_dir, clf)[0],
+          "domain_fid_protocol": protocol}

@@ -1,9 +1,13 @@
-"""FID: Inception pool3 statistics of prior samples against the training split's.
+"""FID: Inception pool3 statistics of prior samples against the training split's, and of as
+many held-out images (`fid_data`: the floor a model can reach at this sample count).
 
 Needs pytorch-fid's Inception weights (`inception_params` from `evaluation.load_inception`);
-without them it reports nothing. The weights' sha256 goes beside the number, so FIDs from
-other weights never mix.
+without them it reports nothing. Its protocol (network, weights' sha256, preprocessing,
+sample count, reference split and size) goes beside the number, so FIDs measured otherwise
+never mix.
 """
+
+import functools
 
 from absl import logging
 
@@ -12,15 +16,17 @@ from wae_jax import fid
 from wae_jax.evaluators.common import Context
 
 
-@evaluators.register("fid", metrics=(evaluators.Metric("fid", table_rank=0),),
-                     fields=("inception_sha256",))
+@evaluators.register("fid", metrics=(
+    evaluators.Metric("fid", table_rank=0, data="fid_data"),
+    evaluators.Metric("fid_data", higher_is_better=None)), fields=("fid_protocol",))
 def evaluate(context: Context):
   if context.options.get("inception_params") is None:
     return {}
   variables, sha256 = context.options["inception_params"]
-  logging.info("FID: Inception features of %d samples (and once of the training split).",
-               context.num_samples)
-  return {"fid": fid.inception_fid(context.samples, context.dataset,
-                                   context.options["cache_dir"], variables, sha256,
-                                   context.inference.mesh),
-          "inception_sha256": sha256}
+  logging.info("FID: Inception features of %d samples and %d held-out images (and once of "
+               "the training split).", context.num_samples, len(context.real))
+  distance = functools.partial(fid.inception_fid, dataset=context.dataset,
+                               cache_dir=context.options["cache_dir"], variables=variables,
+                               weights_sha256=sha256, mesh=context.inference.mesh)
+  value, protocol = distance(context.samples)
+  return {"fid": value, "fid_data": distance(context.real)[0], "fid_protocol": protocol}

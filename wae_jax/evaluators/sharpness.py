@@ -20,7 +20,7 @@ def sharpness(images: np.ndarray) -> np.ndarray:
 
 
 @evaluators.register("sharpness", metrics=(
-    evaluators.Metric("sharpness_mean", higher_is_better=True),
+    evaluators.Metric("sharpness_mean", higher_is_better=True, data="sharpness_data"),
     evaluators.Metric("sharpness_min", higher_is_better=True),
     evaluators.Metric("sharpness_data", higher_is_better=None)))  # The reference.
 def evaluate(context: Context):

@@ -52,3 +52,15 @@ def test_gradients_are_finite():
   rng = np.random.default_rng(0)
   z = jnp.asarray(rng.normal(size=(16, 4)), jnp.float32)
   assert np.all(np.isfinite(jax.grad(lambda z: losses.moment_matching(z, 2.0))(z)))
+
+
+def test_gaussian_with_a_learned_variance_is_the_negative_log_likelihood():
+  x, x_hat = jnp.array([[1.0, 0.0]]), jnp.zeros((1, 2))
+  log_var = jnp.log(2.0)
+  want = 0.5 * (1.0 / 2.0 + 2 * np.log(2.0) + 2 * np.log(2 * np.pi))
+  np.testing.assert_allclose(losses.reconstruction(x, x_hat, "gaussian", 1.0, log_var), want,
+                             rtol=1e-6)
+  # Its gradient in the variance vanishes where the variance is the mean squared error.
+  grad = jax.grad(lambda v: losses.reconstruction(x, x_hat, "gaussian", 1.0, v))
+  np.testing.assert_allclose(grad(jnp.log(0.5)), 0.0, atol=1e-6)
+  assert grad(jnp.log(2.0)) > 0 > grad(jnp.log(0.1))

@@ -110,3 +110,12 @@ def test_batchnorm_statistics_update_only_in_training():
   before = jax.tree.leaves(v["batch_stats"])
   after = jax.tree.leaves(updates["batch_stats"])
   assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_only_a_gaussian_decoder_likelihood_learns_a_variance():
+  c = config_lib.load("celeba_vae")
+  assert c.recon.cost == "gaussian"
+  _, _, v, _ = _init(c, (64, 64, 3), True, shapes_only=True)
+  assert v["params"][models.DECODER_LOG_VAR].shape == ()
+  _, _, v, _ = _init(config_lib.load("mnist_vae"), (28, 28, 1), False, shapes_only=True)
+  assert models.decoder_log_var(v["params"]) is None

@@ -29,10 +29,11 @@ from wae_jax.errors import first_line
 ARCHS = ("dcgan", "resnet")
 ENCODERS = ("deterministic", "gaussian")
 CONV_TRANSPOSE_IMPLS = ("auto", "xla", "matmul")
-RECON_COSTS = ("l2sq", "l2", "l1", "bernoulli")
+RECON_COSTS = ("l2sq", "l2", "l1", "bernoulli", "gaussian")
 # Weights of the reconstruction costs: the public WAE code's for its three; 1 for the
-# Bernoulli likelihood, whose loss is then the VAE's negative ELBO.
-RECON_SCALES = {"l2sq": 0.05, "l2": 0.2, "l1": 0.02, "bernoulli": 1.0}
+# decoder likelihoods (Bernoulli, Gaussian with a learned variance), whose loss is then the
+# VAE's negative ELBO. (l2sq with scale s is a Gaussian of the fixed variance 1 / (2 s).)
+RECON_SCALES = {"l2sq": 0.05, "l2": 0.2, "l1": 0.02, "bernoulli": 1.0, "gaussian": 1.0}
 
 
 def mnist() -> ml_collections.ConfigDict:

@@ -200,15 +200,30 @@ class ResNetDecoder(_Decoder):
     return self.activation(self.conv(self.image_shape[-1], kernel_size=3)(x))
 
 
+# The parameter of a Gaussian decoder's learned log-variance (`recon.cost=gaussian`).
+DECODER_LOG_VAR = "decoder_log_var"
+
+
+def decoder_log_var(params) -> jax.Array | None:
+  """The decoder's learned log-variance, None for models without one."""
+  return params.get(DECODER_LOG_VAR)
+
+
 class AutoEncoder(nn.Module):
   """Encoder and decoder under one set of variables.
 
   A Gaussian encoder's output is split into mean and log-variance and its code is a
   reparameterised draw; a deterministic encoder's output is the code (log-variance None).
+  With `learned_var`, one scalar log-variance of the decoder's pixels is a parameter too.
   """
   encoder: nn.Module
   decoder: nn.Module
   gaussian: bool = False
+  learned_var: bool = False
+
+  def setup(self):
+    if self.learned_var:
+      self.param(DECODER_LOG_VAR, nn.initializers.zeros, ())
 
   def __call__(self, x, noise: jax.Array, train: bool):
     """(mean, log_var, code, reconstruction); `noise` is N(0, I) shaped like the code."""
@@ -249,4 +264,4 @@ def build(c: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
   encoder = enc_cls(num_layers=m.enc_layers, out_dim=c.z_dim * (2 if gaussian else 1), **common)
   decoder = dec_cls(num_layers=m.dec_layers, image_shape=tuple(image_shape),
                     activation=jnp.tanh if symmetric else nn.sigmoid, **common)
-  return AutoEncoder(encoder, decoder, gaussian)
+  return AutoEncoder(encoder, decoder, gaussian, learned_var=c.recon.cost == "gaussian")

@@ -48,7 +48,8 @@ def train_step(state: state_lib.TrainState, batch: jax.Array, rng: jax.Array, *,
     (mean, log_var, z, x_hat), updates = model.apply(
         {"params": params, "batch_stats": state.batch_stats}, x_in,
         draw(code_rng, (x.shape[0], c.z_dim)), train=True, mutable=["batch_stats"])
-    recon = losses.reconstruction(x, x_hat, c.recon.cost, hp["recon_scale"])
+    recon = losses.reconstruction(x, x_hat, c.recon.cost, hp["recon_scale"],
+                                  models.decoder_log_var(params))
     penalty = regulariser.penalty(regularisers.Codes(z, mean, log_var), prior, penalty_rng, hp,
                                   state.penalty_state)
     return recon + hp["lam"] * penalty, (recon, penalty, z, updates["batch_stats"])

@@ -25,6 +25,7 @@ from wae_jax import evaluators
 from wae_jax import images
 from wae_jax import losses
 from wae_jax import mmd
+from wae_jax import models
 
 
 class Inference:
@@ -40,7 +41,8 @@ class Inference:
       """Codes of held-out images, their costs, and their reconstructions."""
       xf = pixels.to_float(x)
       _, _, z, x_hat = model.apply(variables, xf, noise, train=False)
-      return (z, losses.reconstruction_per_image(xf, x_hat, c.recon.cost),
+      log_var = models.decoder_log_var(variables["params"])
+      return (z, losses.reconstruction_per_image(xf, x_hat, c.recon.cost, log_var),
               losses.reconstruction_per_image(xf, x_hat, "l2sq"), x_hat)
 
     self.heldout = jax.jit(heldout)

@@ -18,7 +18,6 @@ import struct
 import zipfile
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -33,11 +32,18 @@ class WeightsError(ValueError):
 
 
 _STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": ml_dtypes.bfloat16, "LongStorage": np.int64, "IntStorage": np.int32,
-    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
-    "BoolStorage": np.bool_,
+    "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
+    "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
+    "BoolStorage": "bool",
 }
+
+
+def _dtype(name: str) -> np.dtype:
+  if name == "bfloat16":  # numpy knows it once ml_dtypes is imported (a second): only then.
+    import ml_dtypes  # pylint: disable=g-import-not-at-top
+    return np.dtype(ml_dtypes.bfloat16)
+  return np.dtype(name)
 # torch.save's legacy (pre-1.6) format starts with this pickled integer.
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
 
@@ -73,7 +79,7 @@ class _StateDictUnpickler(pickle.Unpickler):
 
   def find_class(self, module, name):
     if module == "torch" and name in _STORAGE_DTYPES:
-      return np.dtype(_STORAGE_DTYPES[name])
+      return _dtype(_STORAGE_DTYPES[name])
     if (module, name) in self._GLOBALS:
       return self._GLOBALS[(module, name)]
     raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of a state dict")

@@ -19,6 +19,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from wae_jax.cli import common
+
 from . import gcloud
 from . import remote
 from .shell import REDACTED, DryShell, LaunchError, Shell
@@ -165,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
   fleet.add_argument("--count", type=int, default=1,
                      help="number of VMs; more than one are named NAME-0 ... NAME-{COUNT-1}")
 
-  parser = argparse.ArgumentParser(prog="wae-launch", description=__doc__,
+  parser = common.ArgumentParser(prog="wae-launch", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -1,7 +1,10 @@
 """What the commands share: one-line errors and a console kept to their own progress."""
 
+import argparse
+import difflib
 import logging as std_logging
 import os
+import re
 import sys
 from typing import NoReturn
 
@@ -18,6 +21,32 @@ def fail(prog: str | None, message: str, code: int = workdir_lib.EXIT_USAGE) -> 
   sys.stdout.flush()
   print(f"{prog}: error: {message}" if prog else message, file=sys.stderr, flush=True)
   sys.exit(code)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse, with the errors every command gives: one line, no usage dump, and a "did you
+  mean" for a mistyped flag or choice (absl gives wae-train's)."""
+
+  def parse_known_args(self, args=None, namespace=None):
+    self._argv = list(sys.argv[1:] if args is None else args)  # For the suggestions.
+    return super().parse_known_args(args, namespace)
+
+  def error(self, message: str) -> NoReturn:
+    fail(self.prog, f"{message}{self._suggestion(message)} (see --help)")
+
+  def _suggestion(self, message: str) -> str:
+    """'; did you mean X?' for a given flag or choice close to a known one."""
+    known = list(self._option_string_actions)
+    given = [a.split("=", 1)[0] for a in getattr(self, "_argv", [])
+             if a.startswith("--") and a.split("=", 1)[0] not in known]
+    if match := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
+      given, known = [match.group(1)], re.findall(r"'([^']*)'", match.group(2))
+    elif message.startswith("the following arguments are required:"):  # Mistyped, perhaps.
+      known = re.findall(r"--\w+", message)
+    for g in given:
+      if close := difflib.get_close_matches(g, known, 1):
+        return f"; did you mean {close[0]} (not {g})?"
+    return ""
 
 
 class _Console(std_logging.Formatter):

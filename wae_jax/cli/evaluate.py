@@ -17,7 +17,7 @@ from wae_jax.errors import TrialError
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(
+  parser = common.ArgumentParser(
       prog="wae-eval", description="Domain FID, FID, sharpness and held-out metrics of the "
       "latest checkpoint of a trial directory, merged into its metrics.json.")
   parser.add_argument("--workdir", required=True, help="trial directory (local or gs://)")

@@ -5,13 +5,14 @@ r"""wae-results: a sweep's trials as Table 1 of the paper, a per-trial table, an
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
+from wae_jax.cli import common
+
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(prog="wae-results", description=__doc__.split("\n\n")[0])
+  parser = common.ArgumentParser(prog="wae-results", description=__doc__.split("\n\n")[0])
   parser.add_argument("workdir", help="sweep directory (local or gs://)")
   parser.add_argument("--format", choices=("md", "csv", "parquet"), default="md",
                       help="md: Table 1, trials and errors; csv/parquet: one row per trial")

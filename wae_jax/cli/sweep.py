@@ -19,10 +19,11 @@ from typing import Sequence
 
 from wae_jax import hyper
 from wae_jax import workdir as workdir_lib
+from wae_jax.cli import common
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="wae-sweep", description=__doc__.split("\n\n")[0])
+  parser = common.ArgumentParser(prog="wae-sweep", description=__doc__.split("\n\n")[0])
   parser.add_argument("command", choices=("list", "run", "status"))
   parser.add_argument("sweep", help="sweep file and optional argument: path.py[:arg]")
   parser.add_argument("--workdir", help="sweep directory (local or gs://); one subdir a trial")

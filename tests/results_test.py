@@ -152,3 +152,22 @@ def test_plot(tmp_path):
     trials = results_lib.read_results(FIXTURE).trials
     results_lib.plot(trials[trials["status"] != "done"], tmp_path / "q.png")
 
+
+
+def test_mean_and_sd_over_seeds(tmp_path, capsys):
+  for k, (algo, seed, fid) in enumerate([("vae", 0, 50.0), ("vae", 1, 54.0), ("wae_mmd", 0, 40.0),
+                                         ("wae_mmd", 1, 44.0), ("wae_mmd", 2, 48.0)]):
+    os.makedirs(tmp_path / str(k))
+    (tmp_path / str(k) / "metrics.json").write_text(json.dumps({
+        "status": "done", "step": 5, "num_steps": 5, "metrics": {"fid": fid, "fid_data": 2.0},
+        "config": {"algo": algo, "seed": seed, "data.source": "bundled:mnist"}}))
+  (tmp_path / "5").mkdir()  # A trial that never started: not in the means.
+  table = results_lib.over_seeds(results_lib.read_results(tmp_path), "fid")
+  assert table.to_dict("records") == [
+      {"data.source": "bundled:mnist", "algo": "vae", "seeds": 2, "fid": "52 +- 2.8",
+       "fid_data": "2 +- 0"},
+      {"data.source": "bundled:mnist", "algo": "wae_mmd", "seeds": 3, "fid": "44 +- 4",
+       "fid_data": "2 +- 0"}]
+  results_cli.main([str(tmp_path)])
+  assert "## Mean +- sd over seeds\n\n| data.source | algo | seeds | fid | fid_data |" in (
+      capsys.readouterr().out)

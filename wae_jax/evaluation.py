@@ -87,11 +87,11 @@ def evaluate(workdir: epath.PathLike, *, num_samples: int | None = None,
   """
   if num_samples is not None and num_samples < 2:
     raise EvalError(f"num_samples must be >= 2 (FID fits a covariance), got {num_samples}")
+  inception_params = load_inception(weights)  # Checks the file: before the restore.
   model = trained.load(workdir)
   record, error = workdir_lib.load_record(workdir)
   if error or record is None:
     raise EvalError(f"{workdir}: {error or f'no {workdir_lib.METRICS}'}")
-  inception_params = load_inception(weights)
   if record["status"] != workdir_lib.DONE:
     logging.warning("%s is %s; evaluating its latest checkpoint.", workdir, record["status"])
   logging.info("Evaluating %s at step %d.", workdir, model.step)

@@ -162,6 +162,28 @@ def summarize(trials: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
   return summary.drop(columns=unused)
 
 
+def over_seeds(results: Results, metric: str) -> pd.DataFrame:
+  """Mean +- sd over seeds of each point the sweep tried (its swept hyperparameters but the
+  seed), for `metric` and the SHOWN columns and their real-data twins; finished trials
+  only. Empty unless some point has two or more finished seeds."""
+  trials = results.trials[results.trials["status"] == workdir_lib.DONE]
+  keys = [c for c in ("data.source", *swept_columns(results)) if c != "seed" and c in trials]
+  declared = evaluators.metrics()
+  columns = [c for m in (metric, *SHOWN) if m in trials
+             for c in (m, getattr(declared.get(m), "data", None)) if c in trials]
+  if "seed" not in trials or not keys or trials.empty:
+    return pd.DataFrame()
+  rows = []
+  for point, group in trials.groupby(keys, sort=True, dropna=False):
+    if len(group) < 2:
+      continue
+    row = dict(zip(keys, point), seeds=len(group))
+    row.update({c: f"{group[c].mean():.4g} +- {group[c].std():.2g}" for c in dict.fromkeys(columns)
+                if group[c].notna().any()})
+    rows.append(row)
+  return pd.DataFrame(rows)
+
+
 def to_markdown(df: pd.DataFrame) -> str:
   """A GitHub markdown table; floats to 4 significant digits, missing values blank."""
   def fmt(v):
@@ -197,8 +219,10 @@ def report(results: Results, metric: str | None = None) -> str:
   if metric not in done or done[metric].isna().all():
     parts.append(f"No trial has {metric} yet: `wae-eval` computes it for a trial directory; "
                  "`--metric NAME` ranks by another column.")
-  parts += [to_markdown(summarize(trials, metric)), f"## Trials ({len(trials)})",
-            to_markdown(order[cols])]
+  parts.append(to_markdown(summarize(trials, metric)))
+  if not (seeds := over_seeds(results, metric)).empty:
+    parts += ["## Mean +- sd over seeds", to_markdown(seeds)]
+  parts += [f"## Trials ({len(trials)})", to_markdown(order[cols])]
   if results.errors:
     parts += [f"## Errors ({len(results.errors)})", "\n".join(f"- {e}" for e in results.errors)]
   return "\n\n".join(parts) + "\n"

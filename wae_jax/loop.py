@@ -245,7 +245,7 @@ def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Resul
   if alive:
     logging.info("Training %s (%s auto-encoder parameters) from step %d to %d on %d device(s); "
                  "the first dispatch compiles.", ", ".join(trials[k].workdir.name for k in alive),
-                 f"{parameter_overview.count_parameters(state_lib.unstack(states, 0).params):,}",
+                 f"{parameter_overview.count_parameters(states.params) // len(trials):,}",
                  step, max(trials[k].c.num_steps for k in alive), mesh.size)
   with Preemption() as preemption:
     while alive:

@@ -30,7 +30,7 @@ from wae_jax import workdir as workdir_lib
 
 SHARPNESS = "sharpness_mean"
 # Shown beside the ranking metrics in the per-trial table.
-SHOWN = ("recon", "mmd_heldout", "mmd_heldout_se", SHARPNESS)
+SHOWN = ("recon", "recon_sq_l2", "mmd_heldout", "mmd_heldout_se", SHARPNESS)
 
 
 @dataclasses.dataclass(frozen=True)

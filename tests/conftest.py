@@ -13,3 +13,9 @@ os.environ["JAX_NUM_CPU_DEVICES"] = "8"
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(REPO, ".jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+
+def pytest_collection_modifyitems(items):
+  """Slow tests first: xdist workers take tests in this order, so the longest ones no longer
+  end the run on one worker while the other idles."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -23,14 +23,13 @@ def reconstruction_per_image(x: jax.Array, x_hat: jax.Array, cost: str,
   means x_hat (the VAE's likelihood for such data); gaussian that of a Gaussian decoder
   with means x_hat and the learned variance exp(log_var) (`models.decoder_log_var`).
   """
-  if cost == "gaussian":
-    d = (x - x_hat).reshape(x.shape[0], -1)
-    return 0.5 * jnp.sum(d * d * jnp.exp(-log_var) + log_var + jnp.log(2 * jnp.pi), axis=-1)
   if cost == "bernoulli":
     p = jnp.clip(x_hat, BERNOULLI_EPS, 1.0 - BERNOULLI_EPS).reshape(x.shape[0], -1)
     x = x.reshape(x.shape[0], -1)
     return -jnp.sum(x * jnp.log(p) + (1.0 - x) * jnp.log1p(-p), axis=-1)
   d = (x - x_hat).reshape(x.shape[0], -1)
+  if cost == "gaussian":
+    return 0.5 * jnp.sum(d * d * jnp.exp(-log_var) + log_var + jnp.log(2 * jnp.pi), axis=-1)
   if cost == "l2sq":
     return jnp.sum(d * d, axis=-1)
   if cost == "l2":

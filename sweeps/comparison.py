@@ -5,13 +5,16 @@
 Fashion-MNIST from Debian's `dataset-fashion-mnist` (IDX files, 10,000 held out). Every
 trial is its algorithm's `:debug` config (width 1/16, 1,200 steps of batch 64) and ends with
 the final evaluation (`eval.final_fid`: domain FID on 10,000 samples; Inception FID when its
-weights are found), so `wae-results` ranks them without a `wae-eval` pass.
+weights are found), so `wae-results` ranks them without a `wae-eval` pass. The debug preset skips the public
+code's encoder pre-training (`pretrain.max_steps = 0`), for every algorithm alike.
 """
+
+from wae_jax import data
 
 ALGOS = ("vae", "wae_mmd", "wae_gan", "wae_sw")
 SEEDS = (0, 1, 2)
 DATA = {"mnist": ("bundled:mnist", 1000),
-        "fashion": ("idx:/usr/share/datasets/fashion-mnist", 10_000)}
+        "fashion": (f"idx:{data.DEBIAN_FASHION_MNIST}", 10_000)}
 
 
 def get_hyper(h, arg=None):

@@ -10,8 +10,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from wae_jax import data
 from wae_jax.config import ConfigError
 
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-
 
 def _write_idx(path, array, compress):
   header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
@@ -68,9 +66,10 @@ def test_heldout_larger_than_the_data_is_a_config_error():
     data.load("bundled:mnist", heldout=5000)
 
 
-@pytest.mark.skipif(not os.path.isdir(FASHION_MNIST), reason="Debian's dataset-fashion-mnist")
+@pytest.mark.skipif(not os.path.isdir(data.DEBIAN_FASHION_MNIST),
+                    reason="Debian's dataset-fashion-mnist")
 def test_debian_fashion_mnist():
-  ds = data.load(f"idx:{FASHION_MNIST}", heldout=10_000)
+  ds = data.load(f"idx:{data.DEBIAN_FASHION_MNIST}", heldout=10_000)
   assert ds.train.images.shape == (60_000, 28, 28, 1) and ds.test.images.shape == (10_000, 28, 28, 1)
   assert np.bincount(ds.test.labels).tolist() == [1000] * 10
 

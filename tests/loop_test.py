@@ -162,7 +162,8 @@ def test_divergence_is_recorded_with_its_step(tmp_path):
 
 
 def test_encoder_pretraining_moves_codes_towards_the_prior(tmp_path):
-  c = tiny(num_steps=1, eval_every=1, **{"pretrain.max_steps": 100, "pretrain.tol": 1e-9})
+  c = tiny(num_steps=1, eval_every=1,
+           **{"pretrain.max_steps": 100, "pretrain.batch_size": 64, "pretrain.tol": 1e-9})
   model_state = loop.train(c, str(tmp_path / "pre")).metrics
   baseline = loop.train(tiny(num_steps=1, eval_every=1), str(tmp_path / "no")).metrics
   assert model_state["mmd_heldout"] < baseline["mmd_heldout"]

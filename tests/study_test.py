@@ -80,7 +80,7 @@ def test_bigwae_has_3000_trials_with_equal_budgets():
 @pytest.mark.parametrize("spec,count", [
     ("sweeps/bigwae.py:debug", 8), ("sweeps/table1.py", 6), ("sweeps/table1.py:mnist", 3),
     ("sweeps/kernel_ablation.py", 36), ("sweeps/kernel_ablation.py:debug", 12),
-    ("sweeps/comparison.py:mnist", 12)])
+    ("sweeps/kernel_ablation.py:fashion", 24), ("sweeps/comparison.py:mnist", 12)])
 def test_sweep_files(spec, count):
   assert len(study.load_sweep(spec).trials) == count
 

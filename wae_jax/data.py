@@ -28,6 +28,8 @@ CELEBA_SIZE = 64
 TFDS_DATASETS = ("mnist", "fashion_mnist", "celeb_a")
 IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
                 "celeb_a": (CELEBA_SIZE, CELEBA_SIZE, 3)}
+# Where Debian's `dataset-fashion-mnist` puts the full Fashion-MNIST (gzipped IDX files).
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",

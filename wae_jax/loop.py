@@ -202,7 +202,7 @@ def _initial_states(trials: list[Trial], ds: data.Dataset, mesh: Mesh):
       singles[k] = t.restored
       logging.info("Resumed from the checkpoint at step %d in %s.", start, t.workdir)
     elif t.c.pretrain.max_steps > 0:
-      batches = data.batches(ds.train.images, t.c.batch_size, t.c.seed + 1, 0,
+      batches = data.batches(ds.train.images, t.c.pretrain.batch_size, t.c.seed + 1, 0,
                              NamedSharding(mesh, P("data")))
       singles[k], n, loss = step_lib.pretrain_encoder(t.c, model, singles[k], batches, ds.pixels)
       logging.info("Encoder pre-training of %s: %d steps, moment loss %.4f.", t.workdir, n, loss)

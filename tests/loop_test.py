@@ -87,14 +87,18 @@ def test_resume_is_bit_exact_whatever_the_steps_per_dispatch_and_the_feed(tmp_pa
   # Straight: 10 steps a dispatch, batches streamed from the host. Interrupted: 7 a dispatch
   # (7 + 3 to each hook), batches gathered on the device. (N = 1, the debug default, is the
   # step alone: another program, equal up to rounding.) WAE-GAN: the adversary's state and
-  # its optimizer are restored too.
+  # its optimizer are restored too. The first part ends `done` at 20 and goes on to 40, as an
+  # ASHA climb does, across the schedule's steps (rate / 2 after 12 steps, / 10 after 28).
   name = "mnist_wae_gan:debug"
-  straight = loop.train(tiny(name, steps_per_dispatch=10, **{"data.device_max_mb": 0}),
+  decay = {"optim.decay_epochs": (12 / 125, 28 / 125)}  # 4,000 images, batch 32: 125 a epoch.
+  straight = loop.train(tiny(name, steps_per_dispatch=10, **{"data.device_max_mb": 0}, **decay),
                         str(tmp_path / "straight"))
-  first = loop.train(tiny(name, num_steps=20, steps_per_dispatch=7), str(tmp_path / "resumed"))
+  first = loop.train(tiny(name, num_steps=20, steps_per_dispatch=7, **decay),
+                     str(tmp_path / "resumed"))
   assert first.status == "done" and max(first.history) == 20
-  resumed = loop.train(tiny(name, steps_per_dispatch=7), str(tmp_path / "resumed"))
+  resumed = loop.train(tiny(name, steps_per_dispatch=7, **decay), str(tmp_path / "resumed"))
   assert sorted(resumed.history) == [30, 40]  # It went on from the step-20 checkpoint.
+  assert resumed.history[40]["lr"] == pytest.approx(tiny(name).optim.lr / 10)
   for step in (30, 40):
     assert resumed.history[step] == straight.history[step]
   for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)):

@@ -12,8 +12,10 @@ device one cannot.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import ctypes
+import dataclasses
 import json
 import math
 import signal
@@ -26,6 +28,7 @@ from typing import Any, Mapping, Sequence, TextIO
 from etils import epath
 import numpy as np
 
+from wae_jax import asha
 from wae_jax import hyper
 from wae_jax import lock as lock_lib
 from wae_jax import progress
@@ -56,13 +59,16 @@ def default_pack_trainer() -> list[str]:
 
 
 def run_trial(flags: Sequence[str], trial_dir: str,
-              trainer: Sequence[str] | None = None) -> dict[str, Any]:
+              trainer: Sequence[str] | None = None, num_steps: int | None = None
+              ) -> dict[str, Any]:
   """Runs `trainer flags` on `trial_dir` until it reports a final status; returns that record.
 
-  `trainer` defaults to `default_trainer()`.
+  `trainer` defaults to `default_trainer()`. `num_steps` is the step a climb of an ASHA
+  search ends at (the flags say so too): a trial done below it is not finished.
   """
   record = workdir_lib.read_record(trial_dir)
-  if record.get("status") in workdir_lib.FINAL:  # A retry of a task whose trainer finished.
+  if record.get("status") in workdir_lib.FINAL and not (  # A retry of a finished task.
+      num_steps and record["status"] == workdir_lib.DONE and record.get("step", 0) < num_steps):
     return record
   return _supervise([*(trainer or default_trainer()), *flags], [trial_dir])[0]
 
@@ -197,22 +203,15 @@ def _run_owned(s: study.Sweep, workdir: epath.Path, out: TextIO, *, parallel, pa
                ray_address, trainer, resources, max_retries) -> dict[str, int]:
   import ray  # pylint: disable=g-import-not-at-top  # Slow to import; only `run` needs it.
 
+  if pack > 1 and s.search:
+    raise hyper.SweepError("--pack: an asha search climbs trials one at a time; use --pack=1")
   aside = workdir_lib.add_to_ledger(workdir, s.spec, s.trials)
   if aside:
     print(f"note: {workdir_lib.LEDGER} was unreadable; kept as {aside}, a new one started",
           file=out)
   states = workdir_lib.read_states(workdir, s.trials)
-  todo = [i for i, st in states.items() if st.status not in workdir_lib.FINAL]
-  if pack > 1:
-    with concurrent.futures.ThreadPoolExecutor(32) as pool:
-      steps = dict(zip(todo, pool.map(lambda i: resume_step(str(workdir / i)), todo)))
-    units = pack_trials({i: s.trials[i] for i in todo}, steps, pack)
-  else:
-    units = [[i] for i in todo]
-  packs = f" as {len(units)} pack{'s' * (len(units) != 1)} of <= {pack}" if pack > 1 else ""
-  print(f"{s.spec}: {len(s.trials)} trials, {len(s.trials) - len(todo)} already final, "
-        f"{len(todo)} to run{packs} in {workdir}", file=out, flush=True)
-  if not todo:
+  plan = _Ladder(s, workdir, out) if s.search else _full_budget(s, workdir, states, pack, out)
+  if plan.idle():
     return _counts(states)
   started_ray = not ray.is_initialized()
   if started_ray:
@@ -229,43 +228,211 @@ def _run_owned(s: study.Sweep, workdir: epath.Path, out: TextIO, *, parallel, pa
   trial_task = ray.remote(run_trial).options(**options)
   pack_task = ray.remote(run_pack).options(**options)
 
-  def launch(unit: list[str]):
+  def launch(job: Job):
     if pack > 1:
-      return pack_task.remote([(s.trials[i], str(workdir / i)) for i in unit], trainer)
-    base, *overrides = study.flags_of(s.trials[unit[0]])
-    flags = [base, f"--workdir={workdir / unit[0]}", *overrides]
-    return trial_task.remote(flags, str(workdir / unit[0]), trainer)
+      return pack_task.remote([(s.trials[i], str(workdir / i)) for i in job.unit], trainer)
+    tid, = job.unit
+    trial = s.trials[tid] if job.num_steps is None else {**s.trials[tid],
+                                                         "config.num_steps": job.num_steps}
+    base, *overrides = study.flags_of(trial)
+    flags = [base, f"--workdir={workdir / tid}", *overrides]
+    return trial_task.remote(flags, str(workdir / tid), trainer, job.num_steps)
 
-  report = _Progress(workdir, todo, out)
-  queue, running = list(reversed(units)), {}
+  running = {}
   try:
-    while queue or running:
-      while queue and len(running) < (parallel or len(units)):
-        unit = queue.pop()
-        running[launch(unit)] = unit
+    while True:
+      while len(running) < (parallel or math.inf) and (job := plan.next()):
+        running[launch(job)] = job
+      if not running:
+        break
       ready, _ = ray.wait(list(running), num_returns=1, timeout=PROGRESS_S)
       if not ready:
-        report.running([i for unit in running.values() for i in unit])
+        plan.running(list(running.values()))
         continue
       ref = ready[0]
-      unit = running.pop(ref)
+      job = running.pop(ref)
       try:
         records = ray.get(ref)
         records = records if pack > 1 else [records]
       except ray.exceptions.RayError as e:  # Out of retries: left for the next launch.
         lost = {"status": workdir_lib.INTERRUPTED, "error": str(e).strip().splitlines()[-1]}
         # Members of a pack may have finished.
-        records = [workdir_lib.read_record(workdir / i) for i in unit]
+        records = [workdir_lib.read_record(workdir / i) for i in job.unit]
         records = [r if r.get("status") in workdir_lib.FINAL else lost for r in records]
-      for tid, record in zip(unit, records):
+      for tid, record in zip(job.unit, records):
         states[tid] = workdir_lib.TrialState(record["status"], record.get("step", 0))
-        report.finished(tid, record)
+      plan.finished(job, records)
   finally:
     if started_ray:
       ray.shutdown()
   counts = _counts(states)
+  plan.summary()
   print(f"{s.spec}: " + _format_counts(counts), file=out, flush=True)
   return counts
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One Ray task: a trial (or a pack), to its full budget or, climbing, to `num_steps`."""
+  unit: tuple[str, ...]
+  num_steps: int | None = None
+
+
+class _FullBudget:
+  """Random search: every trial not yet final, to its full budget, in the sweep's order."""
+
+  def __init__(self, jobs: Sequence[Job], report: _Progress):
+    self.queue, self.report = list(reversed(jobs)), report
+
+  def idle(self) -> bool:
+    return not self.queue
+
+  def next(self) -> Job | None:
+    return self.queue.pop() if self.queue else None
+
+  def running(self, jobs: Sequence[Job]) -> None:
+    self.report.running([i for job in jobs for i in job.unit])
+
+  def finished(self, job: Job, records: Sequence[dict[str, Any]]) -> None:
+    for tid, record in zip(job.unit, records):
+      self.report.finished(tid, record)
+
+  def summary(self) -> None:
+    pass
+
+
+def _full_budget(s: study.Sweep, workdir: epath.Path,
+                 states: Mapping[str, workdir_lib.TrialState], pack: int,
+                 out: TextIO) -> _FullBudget:
+  todo = [i for i, st in states.items() if st.status not in workdir_lib.FINAL]
+  if pack > 1:
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+      steps = dict(zip(todo, pool.map(lambda i: resume_step(str(workdir / i)), todo)))
+    units = pack_trials({i: s.trials[i] for i in todo}, steps, pack)
+  else:
+    units = [[i] for i in todo]
+  packs = f" as {len(units)} pack{'s' * (len(units) != 1)} of <= {pack}" if pack > 1 else ""
+  print(f"{s.spec}: {len(s.trials)} trials, {len(s.trials) - len(todo)} already final, "
+        f"{len(todo)} to run{packs} in {workdir}", file=out, flush=True)
+  return _FullBudget([Job(tuple(u)) for u in units], _Progress(workdir, todo, out) if todo
+                     else None)
+
+
+class _Ladder:
+  """An ASHA search: each decision is written to the trial's `rungs.json` before its climb
+  starts and each rung's metric when it ends, so a relaunch (which first finishes the
+  climbs in flight) takes the same decisions. Prints the decisions as they are taken."""
+
+  def __init__(self, s: study.Sweep, workdir: epath.Path, out: TextIO):
+    self.s, self.search, self.workdir, self.out = s, s.search, workdir, out
+    self.scheduler = asha.Scheduler(s.search, s.brackets())
+    self.bracket = {tid: b for b, ids in self.scheduler.brackets.items() for tid in ids}
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+      saved = dict(zip(s.trials, pool.map(self._read, s.trials)))
+    for tid, (target, results) in saved.items():
+      self.scheduler.restore(tid, target, results)
+    self.resume = self.scheduler.in_flight()
+    self.announced = {(b, k) for b in self.scheduler.brackets
+                      for k in range(len(self.search.rungs)) if self.scheduler.complete(b, k)}
+    self.start = time.time()
+    climbs = sum(len(r) for r in self.scheduler.results.values())
+    print(f"{s.spec}: {len(s.trials)} trials in {len(self.scheduler.brackets)} brackets, ASHA "
+          f"by {self.search.metric} over rungs {', '.join(map(str, self.search.rungs))} "
+          f"(eta {self.search.eta}); {climbs} rungs reached, {len(self.resume)} climbs to "
+          f"resume, in {workdir}", file=out, flush=True)
+
+  def _read(self, tid: str) -> tuple[int | None, dict[int, float | None]]:
+    """What the trial directory says: its rungs.json, else (lost or unreadable) what its
+    events and metrics.json say of the rungs it reached."""
+    trial_dir = self.workdir / tid
+    target, results = asha.read_rungs(trial_dir)
+    if target is None and workdir_lib.read_record(trial_dir):
+      target, results = asha.rebuild_rungs(self.search, trial_dir)
+    return target, results
+
+  def idle(self) -> bool:
+    return not self.resume and not any(map(self.scheduler.candidate, self.scheduler.brackets))
+
+  def next(self) -> Job | None:
+    if self.resume:
+      tid, steps = self.resume.pop(0)
+      self._say(f"resume  {tid}  {self.bracket[tid]}  to rung {steps}")
+    elif job := self.scheduler.next_job():
+      tid, steps = job
+      rungs = self.search.rungs
+      asha.write_rungs(self.workdir / tid, steps, self.scheduler.results.get(tid, {}))
+      if steps == rungs[0]:
+        self._say(f"start   {tid}  {self.bracket[tid]}  to rung {steps}")
+      else:
+        below = rungs[rungs.index(steps) - 1]
+        self._say(f"promote {tid}  {self.bracket[tid]}  {below} -> {steps}  "
+                  f"({self._standing(tid, below)})")
+    else:
+      return None
+    return Job((tid,), steps)
+
+  def finished(self, job: Job, records: Sequence[dict[str, Any]]) -> None:
+    (tid,), (record,) = job.unit, records
+    value = asha.rung_value(self.search, record, job.num_steps)
+    if value is False:  # Interrupted: its climb resumes at the next launch.
+      self._say(f"{tid}  {record.get('status')} at step {record.get('step', 0)}"
+                + (f"  ({record['error']})" if record.get("error") else ""))
+      return
+    self.scheduler.record(tid, job.num_steps, value)
+    asha.write_rungs(self.workdir / tid, job.num_steps, self.scheduler.results[tid])
+    error = f"  {record['status']}: {record.get('error')}" if value is None else ""
+    self._say(f"rung    {tid}  {self.bracket[tid]}  {job.num_steps}: "
+              f"{self._standing(tid, job.num_steps)}{error}")
+    self._announce_stops()
+
+  def _standing(self, tid: str, steps: int) -> str:
+    ranked = self.scheduler.ranked(self.bracket[tid], steps)
+    value = self.scheduler.results[tid][steps]
+    shown = "none" if value is None else f"{value:.4g}"
+    return f"{self.search.metric} {shown}, {ranked.index(tid) + 1} of {len(ranked)}"
+
+  def _announce_stops(self) -> None:
+    for b in self.scheduler.brackets:
+      for k, steps in enumerate(self.search.rungs[:-1]):
+        if (b, k) not in self.announced and self.scheduler.complete(b, k):
+          self.announced.add((b, k))
+          stopped = self.scheduler.stopped(b, k)
+          up = len(self.scheduler.ranked(b, steps)) - len(stopped)
+          self._say(f"rung {steps} of {b} complete: {up} promoted, {len(stopped)} stopped "
+                    f"({', '.join(stopped) or 'none'})")
+
+  def running(self, jobs: Sequence[Job]) -> None:
+    records = workdir_lib.read_records(self.workdir, [j.unit[0] for j in jobs])
+    lines = []
+    for job in jobs[:SHOWN]:
+      tid = job.unit[0]
+      r = records.get(tid) or {}
+      value = (r.get("metrics") or {}).get(self.search.metric)
+      latest = "" if value is None else f"  {self.search.metric} {value:.4g} at the last rung"
+      lines.append(f"  {tid}  {self.bracket[tid]}  rung {job.num_steps}  step "
+                   f"{r.get('step', 0)}/{job.num_steps}{latest}")
+    more = [f"  +{len(jobs) - SHOWN} more"] if len(jobs) > SHOWN else []
+    self._say(f"running; {self._spent()} so far:", *lines, *more)
+
+  def _spent(self) -> str:
+    done = sum(self.scheduler.spent(b) for b in self.scheduler.brackets)
+    full = self.search.max_steps * len(self.s.trials)
+    return f"{done:,} model-steps ({100 * done / full:.0f}% of random search's {full:,})"
+
+  def _say(self, *lines: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    print(f"{stamp} {lines[0]}", *lines[1:], sep="\n", file=self.out, flush=True)
+
+  def summary(self) -> None:
+    self._say(f"ASHA: {self._spent()} given out in {progress.duration(time.time() - self.start)}")
+    for b in self.scheduler.brackets:
+      best = self.scheduler.best(b)
+      reached = collections.Counter(self.scheduler.reached(t) for t in self.scheduler.brackets[b])
+      rungs = ", ".join(f"{reached[r]} at {r}" for r in self.search.rungs if reached[r])
+      shown = (f"best {best} ({self.search.metric} "
+               f"{self.scheduler.results[best][self.search.max_steps]:.4g})" if best
+               else "no trial at the full budget yet")
+      self._say(f"  {b}: {shown}; {self.scheduler.spent(b):,} model-steps; trials: {rungs}")
 
 
 # ----------------------------------------------------------------------------------------

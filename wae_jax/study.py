@@ -17,8 +17,10 @@ from typing import Any, Mapping
 
 import ml_collections
 
+from wae_jax import asha
 from wae_jax import config as config_lib
 from wae_jax import errors
+from wae_jax import evaluators
 from wae_jax import hyper
 
 BASE = "config"  # The trial key naming the base config; every other key is an override.
@@ -106,11 +108,24 @@ def _set_field(c, field: str, value: Any) -> None:
 class Sweep:
   spec: str  # The sweep file and its argument, `path.py[:arg]`.
   trials: dict[str, hyper.Trial]  # By trial id, in the file's order.
+  search: asha.Asha | None = None  # The file's `get_search()`; None: every trial to its end.
+
+  def brackets(self) -> dict[str, list[str]]:
+    """Trial ids by base config (an algorithm's family): what an ASHA search ranks apart."""
+    out = {}
+    for tid, trial in self.trials.items():
+      out.setdefault(trial[BASE], []).append(tid)
+    return out
 
 
-def load_sweep(spec: str, check: bool = True, num_devices: int = 1) -> Sweep:
+def load_sweep(spec: str, check: bool = True, num_devices: int = 1,
+               search: str | None = None) -> Sweep:
   """Evaluates the sweep file `path.py[:arg]`; with `check`, validates every trial's config
-  for training on `num_devices` devices."""
+  for training on `num_devices` devices.
+
+  The file's optional `get_search(arg=None)` returns its search as a dict (`asha.parse`);
+  `search="random"` sets it aside, so the same trials run to their full budget.
+  """
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise hyper.SweepError(f"no sweep file {path!r}")
@@ -121,6 +136,8 @@ def load_sweep(spec: str, check: bool = True, num_devices: int = 1) -> Sweep:
     if not hasattr(module, "get_hyper"):
       raise hyper.SweepError(f"{path} defines no get_hyper(h, arg=None)")
     trials = module.get_hyper(hyper.HYPER, arg) if arg else module.get_hyper(hyper.HYPER)
+    get_search = getattr(module, "get_search", lambda arg=None: None)
+    search_spec = get_search(arg) if arg else get_search()
   except hyper.SweepError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # The sweep file's own code failed.
@@ -139,6 +156,29 @@ def load_sweep(spec: str, check: bool = True, num_devices: int = 1) -> Sweep:
     by_id[tid] = trial
   if not by_id:
     raise hyper.SweepError(f"{spec} has no trials")
+  if search not in (None, *asha.SEARCHES):
+    raise hyper.SweepError(f"--search: unknown search {search!r} (known: "
+                           f"{', '.join(asha.SEARCHES)})")
+  search_ = None if search == asha.RANDOM else asha.parse(search_spec)
+  if search == asha.ASHA and search_ is None:
+    raise hyper.SweepError(f"--search=asha: {spec} defines no asha search (get_search)")
   if check:
     check_configs(by_id, num_devices)
-  return Sweep(spec, by_id)
+    if search_:
+      _check_search(search_, by_id)
+  return Sweep(spec, by_id, search_)
+
+
+def _check_search(search: asha.Asha, trials: Mapping[str, hyper.Trial]) -> None:
+  """Every trial's full budget is the last rung, and its evaluators measure the metric."""
+  bases = {}
+  for tid, trial in trials.items():
+    c = trial_config(trial, bases, tid)
+    if c.num_steps != search.max_steps:
+      raise hyper.SweepError(f"search.max_steps: {search.max_steps} is not trial {tid}'s "
+                             f"config.num_steps {c.num_steps}; the last rung is the full budget")
+    measured = {m.name for e in c.eval.evaluators for m in evaluators.get(e).metrics}
+    if search.metric not in measured:
+      raise hyper.SweepError(f"search.metric: trial {tid}'s config.eval.evaluators "
+                             f"({', '.join(c.eval.evaluators)}) do not measure "
+                             f"{search.metric!r}; add its evaluator")

@@ -25,6 +25,7 @@ METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
 LOG = "train.log"  # The trainer's output under a sweep, from its latest attempt.
 LEDGER = "sweep.json"  # A sweep directory's expected set of trials.
+RUNGS = "rungs.json"  # Under an ASHA search: the rung a trial was sent to, its metric at each.
 ASIDE = "aside"  # What a trial directory set aside (a restart's files, bad checkpoints).
 
 # What a trainer writes into metrics.json.
@@ -99,12 +100,15 @@ def _jsonable(value: Any) -> Any:
   return str(value)
 
 
+def read_json(path: epath.PathLike) -> Any:
+  """The JSON file at `path`, or None if it does not exist (ValueError if it is not JSON)."""
+  path = epath.Path(path)
+  return json.loads(path.read_text()) if path.exists() else None
+
+
 def read_metrics(workdir: epath.PathLike) -> dict[str, Any] | None:
   """The trial's `metrics.json`, or None if it does not exist yet."""
-  path = epath.Path(workdir) / METRICS
-  if not path.exists():
-    return None
-  return json.loads(path.read_text())
+  return read_json(epath.Path(workdir) / METRICS)
 
 
 def read_record(workdir: epath.PathLike) -> dict[str, Any]:

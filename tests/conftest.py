@@ -3,9 +3,14 @@
 Compiled programs go to JAX's persistent cache, shared by the test process and the trainer
 subprocesses it starts: most tests train the same tiny nets, which then compile once a run.
 """
+import collections
 import os
+import textwrap
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAKE_TRAINER = os.path.join(REPO, "tests", "fixtures", "fake_trainer.py")
 
 # Must happen before JAX initialises its backends; subprocesses inherit them.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -19,3 +24,41 @@ def pytest_collection_modifyitems(items):
   """Slow tests first: xdist workers take tests in this order, so the longest ones no longer
   end the run on one worker while the other idles."""
   items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# --- Helpers of the sweep tests (`from conftest import ...`) --------------------------------
+
+
+def sweep_file(tmp_path, body, name="s.py"):
+  path = tmp_path / name
+  path.write_text(textwrap.dedent(body))
+  return str(path)
+
+
+def log_counts(log):
+  """{trial: (attempts, completions)} from the fake trainer's log."""
+  starts, dones = collections.Counter(), collections.Counter()
+  for line in open(log).read().splitlines():
+    kind, trial = line.split()[:2]
+    (starts if kind == "start" else dones)[trial] += 1
+  return starts, dones
+
+
+def alive(pid):
+  # A zombie is dead but not yet reaped; a process that exits between the open and the read
+  # fails the read with ESRCH.
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().split(")")[-1].split()[0] != "Z"
+  except (FileNotFoundError, ProcessLookupError):
+    return False
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+  """One local Ray for a module's in-process runner tests: it takes seconds to start."""
+  ray = pytest.importorskip("ray")
+  ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+           logging_level="ERROR")
+  yield
+  ray.shutdown()

@@ -1,14 +1,13 @@
 """Tests of the Ray runner with fake trainers: outcomes, relaunches, kills and packs."""
-import collections
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
+from conftest import FAKE_TRAINER, REPO, alive, log_counts, sweep_file
 import pytest
 
 from wae_jax import hyper
@@ -18,36 +17,7 @@ from wae_jax import runner
 from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAKE_TRAINER = os.path.join(REPO, "tests", "fixtures", "fake_trainer.py")
-
-
-def _sweep_file(tmp_path, body, name="s.py"):
-  path = tmp_path / name
-  path.write_text(textwrap.dedent(body))
-  return str(path)
-
-
-def _log_counts(log):
-  """{trial: (attempts, completions)} from the fake trainer's log."""
-  starts, dones = collections.Counter(), collections.Counter()
-  for line in open(log).read().splitlines():
-    kind, trial = line.split()[:2]
-    (starts if kind == "start" else dones)[trial] += 1
-  return starts, dones
-
-
 # --- The runner ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-  """One local Ray for the in-process runner tests: it takes seconds to start."""
-  ray = pytest.importorskip("ray")
-  ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-           logging_level="ERROR")
-  yield
-  ray.shutdown()
 
 
 FAKE_SWEEP = """
@@ -67,7 +37,7 @@ def get_hyper(h):
 def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, capsys,
                                                           monkeypatch):
   monkeypatch.setattr(runner, "PROGRESS_S", 0.05)
-  s = study.load_sweep(_sweep_file(tmp_path, FAKE_SWEEP), check=False)
+  s = study.load_sweep(sweep_file(tmp_path, FAKE_SWEEP), check=False)
   log, workdir = str(tmp_path / "log"), tmp_path / "w"
   trainer = [sys.executable, FAKE_TRAINER, f"--log={log}"]
   counts = runner.run_sweep(s, workdir, parallel=2, trainer=trainer)
@@ -86,7 +56,7 @@ def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, 
                                "error": "wae-train: error: config.bad: refused"}
   # The worker killed under its trial was replaced and the trial retried once.
   assert by_kind["kill_worker"][0]["status"] == "done"
-  starts, dones = _log_counts(log)
+  starts, dones = log_counts(log)
   kill_id = next(t for t, tr in s.trials.items() if tr.get("config.kill_worker") == 1)
   assert starts[kill_id] == 2
   assert set(dones.values()) == {1} and len(dones) == 3
@@ -99,7 +69,7 @@ def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, 
 
   # A relaunch finds every trial final and starts nothing.
   assert runner.run_sweep(s, workdir, parallel=2, trainer=trainer) == counts
-  assert _log_counts(log)[0] == starts
+  assert log_counts(log)[0] == starts
   assert "0 to run" in capsys.readouterr().out
   runner.sweep_status(s, workdir)
   out = capsys.readouterr().out
@@ -107,7 +77,7 @@ def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, 
 
 
 def test_a_sweep_directory_has_one_driver(tmp_path):
-  s = study.load_sweep(_sweep_file(tmp_path, FAKE_SWEEP), check=False)
+  s = study.load_sweep(sweep_file(tmp_path, FAKE_SWEEP), check=False)
   with lock_lib.Lock(tmp_path / "w", "sweep driver"):
     with pytest.raises(hyper.SweepError, match="owned by sweep driver pid .*one driver"):
       runner.run_sweep(s, tmp_path / "w", trainer=[sys.executable, FAKE_TRAINER])
@@ -116,7 +86,7 @@ def test_a_sweep_directory_has_one_driver(tmp_path):
 
 def test_interrupted_trials_resume(tmp_path, local_ray):
   """A trial left `running` (its sweep was killed) resumes from its checkpoint on relaunch."""
-  s = study.load_sweep(_sweep_file(
+  s = study.load_sweep(sweep_file(
       tmp_path, "def get_hyper(h):\n  return h.sweep('config', ['a', 'b'])\n"), check=False)
   log, workdir = str(tmp_path / "log"), tmp_path / "w"
   a, b = s.trials
@@ -134,7 +104,7 @@ def test_interrupted_trials_resume(tmp_path, local_ray):
 @pytest.mark.slow
 def test_kill_and_relaunch_runs_each_trial_once(tmp_path):
   """Kills the whole sweep process twice mid-way; the relaunches finish every trial once."""
-  spec = _sweep_file(tmp_path, """
+  spec = sweep_file(tmp_path, """
       def get_hyper(h):
         return h.product([h.fixed("config", "fake"), h.fixed("config.step_s", 0.1),
                           h.sweep("config.seed", list(range(8)))])
@@ -147,7 +117,7 @@ def test_kill_and_relaunch_runs_each_trial_once(tmp_path):
     sweep = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while sum(_log_counts(log)[1].values()) < kill_after:
+    while sum(log_counts(log)[1].values()) < kill_after:
       assert sweep.poll() is None and time.time() < deadline
       time.sleep(0.1)
     sweep.send_signal(signal.SIGKILL)
@@ -155,32 +125,22 @@ def test_kill_and_relaunch_runs_each_trial_once(tmp_path):
     # Ray takes the orphaned trainers down with their workers.
     pids = {int(l.split()[3]) for l in log.read_text().splitlines() if l.startswith("start")}
     deadline = time.time() + 60
-    while any(_alive(p) for p in pids):
+    while any(alive(p) for p in pids):
       assert time.time() < deadline, "trainers outlived the killed sweep"
       time.sleep(0.2)
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr
-  starts, dones = _log_counts(log)
+  starts, dones = log_counts(log)
   assert len(dones) == 8 and set(dones.values()) == {1}
   assert {st.status for st in workdir_lib.read_states(workdir, dones).values()} == {"done"}
   print(json.dumps({"kills": 2, "trials": 8, "completions": sum(dones.values()),
                     "restarted": sum(n > 1 for n in starts.values())}))
 
 
-def _alive(pid):
-  # A zombie is dead but not yet reaped; a process that exits between the open and the read
-  # fails the read with ESRCH.
-  try:
-    with open(f"/proc/{pid}/stat") as f:
-      return f.read().split(")")[-1].split()[0] != "Z"
-  except (FileNotFoundError, ProcessLookupError):
-    return False
-
-
 @pytest.mark.slow
 def test_real_trainer_sweep(tmp_path, local_ray):
   """Two 20-step trials of the real trainer; the one with lambda = 1e39 (inf) diverges."""
-  spec = _sweep_file(tmp_path, """
+  spec = sweep_file(tmp_path, """
       def get_hyper(h):
         return h.product([
             h.fixed("config", "mnist_wae_mmd:debug"), h.fixed("config.num_steps", 20),
@@ -245,7 +205,7 @@ if "crash" in behaviours:
 
 
 def test_run_pack_records_each_member(tmp_path):
-  trainer = [sys.executable, _sweep_file(tmp_path, FAKE_PACK_TRAINER, "trainer.py"),
+  trainer = [sys.executable, sweep_file(tmp_path, FAKE_PACK_TRAINER, "trainer.py"),
              str(tmp_path / "log")]
   member = lambda name, behaviour: ({"config": "x", "config.behaviour": behaviour},
                                     str(tmp_path / name))
@@ -276,7 +236,7 @@ def test_run_pack_records_each_member(tmp_path):
 @pytest.mark.slow
 def test_packed_sweep_through_the_cli(tmp_path):
   """4 trials of the real trainer as one pack; each ends done with its own metrics.json."""
-  spec = _sweep_file(tmp_path, """
+  spec = sweep_file(tmp_path, """
       def get_hyper(h):
         return h.product([
             h.fixed("config", "mnist_wae_mmd:debug"), h.fixed("config.num_steps", 20),

@@ -4,21 +4,13 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
+from conftest import REPO, sweep_file
 import pytest
 
 from wae_jax import hyper
 from wae_jax import study
 from wae_jax.cli import sweep as sweep_cli
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _sweep_file(tmp_path, body, name="s.py"):
-  path = tmp_path / name
-  path.write_text(textwrap.dedent(body))
-  return str(path)
 
 
 def test_trial_id_is_a_canonical_hash():
@@ -97,10 +89,10 @@ def test_check_divides_each_batch_over_the_target_devices():
 
 
 def test_bad_sweeps_fail_with_one_line(tmp_path, capsys):
-  no_base = _sweep_file(tmp_path, "def get_hyper(h):\n  return h.sweep('config.lam', [1])\n")
+  no_base = sweep_file(tmp_path, "def get_hyper(h):\n  return h.sweep('config.lam', [1])\n")
   with pytest.raises(hyper.SweepError, match="no base config"):
     study.load_sweep(no_base)
-  typo = _sweep_file(tmp_path, "def get_hyper(h):\n"
+  typo = sweep_file(tmp_path, "def get_hyper(h):\n"
                      "  return h.product([h.fixed('config', 'mnist_vae'),"
                      " h.fixed('config.optim.lrr', 1e-3)])\n", "typo.py")
   with pytest.raises(hyper.SweepError, match="optim.lrr"):

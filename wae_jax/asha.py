@@ -129,6 +129,8 @@ class Scheduler:
 
   def promotable(self, bracket: str, k: int) -> list[str]:
     """Trials of rung k in the top 1/eta of its results so far, not yet sent higher."""
+    if k == len(self.search.rungs) - 1:
+      return []
     steps = self.search.rungs[k]
     ranked = self.ranked(bracket, steps)
     top = ranked[:len(ranked) // self.search.eta]
@@ -157,14 +159,14 @@ class Scheduler:
     return max(self.results.get(tid, {}), default=0)
 
   def complete(self, bracket: str, k: int) -> bool:
-    """Whether rung k of the bracket can get no further result (its stops are final)."""
+    """Whether rung k of the bracket is settled: no result can still arrive, and every
+    promotion it earned is decided (so the trials left at k stop there for good)."""
     rungs = self.search.rungs
     ids = self.brackets[bracket]
-    if k == 0:
-      return all(rungs[0] in self.results.get(t, {}) for t in ids)
-    return (self.complete(bracket, k - 1) and not self.promotable(bracket, k - 1)
-            and all(rungs[k] in self.results.get(t, {}) for t in ids
-                    if self.target.get(t, 0) >= rungs[k]))
+    arrived = all(rungs[k] in self.results.get(t, {}) for t in ids
+                  if k == 0 or self.target.get(t, 0) >= rungs[k])
+    return ((k == 0 or self.complete(bracket, k - 1)) and arrived
+            and not self.promotable(bracket, k))
 
   def stopped(self, bracket: str, k: int) -> list[str]:
     """Trials whose climb ended at rung k for good (rung complete, not promoted)."""

@@ -367,6 +367,7 @@ class _Ladder:
         below = rungs[rungs.index(steps) - 1]
         self._say(f"promote {tid}  {self.bracket[tid]}  {below} -> {steps}  "
                   f"({self._standing(tid, below)})")
+      self._announce_stops()
     else:
       return None
     return Job((tid,), steps)

@@ -1,0 +1,216 @@
+"""ASHA: the promotion rule on hand-checked curves, equal compute per bracket, the search's
+validation, replay, and sweeps that climb (killed and relaunched) with a fake trainer."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import FAKE_TRAINER, REPO, alive, log_counts, sweep_file
+import pytest
+
+from wae_jax import asha
+from wae_jax import hyper
+from wae_jax import runner
+from wae_jax import study
+
+SEARCH = asha.Asha(min_steps=1, eta=2, max_steps=4, metric="domain_fid")  # Lower is better.
+
+
+def _serial(scheduler, curves):
+  """ASHA with one worker: each decision, then its result. Returns the decisions."""
+  decisions = []
+  while job := scheduler.next_job():
+    decisions.append(job)
+    scheduler.record(*job, curves[job[0]][job[1]])
+  return decisions
+
+
+def test_rungs():
+  assert SEARCH.rungs == (1, 2, 4)
+  assert asha.Asha(100, 3, 1200, "domain_fid").rungs == (100, 300, 900, 1200)
+  assert asha.Asha(300, 4, 300, "domain_fid").rungs == (300,)
+
+
+# Rung 1 results arrive as a 5, b 3, c 4, d 1, e 6, f 2.
+CURVES = {"a": {1: 5}, "b": {1: 3, 2: 2.5}, "c": {1: 4}, "d": {1: 1, 2: 0.5, 4: 0.4},
+          "e": {1: 6}, "f": {1: 2, 2: 3}}
+
+
+def test_promotion_rule_on_hand_checked_curves():
+  s = asha.Scheduler(SEARCH, {"x": list("abcdef")})
+  assert _serial(s, CURVES) == [
+      ("a", 1),  # Nothing to promote: a new trial.
+      ("b", 1),  # Rung 1 holds [a]: its top half (1 // 2 = 0 trials) is empty.
+      ("b", 2),  # [b, a]: b is the top half, and goes up at once: no rung waits.
+      ("c", 1),  # Rung 2 holds [b]: empty top half; rung 1's top half [b] is up already.
+      ("d", 1),  # [b, c, a]: top 1 is b, up already.
+      ("d", 2),  # [d, b, c, a]: top 2 are d and b; d goes up.
+      ("d", 4),  # Rung 2 holds [d, b]: top 1 is d; the highest promotion comes first.
+      ("e", 1),  # Nothing promotable: rung 2's top is d (up), rung 1's d and b (up).
+      ("f", 1),
+      ("f", 2),  # [d, f, b, c, a, e]: top 3 are d, f, b; f is the one not yet up.
+  ]  # Rung 2 ends [d, b, f]: top 1 is d; nothing new is left. b stays at 2 though 2nd.
+  assert s.complete("x", 0) and s.complete("x", 1) and s.complete("x", 2)
+  assert s.stopped("x", 0) == ["c", "a", "e"] and s.stopped("x", 1) == ["b", "f"]
+  assert s.best("x") == "d" and s.spent("x") == 1 + 2 + 1 + 4 + 1 + 2
+  assert [s.reached(t) for t in "abcdef"] == [1, 2, 1, 4, 1, 2]
+
+
+def test_a_rung_is_not_complete_while_a_climb_to_it_is_in_flight():
+  s = asha.Scheduler(SEARCH, {"x": ["a", "b"]})
+  assert s.next_job() == ("a", 1) and s.next_job() == ("b", 1)
+  s.record("b", 1, 3.0)  # b's result comes first: a's climb is still in flight.
+  assert not s.complete("x", 0) and s.in_flight() == [("a", 1)]
+  assert s.next_job() is None  # [b]: empty top half, and no new trial: the worker waits.
+  s.record("a", 1, 1.0)
+  assert s.next_job() == ("a", 2)
+
+
+def test_a_trial_without_a_value_is_last_and_never_promoted():
+  s = asha.Scheduler(SEARCH, {"x": ["a", "b", "c", "d"]})
+  curves = {"a": {1: None}, "b": {1: float("nan")}, "c": {1: None}, "d": {1: None}}
+  assert _serial(s, curves) == [("a", 1), ("b", 1), ("c", 1), ("d", 1)]
+  assert s.ranked("x", 1) == ["a", "b", "c", "d"] and s.best("x") is None
+
+
+def test_higher_is_better_metrics_rank_high_first():
+  search = asha.Asha(min_steps=1, eta=2, max_steps=2, metric="domain_fid_classifier_acc")
+  s = asha.Scheduler(search, {"x": ["a", "b"]})
+  _serial(s, {"a": {1: 0.5}, "b": {1: 0.9, 2: 0.95}})
+  assert s.ranked("x", 1) == ["b", "a"] and s.best("x") == "b"
+
+
+def test_each_decision_goes_to_the_bracket_given_the_fewest_model_steps():
+  """Mirrored curves: the brackets take turns and end with equal compute."""
+  curves = {f"{b}{t}": v for b in "xy" for t, v in CURVES.items()}
+  s = asha.Scheduler(SEARCH, {b: [f"{b}{t}" for t in "abcdef"] for b in "xy"})
+  decisions = _serial(s, curves)
+  assert [t[0] for t, _ in decisions] == list("xy" * 10)
+  assert [(t[1:], n) for t, n in decisions[::2]] == _serial(
+      asha.Scheduler(SEARCH, {"x": list("abcdef")}), CURVES)
+  assert s.spent("x") == s.spent("y") == 11
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"name": "hyperband"}, "search.name: unknown search 'hyperband'"),
+    ({"name": "asha", "eta": 3}, "search.max_steps: an asha search needs it"),
+    ({"name": "asha", "min_steps": 100, "eta": 1, "max_steps": 900, "metric": "domain_fid"},
+     "search.eta: must be an integer >= 2, got 1"),
+    ({"name": "asha", "min_steps": 900, "eta": 3, "max_steps": 100, "metric": "domain_fid"},
+     "search.max_steps: 100 is below search.min_steps 900"),
+    ({"name": "asha", "min_steps": 1, "eta": 3, "max_steps": 9, "metric": "fidd"},
+     "search.metric: 'fidd' is not a declared score"),
+    ({"name": "asha", "min_steps": 1, "eta": 3, "max_steps": 9, "metric": "fid", "r": 1},
+     "search.r: no such field"),
+])
+def test_bad_searches_name_the_field(spec, message):
+  with pytest.raises(hyper.SweepError, match=message):
+    asha.parse(spec)
+
+
+def test_a_sweep_checks_its_search_against_its_trials(tmp_path):
+  body = """
+      def get_hyper(h):
+        return h.product([h.fixed("config", "mnist_wae_mmd:debug"), h.sweep("config.seed", [0])])
+      def get_search(arg=None):
+        return {"name": "asha", "min_steps": 100, "eta": 3, "max_steps": %d, "metric": "%s"}
+      """
+  with pytest.raises(hyper.SweepError, match="search.max_steps: 900 is not trial .* 1200"):
+    study.load_sweep(sweep_file(tmp_path, body % (900, "domain_fid")))
+  with pytest.raises(hyper.SweepError, match="search.metric: .* do not measure 'domain_fid'"):
+    study.load_sweep(sweep_file(tmp_path, body % (1200, "domain_fid")))
+  s = study.load_sweep(sweep_file(tmp_path, body % (1200, "mmd_heldout")))
+  assert s.search.rungs == (100, 300, 900, 1200)
+  assert study.load_sweep(s.spec, search="random").search is None
+
+
+def test_replay_on_full_curves():
+  ids = list("abcdef")
+  full = {t: {1: v[1], 2: v[1] - 0.5, 4: v[1] - 0.6} for t, v in CURVES.items()}
+  r = asha.replay(SEARCH, {"x": ids}, full)
+  assert (r.steps, r.full_steps) == (11, 24)
+  assert r.best_kept == {"x": True} and r.best == {"x": (0.4, 0.4)}
+  assert r.rank_corr[1] == pytest.approx(1.0)  # d, f, b, c, a, e at every rung.
+  with pytest.raises(ValueError, match="no domain_fid at step 2"):
+    asha.replay(SEARCH, {"x": ids}, {t: {1: v[1]} for t, v in CURVES.items()})
+
+
+# --- Sweeps that climb, with the fake trainer (domain_fid = quality + 10 / step) -----------
+
+QUALITY = {"fa": [3, 1, 4, 1.5, 5, 9], "fb": [2, 6, 5, 3.5, 8, 7]}
+FAKE_ASHA = """
+def get_hyper(h):
+  return h.chainit([
+      h.product([h.fixed("config", b), h.fixed("config.step_s", %r),
+                 h.zipit([h.sweep("config.quality", q), h.sweep("config.seed", range(len(q)))])])
+      for b, q in %r.items()])
+
+def get_search(arg=None):
+  return {"name": "asha", "min_steps": 2, "eta": 2, "max_steps": 8, "metric": "domain_fid"}
+"""
+
+
+def _expected(s):
+  """The decisions of ASHA with one worker, from the curves the fake trainer reports."""
+  scheduler = asha.Scheduler(s.search, s.brackets())
+  curves = {tid: {n: t["config.quality"] + 10 / n for n in s.search.rungs}
+            for tid, t in s.trials.items()}
+  _serial(scheduler, curves)
+  return {tid: (scheduler.target[tid], scheduler.results[tid]) for tid in s.trials}
+
+
+def _decisions(s, workdir):
+  return {tid: asha.read_rungs(workdir / tid) for tid in s.trials}
+
+
+def test_an_asha_sweep_climbs_and_a_relaunch_has_nothing_to_do(tmp_path, local_ray, capsys):
+  s = study.load_sweep(sweep_file(tmp_path, FAKE_ASHA % (0.0, QUALITY)), check=False)
+  workdir, log = tmp_path / "w", tmp_path / "log"
+  trainer = [sys.executable, FAKE_TRAINER, f"--log={log}"]
+  assert runner.run_sweep(s, workdir, parallel=1, trainer=trainer) == {"done": 12}
+  assert _decisions(s, workdir) == _expected(s)
+  out = capsys.readouterr().out
+  assert "promote" in out and "complete: 3 promoted, 3 stopped" in out and "best" in out
+  # Every climb trained once, from where the last one ended: no step trained twice.
+  starts = [line.split() for line in log.read_text().splitlines() if line.startswith("start")]
+  assert len(starts) == sum(len(r) for _, r in _expected(s).values())
+  by_trial = {}
+  for _, tid, step, _ in starts:
+    assert int(step) == by_trial.get(tid, 0)
+    by_trial[tid] = {0: 2, 2: 4, 4: 8}[int(step)]
+  assert runner.run_sweep(s, workdir, parallel=1, trainer=trainer) == {"done": 12}
+  assert len(log.read_text().splitlines()) == 2 * len(starts)  # Nothing ran again.
+
+
+@pytest.mark.slow
+def test_a_killed_asha_sweep_relaunched_takes_the_same_decisions(tmp_path):
+  spec = sweep_file(tmp_path, FAKE_ASHA % (0.05, QUALITY))
+  s = study.load_sweep(spec, check=False)
+  log, workdir = tmp_path / "log", tmp_path / "w"
+  log.touch()
+  command = [sys.executable, "-m", "wae_jax.cli.sweep", "run", spec, f"--workdir={workdir}",
+             "--parallel=1", "--nocheck", f"--trainer={sys.executable} {FAKE_TRAINER} --log={log}"]
+  rng = random.Random(0)
+  for _ in range(2):
+    sweep = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    starts = log.read_text().count("start")
+    deadline = time.time() + 120
+    while log.read_text().count("start") < starts + 2:  # Killed inside its second climb or so.
+      assert sweep.poll() is None and time.time() < deadline
+      time.sleep(0.05)
+    time.sleep(rng.uniform(0, 0.4))
+    sweep.send_signal(signal.SIGKILL)
+    sweep.wait()
+    pids = {int(l.split()[3]) for l in log.read_text().splitlines() if l.startswith("start")}
+    deadline = time.time() + 60
+    while any(alive(p) for p in pids):
+      assert time.time() < deadline, "trainers outlived the killed sweep"
+      time.sleep(0.2)
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert _decisions(s, workdir) == _expected(s)
+  _, dones = log_counts(log)
+  assert dones == {tid: len(r) for tid, (_, r) in _expected(s).items()}  # Each climb once.

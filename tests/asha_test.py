@@ -68,6 +68,19 @@ def test_a_rung_is_not_complete_while_a_climb_to_it_is_in_flight():
   assert s.next_job() == ("a", 2)
 
 
+def test_a_settled_rung_sends_its_best_on_even_below_eta_results():
+  """Async ASHA's 1/eta of 1 result is none; once no result can still come, the best goes
+  on, so each bracket's best trial reaches the full budget."""
+  s = asha.Scheduler(asha.Asha(min_steps=1, eta=3, max_steps=9, metric="domain_fid"),
+                     {"x": ["a", "b", "c", "d"]})
+  curves = {"a": {1: 4}, "b": {1: 3}, "c": {1: 5}, "d": {1: 6}}
+  # Rung 1: [a] -> none up; [b, a] -> none (2 // 3 = 0); [b, a, c] -> b; [b, a, c, d]: b only.
+  # Rung 3 holds [b] once d's result is in: settled, so b goes on alone.
+  curves["b"].update({3: 2.5, 9: 2})
+  assert _serial(s, curves) == [("a", 1), ("b", 1), ("c", 1), ("b", 3), ("d", 1), ("b", 9)]
+  assert s.best("x") == "b" and s.complete("x", 0) and s.complete("x", 1)
+
+
 def test_a_trial_without_a_value_is_last_and_never_promoted():
   s = asha.Scheduler(SEARCH, {"x": ["a", "b", "c", "d"]})
   curves = {"a": {1: None}, "b": {1: float("nan")}, "c": {1: None}, "d": {1: None}}

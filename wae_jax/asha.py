@@ -133,7 +133,9 @@ class Scheduler:
       return []
     steps = self.search.rungs[k]
     ranked = self.ranked(bracket, steps)
-    top = ranked[:len(ranked) // self.search.eta]
+    # A rung that can get no further result sends its best on even when 1/eta of it rounds
+    # to none: each bracket's best of a finite trial set reaches the full budget.
+    top = ranked[:len(ranked) // self.search.eta or int(self._arrived(bracket, k))]
     return [t for t in top if self.target.get(t) == steps
             and math.isfinite(self.search.key(self.results[t][steps]))]
 
@@ -158,15 +160,18 @@ class Scheduler:
     """The highest rung (steps) with a result, 0 for none."""
     return max(self.results.get(tid, {}), default=0)
 
+  def _arrived(self, bracket: str, k: int) -> bool:
+    """Whether rung k of the bracket can get no further result."""
+    steps = self.search.rungs[k]
+    if k > 0 and not self.complete(bracket, k - 1):
+      return False
+    return all(steps in self.results.get(t, {}) for t in self.brackets[bracket]
+               if k == 0 or self.target.get(t, 0) >= steps)
+
   def complete(self, bracket: str, k: int) -> bool:
     """Whether rung k of the bracket is settled: no result can still arrive, and every
     promotion it earned is decided (so the trials left at k stop there for good)."""
-    rungs = self.search.rungs
-    ids = self.brackets[bracket]
-    arrived = all(rungs[k] in self.results.get(t, {}) for t in ids
-                  if k == 0 or self.target.get(t, 0) >= rungs[k])
-    return ((k == 0 or self.complete(bracket, k - 1)) and arrived
-            and not self.promotable(bracket, k))
+    return self._arrived(bracket, k) and not self.promotable(bracket, k)
 
   def stopped(self, bracket: str, k: int) -> list[str]:
     """Trials whose climb ended at rung k for good (rung complete, not promoted)."""

@@ -23,8 +23,10 @@ from etils import epath
 import numpy as np
 import pandas as pd
 
+from wae_jax import asha
 from wae_jax import config as config_lib
 from wae_jax import evaluators
+from wae_jax.hyper import SweepError
 from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
@@ -38,6 +40,7 @@ class Results:
   trials: pd.DataFrame  # One row per trial: id, status, step, metrics, hyperparameters.
   errors: list[str]  # "<trial id>: <why its metrics.json could not be read>".
   hyperparameters: list[str]  # The config columns of `trials`, sorted.
+  search_metric: str | None = None  # What an ASHA search ranked its rungs by.
 
 
 @functools.lru_cache(maxsize=None)
@@ -73,6 +76,8 @@ def _row(tid: str, trial: dict[str, Any] | None,
   row.update({f"{workdir_lib.TRAIN}/{k}": (np.nan if v is None else v)
               for k, v in train.items()})
   row.update({k: _cell(v) for k, v in config.items() if k not in row})
+  if (trial_dir / workdir_lib.RUNGS).exists():  # An ASHA search's trial.
+    row["rung"] = max(asha.read_rungs(trial_dir)[1], default=np.nan)
   return row, set(config) - set(metrics), error and f"{tid}: {error}"
 
 
@@ -87,6 +92,7 @@ def read_results(workdir: epath.PathLike) -> Results:
   except ValueError as e:
     ledger, errors = None, [f"{workdir_lib.LEDGER}: unreadable ({e}); reading every "
                             "subdirectory"]
+  search_metric = ((ledger or {}).get("search") or {}).get("metric")
   if ledger:
     trials = ledger["trials"]
   else:
@@ -95,7 +101,7 @@ def read_results(workdir: epath.PathLike) -> Results:
     rows = list(pool.map(lambda t: _row(t, trials[t], workdir / t), trials))
   table = pd.DataFrame([r for r, _, _ in rows])
   hyperparameters = sorted(set().union(*(h for _, h, _ in rows)))
-  return Results(table, errors + [e for _, _, e in rows if e], hyperparameters)
+  return Results(table, errors + [e for _, _, e in rows if e], hyperparameters, search_metric)
 
 
 def table_metric(trials: pd.DataFrame, metric: str | None = None) -> str:
@@ -125,7 +131,9 @@ def summarize(trials: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
 
   Best and median are over finished trials; sharpness is the best trial's. A `data` row
   per dataset gives the metric and the sharpness of held-out real images, as the paper's
-  "true data" row does.
+  "true data" row does. Under an ASHA search (a `rung` column) they are over the trials at
+  the full budget, and the model-steps spent stand beside those of random search (every
+  trial to that budget).
   """
   metric = metric or table_metric(trials)
   trials = trials.assign(**{k: trials.get(k, pd.Series("?", index=trials.index)).fillna("?")
@@ -136,6 +144,8 @@ def summarize(trials: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
   for (source, algo), group in trials.groupby(["data.source", "algo"], sort=True):
     counts = group["status"].value_counts()
     done = group[group["status"] == workdir_lib.DONE]
+    if "rung" in group:
+      done = done[done["step"] == group["num_steps"].max()]
     scored = done[done[metric].notna()] if metric in done else done.iloc[:0]
     best_of = scored[metric].idxmax if higher else scored[metric].idxmin
     best = scored.loc[best_of()] if len(scored) else None
@@ -145,6 +155,9 @@ def summarize(trials: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
                 f"median {metric}": scored[metric].median() if len(scored) else np.nan,
                 "sharpness of best": np.nan if best is None else best.get(SHARPNESS, np.nan),
                 "best trial": None if best is None else best["trial"]})
+    if "rung" in group:
+      row.update({"at full budget": len(done), "model-steps": int(group["step"].sum()),
+                  "random search's": len(group) * int(group["num_steps"].max())})
     rows.append(row)
   # The paper's "true data" row: the metric and the sharpness of held-out real images.
   declared = evaluators.metrics()
@@ -208,7 +221,7 @@ def report(results: Results, metric: str | None = None) -> str:
   trials = results.trials
   metric = table_metric(trials, metric)
   shown = [c for c in (*evaluators.ranking(), *SHOWN) if c != metric]
-  cols = ["trial", "status", "step"] + swept_columns(results) + [
+  cols = ["trial", "status", "step", *["rung"] * ("rung" in trials)] + swept_columns(results) + [
       c for c in (metric, *shown) if c in trials] + [
       c for c in trials if c.startswith(f"{workdir_lib.TRAIN}/")]
   higher = _higher_is_better(metric)
@@ -304,6 +317,108 @@ def plot(trials: pd.DataFrame, path: epath.PathLike, metric: str | None = None) 
   fig.savefig(buf, format="png", dpi=110)
   plt.close(fig)
   epath.Path(path).write_bytes(buf.getvalue())
+
+
+# ------------------------------------------------------------------------------------------
+# Curves: a metric against steps, from each trial's TensorBoard events.
+
+
+def read_curves(workdir: epath.PathLike, trials: pd.DataFrame, metric: str
+                ) -> dict[str, dict[int, float]]:
+  """{trial: {step: metric}} of every evaluation each trial recorded (`eval/<metric>`)."""
+  from wae_jax import events  # pylint: disable=g-import-not-at-top  # Protobufs: curves only.
+  tag = f"eval/{metric}"
+
+  def curve(tid):
+    try:
+      scalars = events.read_scalars(epath.Path(workdir) / tid)
+    except (OSError, ValueError):  # No events yet, or a truncated file: no curve.
+      return {}
+    return {step: v for (step, t), v in sorted(scalars.items()) if t == tag}
+
+  ids = list(trials["trial"])
+  with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    return dict(zip(ids, pool.map(curve, ids)))
+
+
+def plot_curves(trials: pd.DataFrame, curves: dict[str, dict[int, float]],
+                path: epath.PathLike, metric: str) -> None:
+  """The metric against steps for every trial, a panel per algorithm (log x): under ASHA,
+  the successive-halving picture, each trial's line ending at the rung it stopped at."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
+
+  groups = [(b, g) for b, g in trials.groupby("base", sort=True)
+            if any(curves.get(t) for t in g["trial"])]
+  if not groups:
+    raise ValueError(f"no trial recorded eval/{metric} in its events to plot")
+  fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), sharey=True,
+                           squeeze=False)
+  values = [v for c in curves.values() for v in c.values() if math.isfinite(v)]
+  for ax, (base, group) in zip(axes[0], groups):
+    top = group["num_steps"].max()
+    for tid in group["trial"]:
+      steps, ys = zip(*sorted(curves[tid].items())) if curves.get(tid) else ((), ())
+      full = bool(steps) and steps[-1] == top
+      ax.plot(steps, ys, lw=1.2 if full else 0.7, alpha=0.9 if full else 0.5,
+              color="C3" if full else "grey", marker="o", ms=2.5 if full else 2,
+              label="to the full budget" if full else "stopped before")
+    reached = sum(bool(curves.get(t)) and max(curves[t]) == top for t in group["trial"])
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if len(ticks := sorted({n for t in group["trial"] for n in curves.get(t, {})})) <= 8:
+      ax.set_xticks(ticks)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=7)
+    ax.set_xlabel("steps")
+    ax.set_title(f"{base}: {len(group)} trials, {reached} to {top:,} steps", fontsize=9)
+  axes[0][0].set_ylabel(metric)
+  if values and min(values) > 0 and max(values) / min(values) > 20:
+    axes[0][0].set_yscale("log")
+  fig.tight_layout()
+  buf = io.BytesIO()
+  fig.savefig(buf, format="png", dpi=110)
+  plt.close(fig)
+  epath.Path(path).write_bytes(buf.getvalue())
+
+
+def replay(trials: pd.DataFrame, curves: dict[str, dict[int, float]], metric: str,
+           etas: list[int], min_steps: list[int]) -> pd.DataFrame:
+  """ASHA replayed on a full-budget study's curves, a row per (eta, r): the model-steps it
+  would have spent, whether each algorithm keeps its best trial, and each rung's rank
+  correlation with the final metric. Brackets are base configs, as in a live search."""
+  done = trials[trials["status"] == workdir_lib.DONE]
+  max_steps = int(done["num_steps"].max()) if len(done) else 0
+  if len(done) < len(trials) or (done["num_steps"] != max_steps).any():
+    raise ValueError(f"--replay needs a finished study of one full budget: "
+                     f"{len(trials) - len(done)} of {len(trials)} trials are not done at "
+                     f"{max_steps} steps")
+  brackets = {b: list(g["trial"]) for b, g in done.groupby("base", sort=True)}
+  rows = []
+  for r in min_steps:
+    for eta in etas:
+      try:
+        search = asha.parse({"name": "asha", "min_steps": r, "eta": eta,
+                             "max_steps": max_steps, "metric": metric})
+      except SweepError as e:
+        raise ValueError(str(e)) from None
+      result = asha.replay(search, brackets, curves)
+      row = {"r": r, "eta": eta, "rungs": " ".join(map(str, search.rungs)),
+             "model-steps": result.steps,
+             "of random search": f"{100 * result.steps / result.full_steps:.0f}%"}
+      for b in brackets:
+        kept, best = result.best[b]
+        row[f"{b} best kept"] = ("yes" if result.best_kept[b]
+                                 else f"no ({kept:.4g} vs {best:.4g})" if kept is not None
+                                 else "no")
+      row["rank corr. with final"] = ", ".join(f"{steps}: {rho:.2f}"
+                                               for steps, rho in result.rank_corr.items())
+      rows.append(row)
+  return pd.DataFrame(rows)
 
 
 def write_table(results: Results, fmt: str, out: str | None, metric: str | None = None

@@ -205,7 +205,8 @@ def _run_owned(s: study.Sweep, workdir: epath.Path, out: TextIO, *, parallel, pa
 
   if pack > 1 and s.search:
     raise hyper.SweepError("--pack: an asha search climbs trials one at a time; use --pack=1")
-  aside = workdir_lib.add_to_ledger(workdir, s.spec, s.trials)
+  aside = workdir_lib.add_to_ledger(workdir, s.spec, s.trials,
+                                    s.search and dataclasses.asdict(s.search))
   if aside:
     print(f"note: {workdir_lib.LEDGER} was unreadable; kept as {aside}, a new one started",
           file=out)

@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 from typing import Any, Mapping
 
 import ml_collections
@@ -131,6 +132,8 @@ def load_sweep(spec: str, check: bool = True, num_devices: int = 1,
     raise hyper.SweepError(f"no sweep file {path!r}")
   module_spec = importlib.util.spec_from_file_location("_wae_sweep", path)
   module = importlib.util.module_from_spec(module_spec)
+  here = os.path.dirname(os.path.abspath(path))
+  sys.path.insert(0, here)  # A sweep file may import its siblings (`import bigwae`).
   try:
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_hyper"):
@@ -142,6 +145,8 @@ def load_sweep(spec: str, check: bool = True, num_devices: int = 1,
     raise
   except Exception as e:  # pylint: disable=broad-except  # The sweep file's own code failed.
     raise hyper.SweepError(f"{spec}: {type(e).__name__}: {errors.first_line(e)}") from None
+  finally:
+    sys.path.remove(here)
   if not isinstance(trials, (list, tuple)) or not all(isinstance(t, dict) for t in trials):
     raise hyper.SweepError(f"{spec}: get_hyper must return a list of dicts (the DSL's "
                            f"h.product(...) and friends), got {type(trials).__name__}"

@@ -262,9 +262,10 @@ def read_ledger(sweep_dir: epath.PathLike) -> dict[str, Any] | None:
   return json.loads(path.read_text()) if path.exists() else None
 
 
-def add_to_ledger(sweep_dir: epath.PathLike, spec: str, trials: Mapping[str, Any]
-                  ) -> epath.Path | None:
-  """Adds a sweep's trials to the ledger, the expected set that status and results read.
+def add_to_ledger(sweep_dir: epath.PathLike, spec: str, trials: Mapping[str, Any],
+                  search: Mapping[str, Any] | None = None) -> epath.Path | None:
+  """Adds a sweep's trials to the ledger, the expected set that status and results read,
+  and its search (None: random), which `wae-results` ranks by.
 
   The ledger is a union, so growing a sweep (more seeds, a new sub-study) into the same
   directory keeps the earlier trials in the table. One that cannot be read is renamed
@@ -283,6 +284,7 @@ def add_to_ledger(sweep_dir: epath.PathLike, spec: str, trials: Mapping[str, Any
   ledger = ledger or {"sweeps": {}, "trials": {}}
   ledger["sweeps"][spec] = list(trials)
   ledger["trials"].update(trials)
+  ledger["search"] = dict(search) if search else None
   ledger["launched_at"] = time.time()
   write_json(epath.Path(sweep_dir) / LEDGER, ledger)
   return aside

@@ -6,7 +6,9 @@ r"""wae-sweep: list, run and follow a study written as data, one trial directory
 
 A sweep file defines `get_hyper(h, arg=None)` and builds its trials with the DSL in `h`
 (`wae_jax.hyper`). Each trial trains in `W/<trial id>/`; `run` fans them out on Ray and,
-relaunched with the same command, skips finished trials and resumes the others.
+relaunched with the same command, skips finished trials and resumes the others. A file
+whose `get_search(arg=None)` returns an ASHA search (`wae_jax.asha`) has its trials climb
+rungs of steps instead, the best of each rung going on.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--devices", type=int, default=1,
                       help="devices each trial trains on, for the up-front check that its "
                            "batch divides over them (8 on a v2-8; default 1)")
+  parser.add_argument("--search", choices=("random", "asha"), default=None,
+                      help="random: every trial to its full budget, whatever the sweep file's "
+                           "get_search says (the same trials, for a comparison); asha: "
+                           "require the file's ASHA search (default: the file's search)")
   parser.add_argument("--nocheck", action="store_true",
                       help="do not validate the trials' configs before running")
   return parser
@@ -67,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> None:
       raise hyper.SweepError(f"--pack must be >= 1, got {args.pack}")
     if args.devices < 1:
       raise hyper.SweepError(f"--devices must be >= 1, got {args.devices}")
-    s = study.load_sweep(args.sweep, check=not args.nocheck, num_devices=args.devices)
+    s = study.load_sweep(args.sweep, check=not args.nocheck, num_devices=args.devices,
+                         search=args.search)
     if args.command == "list":
       runner.list_sweep(s)
     elif args.command == "status":

@@ -1,0 +1,45 @@
+"""The bigWAE study under asynchronous successive halving (`wae_jax/asha.py`).
+
+`bigwae.py`'s trials, each algorithm a bracket of its own: every trial trains 800 steps, the
+best fifth of each rung goes on to 5x the steps (4,000, 20,000), and the best of those to
+the paper's 100,000. Rungs are ranked by the Inception FID of 10,000 samples (CelebA has no
+labels for a domain FID; the workers need pytorch-fid's weights). Before trusting these
+rungs at full scale, replay them on a smaller full-budget study (`wae-results --replay`).
+
+`:debug` is the benchmark this machine can run: WAE-MMD and WAE-GAN, 24 random points each
+from bigwae's debug space, 1,200 steps of the `:debug` configs at width 1/64 on the bundled
+MNIST, ranked by domain FID on 2,048 samples every 75 steps (so a random-search run of the
+same trials, `wae-sweep run ... --search=random`, records every rung of the replays),
+climbing 75 -> 300 -> 1,200 (eta 4).
+"""
+
+import bigwae
+
+DEBUG_ALGOS = ("wae_mmd", "wae_gan")
+DEBUG_POINTS = 24
+
+
+def get_hyper(h, arg=None):
+  if arg is None:
+    return [{**t, "config.eval.evaluators": ("heldout", "sharpness", "fid"),
+             "config.eval.num_samples": 10_000, "config.eval_every": 20_000}
+            for t in bigwae.get_hyper(h)]
+  if arg != "debug":
+    raise ValueError(f"unknown argument {arg!r} (known: debug)")
+  return h.chainit([
+      h.product([
+          h.fixed("config", f"mnist_{algo}:debug"),
+          h.fixed("config.model.width", 1 / 64), h.fixed("config.gan.units", 16),
+          h.fixed("config.eval.evaluators", ("heldout", "sharpness", "domain_fid")),
+          h.fixed("config.eval.num_samples", 2048), h.fixed("config.eval_every", 75),
+          h.random_search(DEBUG_POINTS, bigwae.space(h, algo, debug=True), seed=i),
+      ])
+      for i, algo in enumerate(DEBUG_ALGOS)
+  ])
+
+
+def get_search(arg=None):
+  if arg == "debug":
+    return {"name": "asha", "min_steps": 75, "eta": 4, "max_steps": 1200, "metric": "domain_fid"}
+  return {"name": "asha", "min_steps": 800, "eta": 5, "max_steps": bigwae.NUM_STEPS,
+          "metric": "fid"}

@@ -171,3 +171,88 @@ def test_mean_and_sd_over_seeds(tmp_path, capsys):
   results_cli.main([str(tmp_path)])
   assert "## Mean +- sd over seeds\n\n| data.source | algo | seeds | fid | fid_data |" in (
       capsys.readouterr().out)
+
+
+# --- ASHA sweeps: rungs, model-steps, curves and replay -----------------------------------
+
+RUNGS = (1, 2, 4)
+
+
+def _climbed(workdir, tid, algo, curve, target=4):
+  """A trial directory as a climb to `target` leaves it: its curve in its events (every
+  step of `curve` up to `target`), metrics.json at `target`, and rungs.json."""
+  from wae_jax import asha  # pylint: disable=g-import-not-at-top
+  from wae_jax import events  # pylint: disable=g-import-not-at-top
+  os.makedirs(workdir / tid)
+  writer = events.Writer(workdir / tid)
+  for step, value in curve.items():
+    if step <= target:
+      writer.write_scalars(step, {"eval/domain_fid": value})
+  writer.close()
+  (workdir / tid / "metrics.json").write_text(json.dumps({
+      "status": "done", "step": target, "num_steps": target, "wall_s": 1.0,
+      "metrics": {"domain_fid": curve[target]}, "error": None,
+      "config": {"algo": algo, "data.source": "bundled:mnist", "seed": 0}}))
+  asha.write_rungs(workdir / tid, target, {s: v for s, v in curve.items()
+                                           if s in RUNGS and s <= target})
+
+
+def _ledger(workdir, trials, search=None):
+  (workdir / "sweep.json").write_text(json.dumps({
+      "sweeps": {"s.py": list(trials)}, "trials": trials, "search": search}))
+
+
+def test_an_asha_sweep_reports_rungs_model_steps_and_the_best_at_the_full_budget(
+    tmp_path, capsys):
+  # m3 stopped at step 1 with a value (3) below every full-budget one: it is no "best".
+  for tid, algo, curve, target in [
+      ("m1", "wae_mmd", {1: 9, 2: 8, 4: 7}, 4), ("m2", "wae_mmd", {1: 8, 2: 6, 4: 5}, 4),
+      ("m3", "wae_mmd", {1: 3}, 1), ("g1", "wae_gan", {1: 5, 2: 4, 4: 3}, 4),
+      ("g2", "wae_gan", {1: 6, 2: 7}, 2)]:
+    _climbed(tmp_path, tid, algo, curve, target)
+  _ledger(tmp_path, {t: {"config": f"mnist_{t[0]}"} for t in ("m1", "m2", "m3", "g1", "g2")},
+          {"name": "asha", "min_steps": 1, "eta": 2, "max_steps": 4, "metric": "domain_fid"})
+  results = results_lib.read_results(tmp_path)
+  assert results.search_metric == "domain_fid"
+  assert results.trials.set_index("trial")["rung"].to_dict() == {
+      "m1": 4, "m2": 4, "m3": 1, "g1": 4, "g2": 2}
+  rows = {r["algo"]: r for r in results_lib.summarize(results.trials, "domain_fid")
+          .to_dict("records")}
+  assert {k: rows["wae_mmd"][k] for k in ("best domain_fid", "best trial", "at full budget",
+                                          "model-steps", "random search's")} == {
+      "best domain_fid": 5, "best trial": "m2", "at full budget": 2, "model-steps": 9,
+      "random search's": 12}
+  assert (rows["wae_gan"]["model-steps"], rows["wae_gan"]["random search's"]) == (6, 8)
+  curves_png = tmp_path / "c.png"
+  results_cli.main([str(tmp_path), f"--curves={curves_png}"])
+  assert "## Table 1 (metric: domain_fid" in capsys.readouterr().out  # The search's metric.
+  assert curves_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert results_lib.read_curves(tmp_path, results.trials, "domain_fid")["g2"] == {1: 6, 2: 7}
+
+
+def test_replay_of_a_full_budget_study(tmp_path, capsys):
+  curves = {"a1": {1: 5, 2: 4, 4: 3}, "a2": {1: 3, 2: 2, 4: 1}, "a3": {1: 4, 2: 3, 4: 2},
+            "b1": {1: 1, 2: 3, 4: 5}, "b2": {1: 2, 2: 1, 4: 0.5}}
+  for tid, curve in curves.items():
+    _climbed(tmp_path, tid, tid[0], curve)
+  _ledger(tmp_path, {t: {"config": t[0]} for t in curves})
+  results = results_lib.read_results(tmp_path)
+  read = results_lib.read_curves(tmp_path, results.trials, "domain_fid")
+  assert read == curves
+  table = results_lib.replay(results.trials, read, "domain_fid", [2], [1])
+  row = table.iloc[0].to_dict()
+  # a: a2 leads rung 1, climbs to 2, then (rung 2 settled) to 4; a1 and a3 stop at 1.
+  # b: b1 leads rung 1 and climbs to 2, then to 4; b2 stops at 1. 1 + 4 + 1 + 4 + 1 steps.
+  assert (row["rungs"], row["model-steps"], row["of random search"]) == ("1 2 4", 11, "55%")
+  assert row["a best kept"] == "yes"
+  assert row["b best kept"] == "no (5 vs 0.5)"  # b1 led early and b2 was never promoted.
+  # Spearman by hand: rung 1 ranks (a1..b2) 5 3 4 1 2 against the final 4 2 3 5 1, sum of
+  # squared differences 20, rho = 1 - 6 * 20 / (5 * 24) = 0; rung 2 ranks 5 2 3.5 3.5 1
+  # (a tie), Pearson of the ranks 8 / sqrt(9.5 * 10) = 0.82.
+  assert row["rank corr. with final"] == "1: 0.00, 2: 0.82"
+  results_cli.main([str(tmp_path), "--replay", "--min_steps=1,2", "--eta=2"])
+  assert "ASHA replayed on 5 trials by domain_fid" in capsys.readouterr().out
+  _climbed(tmp_path, "a4", "a", {1: 1}, target=1)  # A study with a stopped trial: refused.
+  _ledger(tmp_path, {t: {"config": t[0]} for t in [*curves, "a4"]})
+  with pytest.raises(ValueError, match="--replay needs a finished study of one full budget"):
+    results_lib.replay(results_lib.read_results(tmp_path).trials, read, "domain_fid", [2], [1])

@@ -227,3 +227,18 @@ def test_a_killed_asha_sweep_relaunched_takes_the_same_decisions(tmp_path):
   assert _decisions(s, workdir) == _expected(s)
   _, dones = log_counts(log)
   assert dones == {tid: len(r) for tid, (_, r) in _expected(s).items()}  # Each climb once.
+
+
+def test_a_lost_rungs_file_is_rebuilt_from_the_trials_events_and_record(tmp_path):
+  from wae_jax import events  # pylint: disable=g-import-not-at-top
+  from wae_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  writer = events.Writer(tmp_path)
+  for step, value in ((1, 5.0), (2, 4.0), (3, 3.5)):  # Evaluated every step; 3 is no rung.
+    writer.write_scalars(step, {"eval/domain_fid": value, "eval/recon": 1.0})
+  writer.close()
+  record = dict(step=3, num_steps=4, wall_s=1.0, metrics={"domain_fid": 3.5}, config={})
+  workdir_lib.write_metrics(tmp_path, status="running", **record)  # Climbing to 4.
+  assert asha.read_rungs(tmp_path) == (None, {})
+  assert asha.rebuild_rungs(SEARCH, tmp_path) == (4, {1: 5.0, 2: 4.0})
+  workdir_lib.write_metrics(tmp_path, status="diverged", **record)
+  assert asha.rebuild_rungs(SEARCH, tmp_path) == (4, {1: 5.0, 2: 4.0, 4: None})

@@ -319,6 +319,23 @@ def _full_budget(s: study.Sweep, workdir: epath.Path,
                      else None)
 
 
+def restore_scheduler(s: study.Sweep, workdir: epath.Path) -> asha.Scheduler:
+  """The ASHA scheduler as the trial directories leave it: each one's rungs.json, else (lost
+  or unreadable) what its events and metrics.json say of the rungs it reached."""
+
+  def read(tid):
+    target, results = asha.read_rungs(workdir / tid)
+    if target is None and workdir_lib.read_record(workdir / tid):
+      target, results = asha.rebuild_rungs(s.search, workdir / tid)
+    return target, results
+
+  scheduler = asha.Scheduler(s.search, s.brackets())
+  with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    for tid, (target, results) in zip(s.trials, pool.map(read, s.trials)):
+      scheduler.restore(tid, target, results)
+  return scheduler
+
+
 class _Ladder:
   """An ASHA search: each decision is written to the trial's `rungs.json` before its climb
   starts and each rung's metric when it ends, so a relaunch (which first finishes the
@@ -326,12 +343,8 @@ class _Ladder:
 
   def __init__(self, s: study.Sweep, workdir: epath.Path, out: TextIO):
     self.s, self.search, self.workdir, self.out = s, s.search, workdir, out
-    self.scheduler = asha.Scheduler(s.search, s.brackets())
+    self.scheduler = restore_scheduler(s, workdir)
     self.bracket = {tid: b for b, ids in self.scheduler.brackets.items() for tid in ids}
-    with concurrent.futures.ThreadPoolExecutor(32) as pool:
-      saved = dict(zip(s.trials, pool.map(self._read, s.trials)))
-    for tid, (target, results) in saved.items():
-      self.scheduler.restore(tid, target, results)
     self.resume = self.scheduler.in_flight()
     self.announced = {(b, k) for b in self.scheduler.brackets
                       for k in range(len(self.search.rungs)) if self.scheduler.complete(b, k)}
@@ -341,15 +354,6 @@ class _Ladder:
           f"by {self.search.metric} over rungs {', '.join(map(str, self.search.rungs))} "
           f"(eta {self.search.eta}); {climbs} rungs reached, {len(self.resume)} climbs to "
           f"resume, in {workdir}", file=out, flush=True)
-
-  def _read(self, tid: str) -> tuple[int | None, dict[int, float | None]]:
-    """What the trial directory says: its rungs.json, else (lost or unreadable) what its
-    events and metrics.json say of the rungs it reached."""
-    trial_dir = self.workdir / tid
-    target, results = asha.read_rungs(trial_dir)
-    if target is None and workdir_lib.read_record(trial_dir):
-      target, results = asha.rebuild_rungs(self.search, trial_dir)
-    return target, results
 
   def idle(self) -> bool:
     return not self.resume and not any(map(self.scheduler.candidate, self.scheduler.brackets))
@@ -525,6 +529,14 @@ def sweep_status(s: study.Sweep, workdir: epath.PathLike,
   left = len(states) - len(final)
   eta = left / rate if rate else math.inf if left else 0
   print(f"{s.spec} in {workdir}: {len(states)} trials  " + _format_counts(counts), file=out)
+  if s.search:  # A trial done at a rung may climb on: say where each bracket stands.
+    scheduler = restore_scheduler(s, workdir)
+    for bracket, ids in scheduler.brackets.items():
+      reached = collections.Counter(scheduler.reached(t) for t in ids)
+      print(f"  {bracket}: " + ", ".join(f"{reached[r]} at rung {r}" for r in s.search.rungs)
+            + f", {sum(t in ids for t, _ in scheduler.in_flight())} climbing, "
+            f"{reached[0]} not started; {scheduler.spent(bracket):,} model-steps", file=out)
+    return counts
   print(f"{progress.bar(len(final) / len(states))} {len(final)}/{len(states)} final  "
         f"{3600 * rate:.1f} trials/h  eta {progress.duration(eta)}",
         file=out)

@@ -6,7 +6,9 @@ import json
 import numpy as np
 import pytest
 
+from wae_jax import classifier
 from wae_jax import evaluation
+from wae_jax import events
 from wae_jax import fid
 from wae_jax import inception
 from wae_jax import inception_weights
@@ -27,13 +29,16 @@ def no_inception_weights(monkeypatch, tmp_path):
 
 
 def _trained(root):
-  """A tiny trial trained with eval.final_fid, and the cache its evaluation filled."""
+  """A tiny trial trained with eval.final_fid (and the domain FID among the periodic
+  evaluators, as an ASHA search ranks by it), and the cache its evaluation filled."""
   cache_dir = str(root / "cache")
-  c = tiny(num_steps=10, eval_every=10, ckpt_every=10, **{
-      "eval.final_fid": True, "eval.fid_num_samples": NUM_SAMPLES, "eval.cache_dir": cache_dir})
+  c = tiny(num_steps=10, eval_every=5, ckpt_every=10, **{
+      "eval.final_fid": True, "eval.fid_num_samples": NUM_SAMPLES, "eval.cache_dir": cache_dir,
+      "eval.evaluators": ("heldout", "domain_fid")})
   with pytest.MonkeyPatch.context() as mp:
     mp.setattr(evaluation, "final_metrics",
                functools.partial(evaluation.final_metrics, classifier_steps=CLASSIFIER_STEPS))
+    mp.setattr(classifier, "STEPS", CLASSIFIER_STEPS)  # The periodic evaluators' classifier.
     result = loop.train(c, str(root / "trial"))
   return root / "trial", cache_dir, result
 
@@ -61,6 +66,8 @@ def _final_metrics_of_training(workdir, result):
   # Held-out images against the same statistics: the real-data row, far below a 10-step model.
   assert 0 < m["metrics"]["domain_fid_data"] < m["metrics"]["domain_fid"] / 2
   assert m["domain_fid_protocol"]["samples"] == NUM_SAMPLES
+  periodic = events.read_scalars(workdir)  # On the trial's 64 eval.num_samples.
+  assert periodic[(5, "eval/domain_fid")] > 0 and (5, "eval/mmd_heldout") in periodic
 
 
 def _wae_eval_merges_the_same_metrics_into_metrics_json(workdir, cache_dir, result, monkeypatch):

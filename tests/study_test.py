@@ -33,10 +33,12 @@ def test_trial_ids_are_the_same_in_another_process():
 
 def test_flags_of():
   trial = {"config": "mnist_wae_mmd:debug", "config.mmd.scales": [0.5, 1.0], "config.lam": 1e-05,
-           "config.mmd.kernel": "rbf", "config.gan.p_trick": True, "config.z_dim": 8}
+           "config.mmd.kernel": "rbf", "config.gan.p_trick": True, "config.z_dim": 8,
+           "config.eval.evaluators": ["heldout"]}
   assert study.flags_of(trial) == [
-      "--config=mnist_wae_mmd:debug", "--config.gan.p_trick=True", "--config.lam=1e-05",
-      "--config.mmd.kernel=rbf", "--config.mmd.scales=(0.5, 1.0)", "--config.z_dim=8"]
+      "--config=mnist_wae_mmd:debug", '--config.eval.evaluators=("heldout",)',
+      "--config.gan.p_trick=True", "--config.lam=1e-05", "--config.mmd.kernel=rbf",
+      "--config.mmd.scales=(0.5, 1.0)", "--config.z_dim=8"]
 
 
 # --- The sweep files -----------------------------------------------------------------------

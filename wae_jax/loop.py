@@ -84,13 +84,16 @@ class Evaluate:
   inference: eval_common.Inference
   dataset: data.Dataset
   key: jax.Array
+  inception_params: Any = None  # (variables, sha256) where some trial asks for FID.
 
   def due(self, t: Trial, step: int, stopping: bool) -> bool:
     return t.due(step, t.c.eval_every)
 
   def __call__(self, t: Trial, step: int, s: state_lib.TrainState) -> None:
-    context = eval_common.Context(self.inference, s.variables, self.dataset, self.key, t.c,
-                                  t.c.eval.num_samples)
+    context = eval_common.Context(
+        self.inference, s.variables, self.dataset, self.key, t.c, t.c.eval.num_samples,
+        cache_dir=t.c.eval.cache_dir or evaluation.default_cache_dir(),
+        inception_params=self.inception_params)
     metrics, fields = eval_common.run(t.c.eval.evaluators, context)
     t.record_evaluation(step, metrics, fields, context.pictures())
 
@@ -110,7 +113,6 @@ class Checkpoint:
 class Finish:
   """At num_steps: what `wae-eval` computes (with eval.final_fid), then status done."""
   evaluate: Evaluate
-  inception_params: Any
 
   def due(self, t: Trial, step: int, stopping: bool) -> bool:
     return step == t.c.num_steps
@@ -120,7 +122,7 @@ class Finish:
       metrics, fields = evaluation.final_metrics(
           t.c, s.variables, self.evaluate.dataset, self.evaluate.inference, self.evaluate.key,
           num_samples=t.c.eval.fid_num_samples, cache_dir=t.c.eval.cache_dir,
-          inception_params=self.inception_params)
+          inception_params=self.evaluate.inception_params)
       t.record_evaluation(step, metrics, fields, pictures={})
     t.status = workdir_lib.DONE
 
@@ -213,13 +215,13 @@ def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Resul
   model, run_fn, start, states = _initial_states(trials, ds, mesh)
   inference = eval_common.Inference(trials[0].c, model, mesh, ds.pixels)
   # Loaded before training, so bad weights fail the run at once, not at its end.
-  inception_params = (evaluation.load_inception() if any(t.c.eval.final_fid for t in trials)
-                      else None)
+  wants_fid = any(t.c.eval.final_fid or "fid" in t.c.eval.evaluators for t in trials)
+  inception_params = evaluation.load_inception() if wants_fid else None
   keys = [state_lib.trial_keys(t.c) for t in trials]
   hooks = []
   for k in range(len(trials)):
-    evaluator = Evaluate(inference, ds, keys[k][1])
-    hooks.append([evaluator, Checkpoint(), Finish(evaluator, inception_params)])
+    evaluator = Evaluate(inference, ds, keys[k][1], inception_params)
+    hooks.append([evaluator, Checkpoint(), Finish(evaluator)])
   train_keys = jnp.stack([k[0] for k in keys])
   feeder = feed.Feeder([t.c for t in trials], ds.train.images, mesh,
                        trials[0].c.steps_per_dispatch)

@@ -18,6 +18,7 @@ import ctypes
 import dataclasses
 import json
 import math
+import shlex
 import signal
 import subprocess
 import sys
@@ -548,9 +549,13 @@ def list_sweep(s: study.Sweep, out: TextIO | None = None) -> dict[str, int]:
   out = out or sys.stdout
   per_base = {}
   for tid, trial in s.trials.items():
-    print(tid, *study.flags_of(trial), file=out)
+    print(tid, *map(shlex.quote, study.flags_of(trial)), file=out)  # Pasteable into a shell.
     per_base[trial[study.BASE]] = per_base.get(trial[study.BASE], 0) + 1
   for base, n in per_base.items():
     print(f"# {base}: {n} trials", file=out)
   print(f"# {s.spec}: {len(s.trials)} trials", file=out)
+  if s.search:
+    print(f"# search: asha by {s.search.metric} over rungs "
+          f"{', '.join(map(str, s.search.rungs))} (eta {s.search.eta}), a bracket per base",
+          file=out)
   return per_base

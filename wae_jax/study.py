@@ -35,8 +35,9 @@ def trial_id(trial: hyper.Trial) -> str:
 
 def _flag_value(value: Any) -> str:
   """The text absl/ml_collections parse back into `value` for a field of its type."""
-  if isinstance(value, (list, tuple)):
-    return repr(tuple(value))
+  if isinstance(value, (list, tuple)):  # Strings double-quoted: shlex.quote keeps it legible.
+    items = [json.dumps(v) if isinstance(v, str) else repr(v) for v in value]
+    return f"({', '.join(items)}{',' * (len(items) == 1)})"
   return value if isinstance(value, str) else repr(value)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 from typing import Sequence
 
@@ -76,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     s = study.load_sweep(args.sweep, check=not args.nocheck, num_devices=args.devices,
                          search=args.search)
     if args.command == "list":
+      if hasattr(signal, "SIGPIPE"):  # `wae-sweep list ... | head` ends quietly.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
       runner.list_sweep(s)
     elif args.command == "status":
       runner.sweep_status(s, args.workdir)

@@ -5,8 +5,8 @@ r"""ASHA against random search on the same trials, the ASHA driver killed and re
 
 1. `W/random`: `wae-sweep run SWEEP --search=random`, every trial to its full budget (a
    finished one there is reused).
-2. `W/asha`: `wae-sweep run SWEEP`, SIGKILLed `--kills` times, each a random 0-30 s after a
-   new decision or rung result, and relaunched; then run to its end. Before each kill the
+2. `W/asha`: `wae-sweep run SWEEP`, SIGKILLed `--kills` times, each at a random moment (2 to
+   12 rung results into the launch, then 0 to 20 s), and relaunched; then run to its end. Before each kill the
    decisions so far are read from the trials' `rungs.json`; at the end every one of them must
    still hold (a trial's rung only grows, a recorded metric never changes: `changed`).
    `lost`: a trial with no final status, or sent to a rung it has no result at.
@@ -55,11 +55,10 @@ def run(command, log_path) -> int:
     return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
 
 
-def wait_for_decision(log_path: pathlib.Path, proc: subprocess.Popen) -> None:
-  """Until the driver's log has a decision or rung result, or the driver has ended."""
+def wait_for_results(log_path: pathlib.Path, proc: subprocess.Popen, n: int) -> None:
+  """Until the driver's log has `n` rung results, or the driver has ended."""
   while proc.poll() is None:
-    lines = log_path.read_text().splitlines()
-    if any(w in l for l in lines for w in (" start ", " promote ", " rung ")):
+    if sum(" rung    " in l for l in log_path.read_text().splitlines()) >= n:
       return
     time.sleep(1)
 
@@ -92,12 +91,12 @@ def main():
     log = workdir / f"asha.launch{launch}.log"
     t0 = time.time()
     if launch < args.kills:
-      # Kill a random while after the launch has taken a decision of its own.
+      # Killed at a random moment: 2 to 12 rung results into the launch, then 0 to 20 s.
       with open(log, "w") as out:
         proc = subprocess.Popen([*sweep, f"--workdir={workdir / 'asha'}"], stdout=out,
                                 stderr=subprocess.STDOUT)
-        wait_for_decision(log, proc)
-        time.sleep(rng.uniform(0, 30))
+        wait_for_results(log, proc, rng.randint(2, 12))
+        time.sleep(rng.uniform(0, 20))
         proc.send_signal(signal.SIGKILL)
         rc = proc.wait()
       before_kills.append(decisions(s, workdir / "asha"))

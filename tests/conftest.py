@@ -54,9 +54,10 @@ def alive(pid):
     return False
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_ray():
-  """One local Ray for a module's in-process runner tests: it takes seconds to start."""
+  """One local Ray for the in-process runner tests of a test process: it takes seconds to
+  start."""
   ray = pytest.importorskip("ray")
   ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
            logging_level="ERROR")

@@ -197,6 +197,25 @@ def test_an_asha_sweep_climbs_and_a_relaunch_has_nothing_to_do(tmp_path, local_r
   assert len(log.read_text().splitlines()) == 2 * len(starts)  # Nothing ran again.
 
 
+def test_a_climb_lost_with_its_worker_is_interrupted_and_resumed_by_a_relaunch(
+    tmp_path, local_ray):
+  spec = sweep_file(tmp_path, """
+      def get_hyper(h):
+        return h.product([h.fixed("config", "f"), h.zipit([
+            h.sweep("config.quality", [1, 2]), h.sweep("config.kill_worker", [1, 0])])])
+      def get_search(arg=None):
+        return {"name": "asha", "min_steps": 2, "eta": 2, "max_steps": 4, "metric": "domain_fid"}
+      """)
+  s = study.load_sweep(spec, check=False)
+  trainer = [sys.executable, FAKE_TRAINER, f"--log={tmp_path / 'log'}"]
+  # The first trial's worker dies and Ray may not retry: its climb is left in flight, so the
+  # sweep is unfinished although the other trial is done.
+  assert runner.run_sweep(s, tmp_path / "w", parallel=1, trainer=trainer, max_retries=0) == {
+      "interrupted": 1, "done": 1}
+  assert runner.run_sweep(s, tmp_path / "w", parallel=1, trainer=trainer) == {"done": 2}
+  assert _decisions(s, tmp_path / "w") == _expected(s)
+
+
 @pytest.mark.slow
 def test_a_killed_asha_sweep_relaunched_takes_the_same_decisions(tmp_path):
   spec = sweep_file(tmp_path, FAKE_ASHA % (0.05, QUALITY))

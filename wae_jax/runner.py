@@ -267,6 +267,8 @@ def _run_owned(s: study.Sweep, workdir: epath.Path, out: TextIO, *, parallel, pa
   finally:
     if started_ray:
       ray.shutdown()
+  for tid in plan.unfinished():  # Climbs left for the next launch (a trial may be done below).
+    states[tid] = workdir_lib.TrialState(workdir_lib.INTERRUPTED, states[tid].step)
   counts = _counts(states)
   plan.summary()
   print(f"{s.spec}: " + _format_counts(counts), file=out, flush=True)
@@ -298,6 +300,9 @@ class _FullBudget:
   def finished(self, job: Job, records: Sequence[dict[str, Any]]) -> None:
     for tid, record in zip(job.unit, records):
       self.report.finished(tid, record)
+
+  def unfinished(self) -> list[str]:
+    return []
 
   def summary(self) -> None:
     pass
@@ -420,6 +425,9 @@ class _Ladder:
                    f"{r.get('step', 0)}/{job.num_steps}{latest}")
     more = [f"  +{len(jobs) - SHOWN} more"] if len(jobs) > SHOWN else []
     self._say(f"running; {self._spent()} so far:", *lines, *more)
+
+  def unfinished(self) -> list[str]:
+    return [tid for tid, _ in self.scheduler.in_flight()]
 
   def _spent(self) -> str:
     done = sum(self.scheduler.spent(b) for b in self.scheduler.brackets)

@@ -221,7 +221,8 @@ def report(results: Results, metric: str | None = None) -> str:
   trials = results.trials
   metric = table_metric(trials, metric)
   shown = [c for c in (*evaluators.ranking(), *SHOWN) if c != metric]
-  cols = ["trial", "status", "step", *["rung"] * ("rung" in trials)] + swept_columns(results) + [
+  rung = ["rung"] if "rung" in trials else []
+  cols = ["trial", "status", "step", *rung] + swept_columns(results) + [
       c for c in (metric, *shown) if c in trials] + [
       c for c in trials if c.startswith(f"{workdir_lib.TRAIN}/")]
   higher = _higher_is_better(metric)

@@ -1,13 +1,11 @@
 """ASHA: the promotion rule on hand-checked curves, equal compute per bracket, the search's
 validation, replay, and sweeps that climb (killed and relaunched) with a fake trainer."""
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
 
-from conftest import FAKE_TRAINER, REPO, alive, log_counts, sweep_file
+from conftest import FAKE_TRAINER, REPO, kill_sweep, log_counts, sweep_file
 import pytest
 
 from wae_jax import asha
@@ -231,13 +229,7 @@ def test_a_killed_asha_sweep_relaunched_takes_the_same_decisions(tmp_path):
     assert sweep.poll() is None and time.time() < deadline
     time.sleep(0.05)
   time.sleep(random.Random(0).uniform(0, 0.4))
-  sweep.send_signal(signal.SIGKILL)
-  sweep.wait()
-  pids = {int(l.split()[3]) for l in log.read_text().splitlines() if l.startswith("start")}
-  deadline = time.time() + 60
-  while any(alive(p) for p in pids):
-    assert time.time() < deadline, "trainers outlived the killed sweep"
-    time.sleep(0.2)
+  kill_sweep(sweep, log)
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr
   assert _decisions(s, workdir) == _expected(s)

@@ -5,7 +5,9 @@ subprocesses it starts: most tests train the same tiny nets, which then compile 
 """
 import collections
 import os
+import signal
 import textwrap
+import time
 
 import pytest
 
@@ -42,6 +44,18 @@ def log_counts(log):
     kind, trial = line.split()[:2]
     (starts if kind == "start" else dones)[trial] += 1
   return starts, dones
+
+
+def kill_sweep(sweep, log):
+  """SIGKILLs a `wae-sweep run` process, then waits until Ray has taken down the fake
+  trainers it started (their pids are in the fake trainer's log)."""
+  sweep.send_signal(signal.SIGKILL)
+  sweep.wait()
+  pids = {int(l.split()[3]) for l in log.read_text().splitlines() if l.startswith("start")}
+  deadline = time.time() + 60
+  while any(alive(p) for p in pids):
+    assert time.time() < deadline, "trainers outlived the killed sweep"
+    time.sleep(0.2)
 
 
 def alive(pid):

@@ -2,12 +2,11 @@
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 
-from conftest import FAKE_TRAINER, REPO, alive, log_counts, sweep_file
+from conftest import FAKE_TRAINER, REPO, kill_sweep, log_counts, sweep_file
 import pytest
 
 from wae_jax import hyper
@@ -120,14 +119,7 @@ def test_kill_and_relaunch_runs_each_trial_once(tmp_path):
     while sum(log_counts(log)[1].values()) < kill_after:
       assert sweep.poll() is None and time.time() < deadline
       time.sleep(0.1)
-    sweep.send_signal(signal.SIGKILL)
-    sweep.wait()
-    # Ray takes the orphaned trainers down with their workers.
-    pids = {int(l.split()[3]) for l in log.read_text().splitlines() if l.startswith("start")}
-    deadline = time.time() + 60
-    while any(alive(p) for p in pids):
-      assert time.time() < deadline, "trainers outlived the killed sweep"
-      time.sleep(0.2)
+    kill_sweep(sweep, log)
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr
   starts, dones = log_counts(log)

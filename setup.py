@@ -30,8 +30,10 @@ setuptools.setup(
     ],
     extras_require={
         # TensorFlow (1.3 GB) only where it is used: tfds sources read through tf.data, and
-        # gs:// paths go through tf.io.gfile (epath's backend for them).
-        "tf": ["tensorflow-cpu>=2.20"],
+        # gs:// paths go through tf.io.gfile (epath's backend for them); a gs:// lock is
+        # created and taken over through Cloud Storage's own client (wae_jax/lock.py).
+        # launch/remote.py's PIP_PACKAGES installs the same on TPU workers.
+        "tf": ["tensorflow-cpu>=2.20", "google-cloud-storage"],
         # The README's test command installs both: the tfds tests read through tf.data.
         "test": ["pytest", "pytest-timeout", "pytest-xdist", "POT"],
     },

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 ENV_FILE = ".wae-env"  # sourced by every command below; written by `wae-launch setup`
 LOG_FILE = "wae.log"  # stdout and stderr of the detached train or sweep job
 RAY_PORT = 6379
-# Installed next to wae-jax on every worker; TensorFlow (setup.py's `tf` extra) reads tfds
-# sources and the gs:// paths every TPU run uses.
-PIP_PACKAGES = ("jax[tpu]", "ray", "tensorflow-cpu")
+# Installed next to wae-jax on every worker: setup.py's `tf` extra (TensorFlow reads tfds
+# sources and the gs:// paths every TPU run uses; google-cloud-storage locks gs:// dirs).
+PIP_PACKAGES = ("jax[tpu]", "ray", "tensorflow-cpu", "google-cloud-storage")
 # Every Ray node (one a TPU host) offers one unit; every trial asks for one: a trial per host.
 HOST_RESOURCES = json.dumps({"tpu_host": 1}, separators=(",", ":"))
 

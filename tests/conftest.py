@@ -20,6 +20,10 @@ os.environ["JAX_NUM_CPU_DEVICES"] = "8"
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(REPO, ".jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+# POT (sliced_test's reference) would import TensorFlow and torch as backends at collection,
+# 9 s a worker; it only needs NumPy.
+os.environ.setdefault("POT_BACKEND_DISABLE_TENSORFLOW", "1")
+os.environ.setdefault("POT_BACKEND_DISABLE_PYTORCH", "1")
 
 
 def pytest_collection_modifyitems(items):

@@ -191,7 +191,7 @@ def test_setup_from_sdist_with_a_forwarded_secret(capsys, tmp_path, monkeypatch)
   assert "#   export TFDS_DATA_DIR=gs://bkt/tfds" in comments
   assert "#   export MY_TOKEN='<redacted>'" in comments
   commands = [shlex.split(line) for line in out.splitlines() if not line.startswith("#")]
-  install = "python3 -m pip install --upgrade 'jax[tpu]' ray tensorflow-cpu ./wae_jax-0.1.0.tar.gz"
+  install = "python3 -m pip install --upgrade 'jax[tpu]' ray tensorflow-cpu google-cloud-storage ./wae_jax-0.1.0.tar.gz"
   assert commands == [command for name in ("wae-0", "wae-1") for command in (
       [*TPU_VM, "scp", "LOCAL_ENV_FILE", f"{name}:.wae-env", *WHERE, "--worker=all"],
       [*TPU_VM, "scp", "wae_jax-0.1.0.tar.gz", f"{name}:wae_jax-0.1.0.tar.gz", *WHERE,

@@ -3,11 +3,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import types
 
 import pytest
 
 from wae_jax import lock as lock_lib
+
+api_exceptions = pytest.importorskip("google.api_core.exceptions")
 
 
 def test_a_live_holder_keeps_its_directory_and_is_named(tmp_path):
@@ -44,3 +48,108 @@ def test_a_half_written_lock_belongs_to_nobody(tmp_path):
   (tmp_path / lock_lib.NAME).write_text('{"role": "tr')
   with lock_lib.Lock(tmp_path, "trainer"):
     pass
+
+
+# --- gs://: the same protocol on Cloud Storage's generation preconditions ----------------
+
+
+class FakeCloudStorage:
+  """Objects with generations, and the service's preconditions: a write or delete with
+  `if_generation_match=g` fails unless the object is at generation g (0: absent; None:
+  unconditional)."""
+
+  def __init__(self):
+    self.objects, self.next_generation, self.mutex = {}, 1, threading.Lock()
+
+  def bucket(self, bucket):
+    return types.SimpleNamespace(blob=lambda name: FakeBlob(self, f"{bucket}/{name}"))
+
+
+class FakeBlob:
+
+  def __init__(self, gcs, key):
+    self.gcs, self.key, self.generation = gcs, key, None
+
+  def _check(self, generation):
+    if generation is not None and self.gcs.objects.get(self.key, (None, 0))[1] != generation:
+      raise api_exceptions.PreconditionFailed("generation mismatch")
+
+  def reload(self):
+    if self.key not in self.gcs.objects:
+      raise api_exceptions.NotFound(self.key)
+    self.generation = self.gcs.objects[self.key][1]
+
+  def download_as_text(self, if_generation_match):
+    with self.gcs.mutex:
+      self._check(if_generation_match)
+      return self.gcs.objects[self.key][0]
+
+  def upload_from_string(self, text, if_generation_match):
+    with self.gcs.mutex:
+      self._check(if_generation_match)
+      self.generation, self.gcs.next_generation = (self.gcs.next_generation,
+                                                   self.gcs.next_generation + 1)
+      self.gcs.objects[self.key] = (text, self.generation)
+
+  def delete(self, if_generation_match):
+    with self.gcs.mutex:
+      self._check(if_generation_match)
+      del self.gcs.objects[self.key]
+
+
+@pytest.fixture
+def gcs(monkeypatch):
+  storage = pytest.importorskip("google.cloud.storage")
+  fake = FakeCloudStorage()
+  monkeypatch.setattr(storage, "Client", lambda: fake)
+  return fake
+
+
+def _stale_record(**extra):
+  return json.dumps({"role": "trainer", "host": "preempted-vm", "pid": 1, "since": 0,
+                     "heartbeat": time.time() - lock_lib.STALE_S - 1, **extra})
+
+
+def test_on_gcs_a_live_holder_keeps_its_directory_and_a_release_frees_it(gcs):
+  with lock_lib.Lock("gs://b/sweep", "sweep driver"):
+    with pytest.raises(lock_lib.Busy, match="owned by sweep driver pid"):
+      lock_lib.Lock("gs://b/sweep", "sweep driver").acquire()
+  assert gcs.objects == {}
+  with lock_lib.Lock("gs://b/sweep", "sweep driver"):
+    assert list(gcs.objects) == ["b/sweep/.lock"]
+
+
+def test_on_gcs_a_stale_lock_is_taken_over_and_its_old_holder_cannot_undo_that(gcs):
+  old = lock_lib.Lock("gs://b/trial", "trainer")
+  old.acquire()
+  old._stop.set()  # Its heartbeats stop, as on a preempted VM.
+  FakeBlob(gcs, "b/trial/.lock").upload_from_string(_stale_record(), gcs.objects[
+      "b/trial/.lock"][1])
+  with lock_lib.Lock("gs://b/trial", "trainer") as new:
+    assert old._store.replace("{}", old._version) is None  # Its next heartbeat is refused,
+    old.release()  # and its release leaves the new holder's lock alone.
+    assert json.loads(gcs.objects["b/trial/.lock"][0])["token"] == new.token
+
+
+def test_on_gcs_one_of_many_racing_for_a_stale_lock_wins(gcs):
+  gcs.objects["b/trial/.lock"] = (_stale_record(), 99)
+  barrier, outcomes = threading.Barrier(8), []
+
+  def contend():
+    lock = lock_lib.Lock("gs://b/trial", "trainer")
+    barrier.wait()
+    try:
+      lock.acquire()
+      outcomes.append(lock)
+    except lock_lib.Busy:
+      outcomes.append(None)
+
+  threads = [threading.Thread(target=contend) for _ in range(8)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  winners = [lock for lock in outcomes if lock is not None]
+  assert len(outcomes) == 8 and len(winners) == 1
+  assert json.loads(gcs.objects["b/trial/.lock"][0])["token"] == winners[0].token
+  winners[0].release()

@@ -3,10 +3,14 @@
 A lock is a file naming its holder (host, pid, start time) that the holder refreshes every
 `HEARTBEAT_S`. Another process takes it over only when the holder is gone: on the same host
 when its pid no longer runs, elsewhere when the heartbeat is older than `STALE_S` (a
-preempted TPU VM leaves its lock behind and never refreshes it). Local files are created
-exclusively (O_EXCL); on an object store (gs://), which has no exclusive create through
-this API, a writer reads its own token back after a pause, which leaves a narrow race
-between two processes that start within that pause.
+preempted TPU VM leaves its lock behind and never refreshes it).
+
+Every change to the file is conditional on the version last read. On Cloud Storage the
+service checks it (the object's generation as `if_generation_match`, 0 for "absent"; this
+is why google-cloud-storage is used here and not `tf.io.gfile`, epath's gs:// backend, which
+cannot express it), so two processes never both win. Locally the create is exclusive
+(O_EXCL) and a takeover compares then unlinks: two processes taking over the same dead
+holder's lock within microseconds could both win.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 import uuid
 from typing import Any
 
+from absl import logging
 from etils import epath
 
 from wae_jax import workdir as workdir_lib
@@ -42,6 +47,87 @@ def _alive(pid: int) -> bool:
   return True
 
 
+class _LocalFile:
+  """The lock file on this machine's disk; a version is the file's text."""
+
+  def __init__(self, path: epath.Path):
+    self.path = path
+
+  def create(self, text: str) -> Any:
+    try:
+      fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+      return None
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+    return text
+
+  def read(self) -> tuple[str | None, Any]:
+    try:
+      text = self.path.read_text()
+    except FileNotFoundError:
+      return None, None
+    return text, text
+
+  def replace(self, text: str, version: Any) -> Any:
+    if self.read()[1] != version:
+      return None
+    tmp = self.path.parent / f"{NAME}.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(text)
+    tmp.replace(self.path)
+    return text
+
+  def delete(self, version: Any) -> None:
+    if version is not None and self.read()[1] == version:
+      self.path.unlink(missing_ok=True)
+
+
+class _GcsObject:
+  """The lock object on Cloud Storage; a version is its generation, and every write and
+  delete is conditional on it (exact: the service checks it)."""
+
+  def __init__(self, path: epath.Path):
+    from google.cloud import storage  # pylint: disable=g-import-not-at-top
+    from google.api_core import exceptions  # pylint: disable=g-import-not-at-top
+    bucket, name = os.fspath(path)[len("gs://"):].split("/", 1)
+    self.blob = storage.Client().bucket(bucket).blob(name)
+    self.lost = (exceptions.PreconditionFailed, exceptions.NotFound)
+
+  def create(self, text: str) -> Any:
+    return self.replace(text, 0)
+
+  def read(self) -> tuple[str | None, Any]:
+    try:
+      self.blob.reload()
+      return self.blob.download_as_text(if_generation_match=self.blob.generation), \
+          self.blob.generation
+    except self.lost:
+      return None, None
+
+  def replace(self, text: str, version: Any) -> Any:
+    try:
+      self.blob.upload_from_string(text, if_generation_match=version)
+    except self.lost:
+      return None
+    return self.blob.generation
+
+  def delete(self, version: Any) -> None:
+    if version is None:
+      return
+    try:
+      self.blob.delete(if_generation_match=version)
+    except self.lost:
+      pass
+
+
+def _store(path: epath.Path) -> _LocalFile | _GcsObject:
+  if workdir_lib.is_local(path):
+    return _LocalFile(path)
+  if os.fspath(path).startswith("gs://"):
+    return _GcsObject(path)
+  raise ValueError(f"{path}: a lock needs a local path or gs://")
+
+
 class Lock:
   """`with Lock(directory, "trainer"):` owns `directory/.lock` for the block, or raises Busy."""
 
@@ -51,18 +137,18 @@ class Lock:
     self.token = uuid.uuid4().hex
     self._stop = threading.Event()
     self._thread: threading.Thread | None = None
+    self._version: Any = None
 
   def _record(self) -> dict[str, Any]:
     return {"role": self.role, "host": socket.gethostname(), "pid": os.getpid(),
             "token": self.token, "since": self._since, "heartbeat": time.time()}
 
-  def holder(self) -> dict[str, Any] | None:
-    """The current holder's record, or None when nobody (alive) holds it."""
+  @staticmethod
+  def _holder(text: str | None) -> dict[str, Any] | None:
+    """The holder a lock file's text names, or None when nobody (alive) holds it."""
     try:
-      record = json.loads(self.path.read_text())
-    except FileNotFoundError:
-      return None
-    except (ValueError, OSError):  # Half written by a holder that died: nobody.
+      record = json.loads(text) if text is not None else None
+    except ValueError:  # Half written by a holder that died: nobody.
       return None
     if not isinstance(record, dict):
       return None
@@ -70,34 +156,23 @@ class Lock:
       return record if _alive(int(record.get("pid", -1))) else None
     return record if time.time() - float(record.get("heartbeat", 0)) < STALE_S else None
 
-  def _create(self) -> bool:
-    text = json.dumps(self._record())
-    if workdir_lib.is_local(self.path):
-      try:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-      except FileExistsError:
-        return False
-      with os.fdopen(fd, "w") as f:
-        f.write(text)
-      return True
-    if self.path.exists():
-      return False
-    self.path.write_text(text)
-    time.sleep(1.0)
-    return json.loads(self.path.read_text()).get("token") == self.token
-
   def acquire(self) -> None:
-    self.path.parent.mkdir(parents=True, exist_ok=True)
+    self._store = _store(self.path)
+    if isinstance(self._store, _LocalFile):  # An object store has no directories.
+      self.path.parent.mkdir(parents=True, exist_ok=True)
     self._since = time.time()
     for _ in range(3):
-      if self._create():
+      self._version = self._store.create(json.dumps(self._record()))
+      if self._version is not None:
         break
-      holder = self.holder()
+      text, version = self._store.read()
+      holder = self._holder(text)
       if holder is not None:
         raise Busy(f"{self.path.parent} is owned by {holder.get('role', 'a process')} pid "
                    f"{holder.get('pid')} on {holder.get('host')} since "
                    f"{time.strftime('%H:%M:%S', time.localtime(holder.get('since', 0)))}")
-      self.path.unlink(missing_ok=True)  # Its holder is gone: take it over.
+      if version is not None:  # Its holder is gone: take it over, unless another did first.
+        self._store.delete(version)
     else:
       raise Busy(f"{self.path} keeps changing hands; try again")
     self._thread = threading.Thread(target=self._beat, daemon=True)
@@ -106,20 +181,22 @@ class Lock:
   def _beat(self) -> None:
     while not self._stop.wait(HEARTBEAT_S):
       try:
-        tmp = self.path.parent / f"{NAME}.{self.token}.tmp"
-        tmp.write_text(json.dumps(self._record()))
-        tmp.replace(self.path)
+        version = self._store.replace(json.dumps(self._record()), self._version)
       except OSError:
-        pass  # The next beat tries again; a lock that goes stale is only taken over.
+        continue  # The next beat tries again; a lock that goes stale is only taken over.
+      if version is None:
+        logging.warning("%s was taken over (no heartbeat for %d s?): no longer refreshed.",
+                        self.path, STALE_S)
+        return
+      self._version = version
 
   def release(self) -> None:
     self._stop.set()
     if self._thread:
       self._thread.join()
     try:
-      if json.loads(self.path.read_text()).get("token") == self.token:
-        self.path.unlink()
-    except (FileNotFoundError, ValueError, OSError):
+      self._store.delete(self._version)
+    except OSError:
       pass
 
   def __enter__(self) -> Lock:

@@ -23,12 +23,9 @@ def evaluate(context: Context):
   if ds.train.labels is None:
     logging.info("No domain FID: %s has no class labels.", ds.name)
     return {}
-  logging.info("Domain FID: the domain classifier (trained once per dataset, cached in %s).",
-               cache_dir)
+  # Says so when it trains (once per dataset); at every later evaluation it loads silently.
   clf = classifier.get_or_train(
       ds, cache_dir, steps=context.options.get("classifier_steps", classifier.STEPS))
-  logging.info("Domain FID: classifier features (its test accuracy is %.4f).",
-               clf.test_accuracy)
   value, protocol = fid.domain_fid(context.samples, ds, cache_dir, clf)
   return {"domain_fid": value, "domain_fid_classifier_acc": clf.test_accuracy,
           "domain_fid_data": fid.domain_fid(context.real, ds, cache_dir, clf)[0],

@@ -1,20 +1,24 @@
 """Chaos: a debug sweep under random kills and damage, then every trial directory read back.
 
   python benchmarks/chaos.py [--trials 4] [--steps 60] [--trainer_kills 20]
-                             [--driver_kills 10] [--corruptions 3] [--seed 0] [--workdir DIR]
+                             [--driver_kills 10] [--corruptions 3] [--node_kills 0]
+                             [--seed 0] [--workdir DIR]
 
 Runs the sweep once undisturbed (the reference), then again while, at random moments, it
 kills trainers (SIGKILL or SIGTERM, preferring one inside its final-checkpoint-to-`done`
 window), kills the driver with SIGKILL and relaunches it, truncates the newest checkpoint
-of an unfinished trial, and starts a second driver on the same directory. Afterwards the
-driver is relaunched until every trial is final, and each trial directory is checked:
+of an unfinished trial, and starts a second driver on the same directory. With
+`--node_kills`, the drivers join a Ray cluster on this machine (`Cluster`: a head without
+CPUs and one worker node standing in for a TPU VM), and a preemption SIGKILLs the worker
+node's every process (raylet, Ray workers, trainers) and starts a replacement node.
+Afterwards the driver is relaunched until every trial is final, and each trial directory
+is checked:
   lost           no final status after the last relaunch
   trained_twice  two trainers that overlapped in time on one trial (both past the lock)
   damaged        unreadable records, or a `done` trial without its final checkpoint
   differ         a `done` trial whose final metrics differ from the undisturbed run's
   orphans        trainers still running 10 s after their driver was killed
-Target: all zero. One JSON object per event on stdout, the summary last. Not Ray worker
-node loss: that needs a second `ray start`, left undone here.
+Target: all zero. One JSON object per event on stdout, the summary last.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +39,7 @@ import time
 from wae_jax import workdir as workdir_lib
 
 NUM_STEPS = 60  # Each trial's; --steps sets it.
+RAY = os.path.join(os.path.dirname(sys.executable), "ray")  # This environment's CLI.
 SWEEP = """
 def get_hyper(h):
   return h.product([
@@ -86,10 +92,59 @@ def trainer_pids(workdir: str) -> dict[int, str]:
   return out
 
 
-def driver(spec: str, workdir: str, log: str, **kw) -> subprocess.Popen:
+class Cluster:
+  """A Ray cluster on this machine: a head without CPUs (it only schedules, like a
+  coordinator VM) and one worker node (a TPU VM) at a time. Each node is a `ray start
+  --block` in its own process group, so a preemption is one killpg."""
+
+  def __init__(self, log: str):
+    # Ray (2.59+) turns token authentication on for a cluster that `ray start` makes; every
+    # node and driver then needs the mode (the token is ~/.ray/auth_token, one machine).
+    os.environ["RAY_AUTH_MODE"] = "token"
+    with socket.socket() as s:
+      s.bind(("127.0.0.1", 0))
+      self.address = f"127.0.0.1:{s.getsockname()[1]}"
+    self.log = log
+    self.head = self._start("--head", f"--port={self.address.split(':')[1]}", "--num-cpus=0",
+                            "--include-dashboard=false")
+    self.node = self.head  # Until the head is up.
+    deadline = time.time() + 120
+    while subprocess.run([RAY, "status", f"--address={self.address}"], capture_output=True,
+                         check=False).returncode:
+      if time.time() > deadline or self.head.poll() is not None:
+        self.close()
+        raise RuntimeError("the Ray head did not start")
+      time.sleep(1)
+    self.node = self._start(f"--address={self.address}", "--num-cpus=2")
+
+  def _start(self, *args: str) -> subprocess.Popen:
+    with open(self.log, "a") as log:  # Each node's output, for when one does not come up.
+      return subprocess.Popen([RAY, "start", "--block", "--node-ip-address=127.0.0.1",
+                               "--disable-usage-stats", *args], start_new_session=True,
+                              stdout=log, stderr=subprocess.STDOUT)
+
+  def preempt(self) -> None:
+    """The worker node's VM goes: every process on it at once; a replacement joins."""
+    os.killpg(self.node.pid, signal.SIGKILL)
+    self.node.wait()
+    self.node = self._start(f"--address={self.address}", "--num-cpus=2")
+
+  def close(self) -> None:
+    for node in {self.node, self.head}:
+      try:
+        os.killpg(node.pid, signal.SIGKILL)
+      except ProcessLookupError:
+        pass
+      node.wait()
+
+
+def driver(spec: str, workdir: str, log: str, cluster: Cluster | None = None,
+           **kw) -> subprocess.Popen:
   trainer = f"{sys.executable} {os.path.abspath(__file__)} --wrap={log} --"
+  address = [f"--ray_address={cluster.address}"] if cluster else []
   return subprocess.Popen([sys.executable, "-m", "wae_jax.cli.sweep", "run", spec,
-                           f"--workdir={workdir}", "--parallel=2", f"--trainer={trainer}"],
+                           f"--workdir={workdir}", "--parallel=2", f"--trainer={trainer}",
+                           *address],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
@@ -134,35 +189,47 @@ def corrupt(workdir: str, rng: random.Random) -> str | None:
   return f"{trial}@{step}"
 
 
-def finish(spec: str, workdir: str, log: str, relaunches: int = 4) -> None:
+def finish(spec: str, workdir: str, log: str, cluster: Cluster | None,
+           relaunches: int = 4) -> None:
   for _ in range(relaunches):
-    d = driver(spec, workdir, log)
+    d = driver(spec, workdir, log, cluster)
     out = d.communicate()[0]
     emit(event="relaunch", rc=d.returncode, last=out.strip().splitlines()[-1:])
     if d.returncode == 0:
       return
 
 
-def chaos(spec: str, workdir: str, log: str, args, rng: random.Random) -> dict[str, int]:
-  counts = dict(trainer_kills=0, window_kills=0, driver_kills=0, corruptions=0,
+def orphans_after(seconds: float, workdir: str) -> dict[int, str]:
+  """The trainers still running `seconds` after their driver (or node) went."""
+  end = time.time() + seconds
+  while (pids := trainer_pids(workdir)) and time.time() < end:
+    time.sleep(0.2)
+  return pids
+
+
+def chaos(spec: str, workdir: str, log: str, args, rng: random.Random,
+          cluster: Cluster | None) -> dict[str, int]:
+  counts = dict(trainer_kills=0, window_kills=0, driver_kills=0, node_kills=0, corruptions=0,
                 second_drivers_refused=0, second_drivers=0, orphans=0)
-  d = driver(spec, workdir, log)
+  d = driver(spec, workdir, log, cluster)
   deadline = time.time() + args.max_minutes * 60
-  while time.time() < deadline and (
-      counts["trainer_kills"] < args.trainer_kills or counts["driver_kills"] < args.driver_kills
-      or counts["corruptions"] < args.corruptions):
+  wanted = ("trainer_kills", "driver_kills", "node_kills", "corruptions")
+  while time.time() < deadline and any(counts[k] < getattr(args, k) for k in wanted):
     caught = nap(rng.uniform(1.0, 6.0), workdir)
+    if cluster and cluster.node.poll() is not None:
+      raise RuntimeError(f"the Ray worker node exited by itself; its output is in {cluster.log}")
     if d.poll() is not None:  # It finished (or gave up): a relaunch continues the study.
       emit(event="driver_exit", rc=d.returncode)
       if d.returncode == 0 and all(workdir_lib.read_record(os.path.join(workdir, t)).get(
           "status") in workdir_lib.FINAL for t in os.listdir(workdir)
           if os.path.isdir(os.path.join(workdir, t))):
         break
-      d = driver(spec, workdir, log)
+      d = driver(spec, workdir, log, cluster)
       continue
     pids = trainer_pids(workdir)
     window = [p for p in [caught] if p in pids]
-    choice = rng.choices(["trainer", "driver", "corrupt", "second"], [6, 3, 1, 0.5])[0]
+    choice = rng.choices(["trainer", "driver", "node", "corrupt", "second"],
+                         [6, 3, 3 if cluster else 0, 1, 0.5])[0]
     if window and counts["trainer_kills"] < args.trainer_kills:
       choice = "window"
     if choice in ("trainer", "window") and pids and counts["trainer_kills"] < args.trainer_kills:
@@ -179,20 +246,23 @@ def chaos(spec: str, workdir: str, log: str, args, rng: random.Random) -> dict[s
       d.kill()
       d.wait()
       counts["driver_kills"] += 1
-      time.sleep(10)  # Its Ray and trainers go with it.
-      orphans = trainer_pids(workdir)
+      orphans = orphans_after(10, workdir)  # Its Ray workers and trainers go with it.
       counts["orphans"] += len(orphans)
       for pid in orphans:
         os.kill(pid, signal.SIGKILL)
       emit(event="kill_driver", orphans=len(orphans))
-      d = driver(spec, workdir, log)
+      d = driver(spec, workdir, log, cluster)
+    elif choice == "node" and pids and counts["node_kills"] < args.node_kills:
+      cluster.preempt()
+      counts["node_kills"] += 1
+      emit(event="preempt_node", trials=sorted(pids.values()))
     elif choice == "corrupt" and counts["corruptions"] < args.corruptions:
       where = corrupt(workdir, rng)
       if where:
         counts["corruptions"] += 1
         emit(event="corrupt", checkpoint=where)
     elif choice == "second":
-      second = driver(spec, workdir, log)
+      second = driver(spec, workdir, log, cluster)
       out = second.communicate(timeout=300)[0]
       counts["second_drivers"] += 1
       counts["second_drivers_refused"] += second.returncode == 2 and "one driver" in out
@@ -249,6 +319,7 @@ def main() -> None:
   parser.add_argument("--trainer_kills", type=int, default=20)
   parser.add_argument("--driver_kills", type=int, default=10)
   parser.add_argument("--corruptions", type=int, default=3)
+  parser.add_argument("--node_kills", type=int, default=0)
   parser.add_argument("--max_minutes", type=float, default=30)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--workdir", default=None)
@@ -261,10 +332,15 @@ def main() -> None:
   reference, workdir = os.path.join(root, "reference"), os.path.join(root, "chaos")
   log = os.path.join(root, "attempts.jsonl")
   started = time.time()
-  finish(spec, reference, os.path.join(root, "reference_attempts.jsonl"))
+  finish(spec, reference, os.path.join(root, "reference_attempts.jsonl"), None)
   emit(event="reference_done", seconds=round(time.time() - started))
-  counts = chaos(spec, workdir, log, args, random.Random(args.seed))
-  finish(spec, workdir, log)
+  cluster = Cluster(os.path.join(root, "ray_nodes.log")) if args.node_kills else None
+  try:
+    counts = chaos(spec, workdir, log, args, random.Random(args.seed), cluster)
+    finish(spec, workdir, log, cluster)
+  finally:
+    if cluster:
+      cluster.close()
   summary = check(workdir, reference, log)
   emit(event="summary", **counts, **summary, seconds=round(time.time() - started),
        loadavg_1m=os.getloadavg()[0])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 
@@ -53,16 +54,21 @@ def setup(args: argparse.Namespace, cloud: gcloud.Cloud, sh: Shell) -> None:
     package = "./" + os.path.basename(sdist)  # pip's path to the copy in the remote home
   else:
     raise LaunchError(f"--package {args.package!r} is neither a git+ URL nor a .tar.gz sdist")
-  variables, secrets = {}, {}
+  variables, hidden = {}, {}
   if args.tfds_data_dir:
     variables["TFDS_DATA_DIR"] = _gcs(args.tfds_data_dir, "--tfds_data_dir")
   for key in args.env:
     if not (key.isidentifier() and key.isascii() and key in os.environ):
       raise LaunchError(f"--env {key!r}: no such variable in this environment")
-    variables[key], secrets[key] = os.environ[key], REDACTED
+    variables[key], hidden[key] = os.environ[key], REDACTED
     sh.hide(os.environ[key])
+  # Ray (2.59+) authenticates every node and driver of a cluster that `ray start` makes; one
+  # token in every VM's env file lets them join one another.
+  variables.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+  hidden["RAY_AUTH_TOKEN"] = REDACTED
+  sh.hide(variables["RAY_AUTH_TOKEN"])
   env_text = remote.env_file(variables)
-  shown = remote.env_file({**variables, **secrets})
+  shown = remote.env_file({**variables, **hidden})
   with sh.local_file(env_text, shown, placeholder="LOCAL_ENV_FILE") as env_path:
     for name in names:
       sh.run(gcloud.scp(cloud, env_path, name, remote.ENV_FILE))

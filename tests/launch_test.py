@@ -281,10 +281,12 @@ def test_setup_uploads_the_env_file_and_never_prints_the_secret(capsys, stub, tm
   assert not os.path.exists(local_path)  # the private temporary file is gone
   env_copy = tmp_path / "env"
   env_copy.write_text(env_text)
-  sourced = subprocess.run(["bash", "-c", f'. {env_copy} && printf "%s\\n%s" '
-                            '"$MY_TOKEN" "$TFDS_DATA_DIR"'],
+  sourced = subprocess.run(["bash", "-c", f'. {env_copy} && printf "%s\\n%s\\n%s\\n%s" '
+                            '"$MY_TOKEN" "$TFDS_DATA_DIR" "$RAY_AUTH_MODE" "$RAY_AUTH_TOKEN"'],
                            capture_output=True, text=True, check=True).stdout
-  assert sourced == f"{secret}\ngs://bkt/tfds"
+  my_token, tfds_dir, ray_mode, ray_token = sourced.split("\n")
+  assert (my_token, tfds_dir, ray_mode) == (secret, "gs://bkt/tfds", "token")
+  assert len(ray_token) == 64 and ray_token not in out + err  # One cluster token, unprinted.
   assert install["argv"][3] == "ssh"
 
 

@@ -28,6 +28,7 @@ import ctypes
 import json
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -98,9 +99,9 @@ class Cluster:
   --block` in its own process group, so a preemption is one killpg."""
 
   def __init__(self, log: str):
-    # Ray (2.59+) turns token authentication on for a cluster that `ray start` makes; every
-    # node and driver then needs the mode (the token is ~/.ray/auth_token, one machine).
-    os.environ["RAY_AUTH_MODE"] = "token"
+    # Ray (2.59+) authenticates every node and driver of a cluster that `ray start` makes:
+    # one token for all, in the environment, as `wae-launch setup` gives TPU VMs.
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     with socket.socket() as s:
       s.bind(("127.0.0.1", 0))
       self.address = f"127.0.0.1:{s.getsockname()[1]}"

@@ -142,7 +142,7 @@ def test_float32_inputs_under_x64():
   want = mmd.mmd_dense(x, y, c=6.0, **IMQ7)
   with jax.enable_x64(True):
     for f in (mmd.mmd, mmd.mmd_dense):
-      value, grad = jax.value_and_grad(lambda x, f=f: f(x, y, c=6.0, **IMQ7))(x)
+      value, grad = jax.jit(jax.value_and_grad(lambda x, f=f: f(x, y, c=6.0, **IMQ7)))(x)
       assert value.dtype == grad.dtype == jnp.float32
       np.testing.assert_allclose(value, want, rtol=1e-5)
 

@@ -51,8 +51,8 @@ def test_reconstruction_weight_and_prior_scale(mnist):
   _, metrics = jax.jit(step)(state, batch, jax.random.key(1))
 
   x = mnist.pixels.to_float(batch)
-  (_, _, _, x_hat), _ = model.apply(state.variables, x, jnp.zeros((len(x), c.z_dim)),
-                                    train=True, mutable=["batch_stats"])
+  apply = jax.jit(functools.partial(model.apply, train=True, mutable=["batch_stats"]))
+  (_, _, _, x_hat), _ = apply(state.variables, x, jnp.zeros((len(x), c.z_dim)))
   squared = np.sum(np.square(np.asarray(x - x_hat)).reshape(len(x), -1), axis=1)
   np.testing.assert_allclose(metrics["recon"], 0.05 * squared.mean(), rtol=1e-5)
   # P_Z = N(0, prior_var I): 512 draws of variance 4 (sd of the mean square about 0.25).
@@ -87,8 +87,9 @@ def test_batchnorm_momentum_and_epsilon(mnist):
   model, _, init = pack.single(c, mnist, _mesh())
   variables = init(c).variables
   x = mnist.pixels.to_float(mnist.train.images[:64])
-  _, out = model.apply(variables, x, jnp.zeros((64, c.z_dim)), train=True,
-                       mutable=["batch_stats", "intermediates"], capture_intermediates=True)
+  _, out = jax.jit(functools.partial(
+      model.apply, train=True, mutable=["batch_stats", "intermediates"],
+      capture_intermediates=True))(variables, x, jnp.zeros((64, c.z_dim)))
   kernel = variables["params"]["encoder"]["Conv_0"]["kernel"]
   y = jax.lax.conv_general_dilated(x, kernel, (2, 2), "SAME",
                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))

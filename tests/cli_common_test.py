@@ -50,3 +50,17 @@ def test_argument_errors_are_one_line_with_a_suggestion(argv, message, capsys):
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--parallel", type=int)
   assert _error(parser, argv, capsys) == message
+
+
+def test_the_compilation_cache_is_on_unless_the_environment_names_one(monkeypatch, tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("HOME", str(tmp_path))
+  before = jax.config.jax_compilation_cache_dir  # conftest's, from JAX_COMPILATION_CACHE_DIR
+  try:
+    common.use_compilation_cache()
+    assert jax.config.jax_compilation_cache_dir == before  # The environment's wins.
+    jax.config.update("jax_compilation_cache_dir", None)
+    common.use_compilation_cache()
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / ".cache" / "wae_jax" / "jax")
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)

@@ -83,3 +83,14 @@ def log_to_console() -> None:
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
   use_console()
+
+
+def use_compilation_cache() -> None:
+  """JAX's persistent compilation cache, in ~/.cache/wae_jax/jax unless
+  JAX_COMPILATION_CACHE_DIR names another: a trainer started again on the same shapes (a
+  resumed trial, an ASHA climb, a sweep's next trial) loads its programs, not compiles them."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from wae_jax import evaluation  # pylint: disable=g-import-not-at-top
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir",
+                      os.path.join(evaluation.default_cache_dir(), "jax"))

@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _run(args: argparse.Namespace) -> None:
   from wae_jax import evaluation  # pylint: disable=g-import-not-at-top
   common.use_console()
+  common.use_compilation_cache()
   try:
     evaluation.evaluate(args.workdir, num_samples=args.num_samples,
                         weights=args.inception_weights, cache_dir=args.cache_dir)

@@ -114,6 +114,7 @@ def _run(argv: list[str]) -> None:
   from wae_jax import hyper
   from wae_jax import lock
   from wae_jax import loop
+  common.use_compilation_cache()
   try:
     configs, workdirs, hparams = _members()
   except (hyper.SweepError, ValueError, KeyError) as e:

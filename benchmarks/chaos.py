@@ -220,7 +220,7 @@ def chaos(spec: str, workdir: str, log: str, args, rng: random.Random,
     if cluster and cluster.node.poll() is not None:
       raise RuntimeError(f"the Ray worker node exited by itself; its output is in {cluster.log}")
     if d.poll() is not None:  # It finished (or gave up): a relaunch continues the study.
-      emit(event="driver_exit", rc=d.returncode)
+      emit(event="driver_exit", rc=d.returncode, last=d.stdout.read().strip().splitlines()[-1:])
       if d.returncode == 0 and all(workdir_lib.read_record(os.path.join(workdir, t)).get(
           "status") in workdir_lib.FINAL for t in os.listdir(workdir)
           if os.path.isdir(os.path.join(workdir, t))):

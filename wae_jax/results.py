@@ -376,7 +376,7 @@ def plot_curves(trials: pd.DataFrame, curves: dict[str, dict[int, float]],
     unique = dict(zip(labels, handles))
     ax.legend(unique.values(), unique.keys(), fontsize=7)
     ax.set_xlabel("steps")
-    ax.set_title(f"{base}: {len(group)} trials, {reached} to {top:,} steps", fontsize=9)
+    ax.set_title(f"{base}: {len(group)} trials, {reached} reached {top:,} steps", fontsize=9)
   axes[0][0].set_ylabel(metric)
   if values and min(values) > 0 and max(values) / min(values) > 20:
     axes[0][0].set_yscale("log")

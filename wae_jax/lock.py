@@ -99,8 +99,8 @@ class _GcsObject:
   def read(self) -> tuple[str | None, Any]:
     try:
       self.blob.reload()
-      return self.blob.download_as_text(if_generation_match=self.blob.generation), \
-          self.blob.generation
+      generation = self.blob.generation
+      return self.blob.download_as_text(if_generation_match=generation), generation
     except self.lost:
       return None, None
 

@@ -27,4 +27,4 @@ export JAX_PLATFORMS=cpu
 # TensorFlow, which other test modules import at collection, is already loaded; so in this
 # process, not in xdist workers (-n 0).
 exec "$VENV/bin/python" -c 'import sys, torchvision, pytest; sys.exit(pytest.main(sys.argv[1:]))' \
-  -m torch_ref -q -n 0 "$@"
+  -m torch_ref -q -n 0 -p no:cacheprovider "$@"

@@ -227,16 +227,13 @@ def test_run_pack_records_each_member(tmp_path):
 
 @pytest.mark.slow
 def test_packed_sweep_through_the_cli(tmp_path):
-  """4 trials of the real trainer as one pack; each ends done with its own metrics.json.
-  Their shapes are pack_test's packs' (`packable`), so the programs compile once a CI run."""
+  """4 trials of the real trainer as one pack; each ends done with its own metrics.json."""
   spec = sweep_file(tmp_path, """
       def get_hyper(h):
         return h.product([
             h.fixed("config", "mnist_wae_mmd:debug"), h.fixed("config.num_steps", 20),
             h.fixed("config.model.width", 0.015625), h.fixed("config.batch_size", 32),
-            h.fixed("config.gan.units", 16), h.fixed("config.model.conv_transpose", "xla"),
-            h.fixed("config.mmd.block_size", 16), h.fixed("config.eval.num_samples", 64),
-            h.fixed("config.eval.batch_size", 256), h.fixed("config.log_every", 10),
+            h.fixed("config.log_every", 10),
             h.zipit([h.sweep("config.lam", [1.0, 10.0, 10.0, 100.0]),
                      h.sweep("config.optim.lr", [1e-3, 1e-3, 3e-4, 1e-3]),
                      h.sweep("config.seed", [0, 1, 2, 3])]),

@@ -104,9 +104,9 @@ class Cluster:
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     with socket.socket() as s:
       s.bind(("127.0.0.1", 0))
-      self.address = f"127.0.0.1:{s.getsockname()[1]}"
-    self.log = log
-    self.head = self._start("--head", f"--port={self.address.split(':')[1]}", "--num-cpus=0",
+      port = s.getsockname()[1]
+    self.address, self.log = f"127.0.0.1:{port}", log
+    self.head = self._start("--head", f"--port={port}", "--num-cpus=0",
                             "--include-dashboard=false")
     self.node = self.head  # Until the head is up.
     deadline = time.time() + 120
@@ -116,7 +116,7 @@ class Cluster:
         self.close()
         raise RuntimeError("the Ray head did not start")
       time.sleep(1)
-    self.node = self._start(f"--address={self.address}", "--num-cpus=2")
+    self.node = self._join()
 
   def _start(self, *args: str) -> subprocess.Popen:
     with open(self.log, "a") as log:  # Each node's output, for when one does not come up.
@@ -124,11 +124,15 @@ class Cluster:
                                "--disable-usage-stats", *args], start_new_session=True,
                               stdout=log, stderr=subprocess.STDOUT)
 
+  def _join(self) -> subprocess.Popen:
+    """A worker node: two CPUs, so two trials at a time, as `--parallel=2`."""
+    return self._start(f"--address={self.address}", "--num-cpus=2")
+
   def preempt(self) -> None:
     """The worker node's VM goes: every process on it at once; a replacement joins."""
     os.killpg(self.node.pid, signal.SIGKILL)
     self.node.wait()
-    self.node = self._start(f"--address={self.address}", "--num-cpus=2")
+    self.node = self._join()
 
   def close(self) -> None:
     for node in {self.node, self.head}:

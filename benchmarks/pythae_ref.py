@@ -3,7 +3,7 @@ r"""CPU-seconds per WAE-MMD training step: pythae's MNIST conv net (PyTorch) vs 
 The same net in Flax, trained with wae-jax's losses and optimizer; measured interleaved.
 
   python benchmarks/pythae_ref.py [--torch-python /work/venv-pythae/bin/python] [--rounds 3]
-      [--steps 10] [--batch 100] [--warmup 2] [--conv-transpose matmul]
+      [--steps 10] [--batch 100] [--warmup 2] [--conv-impl matmul]
 
 The reference is pythae 0.1.2's WAE_MMD with its benchmark nets Encoder_Conv_AE_MNIST and
 Decoder_Conv_AE_MNIST (latent dim 8, IMQ kernel at the paper's 7 widths, Adam), one step as
@@ -16,8 +16,9 @@ It runs in its own interpreter (a venv with torch and pythae, never the library'
 The JAX side rebuilds that net layer for layer (channels, kernels, strides, paddings, conv
 biases, BatchNorm/ReLU placement, sigmoid output) and trains it with `losses.reconstruction`
 (l2sq), `mmd.mmd` (IMQ against prior draws) and `state.optimizer` (wae-jax's Adam) in one
-jitted step with the state donated. Transposed convs use torch's padding; `--conv-transpose`
-matmul (the default, what wae-jax picks on CPU) or xla (lax's dilated convolution).
+jitted step with the state donated. Convs use torch's paddings and compute as `--conv-impl`
+says: matmul (the default, what wae-jax picks on CPU: `models.conv_by_matmul` and
+`models.conv_transpose_by_matmul`) or xla (lax's convolutions).
 
 The parent re-invokes this script as `--side torch` and `--side jax` children, alternating
 torch, jax, torch, jax, ... for --rounds rounds. Each child warms up (compiles), times
@@ -132,52 +133,40 @@ def run_jax(args) -> dict:
   from wae_jax import config as config_lib
   from wae_jax import losses
   from wae_jax import mmd
+  from wae_jax import models
   from wae_jax import state as state_lib
 
-  def conv_transpose_matmul(x, kernel, s, p, op):
-    """torch's ConvTranspose2d(x) (tap t of input pixel i lands on output s i - p + t) as
-    one matmul and shifted adds into the s x s output phases, interleaved and cropped."""
-    b, h, w, cin = x.shape
-    k, cout = kernel.shape[0], kernel.shape[-1]
-    out_h, out_w = (h - 1) * s - 2 * p + k + op, (w - 1) * s - 2 * p + k + op
-    ph, pw = -(-out_h // s), -(-out_w // s)  # Rows and columns of each phase.
-    u = x.reshape(-1, cin) @ kernel.transpose(2, 0, 1, 3).reshape(cin, k * k * cout)
-    u = u.reshape(b, h, w, k, k, cout)
-    place = [((t - p) % s, (t - p) // s) for t in range(k)]  # Tap -> (phase, shift).
-    zero = jnp.zeros((), x.dtype)
-    phases = [[jnp.zeros((b, ph, pw, cout), x.dtype) for _ in range(s)] for _ in range(s)]
-    for th, (ah, qh) in enumerate(place):
-      for tw, (aw, qw) in enumerate(place):
-        # Negative pads crop what falls outside the output.
-        phases[ah][aw] = phases[ah][aw] + jax.lax.pad(
-            u[:, :, :, th, tw], zero, ((0, 0, 0), (qh, ph - h - qh, 0), (qw, pw - w - qw, 0),
-                                       (0, 0, 0)))
-    y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (b, ph, s, pw, s, c)
-    return y.reshape(b, ph * s, pw * s, cout)[:, :out_h, :out_w]
+  def conv(x, kernel, s, p):
+    if args.conv_impl == "matmul":
+      return models.conv_by_matmul(x, kernel, s, ((p, p), (p, p)))
+    return jax.lax.conv_general_dilated(x, kernel, (s, s), ((p, p), (p, p)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-  def conv_transpose_xla(x, kernel, s, p, op):
-    """The same by lax's input-dilated convolution with the flipped kernel."""
+  def conv_transpose(x, kernel, s, p, op):
+    """torch's ConvTranspose2d: tap t of input pixel i lands on output s i - p + t."""
     k = kernel.shape[0]
-    pad = (k - 1 - p, k - 1 - p + op)
+    if args.conv_impl == "matmul":
+      out = [(n - 1) * s - 2 * p + k + op for n in x.shape[1:3]]
+      return models.conv_transpose_by_matmul(x, kernel[::-1, ::-1], s, k - 1 - p, out)
+    pad = (k - 1 - p, k - 1 - p + op)  # lax's input-dilated convolution, the kernel flipped.
     return jax.lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1), (pad, pad),
                                         lhs_dilation=(s, s),
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-  conv_transpose = {"matmul": conv_transpose_matmul, "xla": conv_transpose_xla}[
-      args.conv_transpose]
-
-  class ConvTranspose(nn.Module):
+  class Conv(nn.Module):
     features: int
     k: int
     s: int
     p: int
-    op: int
+    op: int | None = None  # Output padding: a transposed conv.
 
     @nn.compact
     def __call__(self, x):
       kernel = self.param("kernel", nn.initializers.lecun_normal(),
                           (self.k, self.k, x.shape[-1], self.features))
       bias = self.param("bias", nn.initializers.zeros, (self.features,))
+      if self.op is None:
+        return conv(x, kernel, self.s, self.p) + bias
       return conv_transpose(x, kernel, self.s, self.p, self.op) + bias
 
   class Net(nn.Module):
@@ -188,12 +177,12 @@ def run_jax(args) -> dict:
       # torch's BatchNorm2d: running stats momentum 0.1 (flax's 0.9), eps 1e-5.
       norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
       for cout, k, s, p in ENCODER:
-        x = nn.relu(norm()(nn.Conv(cout, (k, k), (s, s), ((p, p), (p, p)))(x)))
+        x = nn.relu(norm()(Conv(cout, k, s, p)(x)))
       z = nn.Dense(Z_DIM)(x.reshape(x.shape[0], -1))
       y = nn.Dense(DECODER_TOP[0] * DECODER_TOP[1] * DECODER_TOP[2])(z)
       y = y.reshape((-1,) + DECODER_TOP)  # No activation here, as in pythae.
       for i, (cout, k, s, p, op) in enumerate(DECODER):
-        y = ConvTranspose(cout, k, s, p, op)(y)
+        y = Conv(cout, k, s, p, op)(y)
         y = nn.relu(norm()(y)) if i < len(DECODER) - 1 else nn.sigmoid(y)
       return z, y
 
@@ -238,7 +227,7 @@ def run_jax(args) -> dict:
 
   cpu, wall = timed(step, args.warmup, args.steps)
   return result("jax", args, cpu, wall, threads=cores(), version=f"jax {jax.__version__}",
-                platform=jax.devices()[0].platform, conv_transpose=args.conv_transpose,
+                platform=jax.devices()[0].platform, conv_impl=args.conv_impl,
                 params=sum(a.size for a in jax.tree.leaves(carry[0].params)),
                 loss=round(float(carry[1]), 4))
 
@@ -247,7 +236,7 @@ def child(side: str, args, python: str, round_: int) -> dict:
   """Runs one side in `python`, echoes its JSON line and returns it parsed."""
   cmd = [python, os.path.abspath(__file__), "--side", side, "--round", str(round_),
          "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
-         "--threads", str(args.threads), "--conv-transpose", args.conv_transpose]
+         "--threads", str(args.threads), "--conv-impl", args.conv_impl]
   env = dict(os.environ)
   if side == "torch":
     env.pop("PYTHONPATH", None)  # Nothing of the library's environment in pythae's.
@@ -268,7 +257,7 @@ def main():
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compiles)")
   parser.add_argument("--batch", type=int, default=100)
   parser.add_argument("--threads", type=int, default=cores(), help="torch.set_num_threads")
-  parser.add_argument("--conv-transpose", choices=("matmul", "xla"), default="matmul")
+  parser.add_argument("--conv-impl", choices=("matmul", "xla"), default="matmul")
   parser.add_argument("--side", choices=("torch", "jax"), help=argparse.SUPPRESS)
   parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -291,7 +280,7 @@ def main():
          for side, rs in rows.items()}
   print(json.dumps({
       "bench": "pythae_ref", "side": "summary", "rounds": args.rounds, "steps": args.steps,
-      "batch": args.batch, "cores": cores(), "conv_transpose": args.conv_transpose,
+      "batch": args.batch, "cores": cores(), "conv_impl": args.conv_impl,
       "torch_cpu_s_per_step": round(cpu["torch"], 4), "jax_cpu_s_per_step": round(cpu["jax"], 4),
       "jax_over_torch": round(cpu["jax"] / cpu["torch"], 3),
       "round_medians": {side: [row["cpu_s_per_step"] for row in rs] for side, rs in rows.items()},

@@ -83,6 +83,14 @@ def test_flatten_uses_dotted_keys():
   assert flat["mmd.scales"] == [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
 
 
+def test_a_saved_config_reads_renamed_fields_under_their_new_names():
+  saved = config_lib.load("mnist_wae_mmd:debug").to_dict()
+  del saved["model"]["conv_impl"]
+  saved["model"]["conv_transpose"] = "xla"  # Its name until both kinds of conv took it.
+  c = config_lib.from_dict(saved)
+  assert c.model.conv_impl == "xla" and "conv_transpose" not in c.model
+
+
 def _wae_train(*args, tmp_path):
   env = dict(os.environ, JAX_NUM_CPU_DEVICES="8")
   return subprocess.run([sys.executable, "-m", "wae_jax.cli.train", f"--workdir={tmp_path}", *args],

@@ -43,11 +43,14 @@ def test_mnist_paper_encoder_and_decoder_channels():
   assert [dec[f"ConvTranspose_{i}"]["kernel"].shape[-1] for i in range(3)] == [512, 256, 1]
 
 
-@pytest.mark.parametrize("k,s", [(4, 2), (5, 2), (3, 2), (1, 2), (4, 1), (5, 1)])
-def test_conv_transpose_equals_flax_values_and_gradients(k, s):
-  """Both implementations, every kernel size and stride the nets use, on square, odd and
-  1-pixel inputs."""
-  ref = nn.ConvTranspose(6, (k, k), (s, s), "SAME")
+@pytest.mark.parametrize("transpose", [False, True], ids=["conv", "conv_transpose"])
+@pytest.mark.parametrize("k,s", [(4, 2), (5, 2), (3, 2), (1, 2), (4, 1), (3, 1)])
+def test_convs_equal_flax_values_and_gradients(k, s, transpose):
+  """Both implementations, every kernel size and stride the nets use, on square, odd,
+  1-pixel and stride-indivisible inputs."""
+  flax_cls, ours_cls = (nn.ConvTranspose, models.ConvTranspose) if transpose else (
+      nn.Conv, models.Conv)
+  ref = flax_cls(6, (k, k), (s, s), "SAME")
   grad = lambda m: jax.jit(jax.grad(lambda v, x: jnp.sum(jnp.sin(m.apply(v, x))),
                                     argnums=(0, 1)))
   rng = np.random.default_rng(0)
@@ -57,7 +60,7 @@ def test_conv_transpose_equals_flax_values_and_gradients(k, s):
     v = jax.tree.map(lambda a: normal(a.shape), jax.eval_shape(ref.init, jax.random.key(1), x))
     want, want_grads = jax.jit(ref.apply)(v, x), grad(ref)(v, x)
     for impl in ("matmul", "xla"):
-      ours = models.ConvTranspose(6, k, s, impl=impl)
+      ours = ours_cls(6, k, s, impl=impl)
       np.testing.assert_allclose(jax.jit(ours.apply)(v, x), want, rtol=1e-5, atol=2e-5,
                                  err_msg=impl)
       for a, b in zip(*map(jax.tree.leaves, (want_grads, grad(ours)(v, x)))):

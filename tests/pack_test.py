@@ -27,7 +27,7 @@ def packable(num_steps=STEPS, **overrides):
   the CPU default's matmul is batched for K > 1 and plain for K = 1, which round differently
   enough to reach 2e-4 by the end."""
   return tiny(num_steps=num_steps, eval_every=num_steps, log_every=1, ckpt_every=num_steps,
-              **{"model.conv_transpose": "xla"}, **overrides)
+              **{"model.conv_impl": "xla"}, **overrides)
 
 
 def _assert_same_run(a, b, rtol=1e-5):

@@ -40,7 +40,7 @@ def test_a_checkpoint_of_the_first_layout_resumes(tmp_path):
   trainer saved them: read, converted, and trained on to the numbers that trainer reached."""
   shutil.copytree(LEGACY, tmp_path / "trial")
   c = tiny("mnist_wae_gan:debug", num_steps=20, log_every=5, ckpt_every=10, eval_every=10,
-           lam=1.0, **{"model.conv_transpose": "xla"})  # Its lambda (the config's then).
+           lam=1.0, **{"model.conv_impl": "xla"})  # Its lambda (the config's then).
   result = loop.train(c, str(tmp_path / "trial"))
   assert result.status == "done" and sorted(result.history) == [15, 20]
   # What the pre-layering trainer logged resuming this checkpoint to step 20.

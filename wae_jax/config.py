@@ -31,7 +31,9 @@ from wae_jax.errors import first_line
 
 ARCHS = ("dcgan", "resnet")
 ENCODERS = ("deterministic", "gaussian")
-CONV_TRANSPOSE_IMPLS = ("auto", "xla", "matmul")
+CONV_IMPLS = ("auto", "xla", "matmul")
+# Fields renamed since trials were first saved: old name -> new name.
+RENAMED = {"model.conv_transpose": "model.conv_impl"}
 RECON_COSTS = ("l2sq", "l2", "l1", "bernoulli", "gaussian")
 # Weights of the reconstruction costs: the public WAE code's for its three; 1 for the
 # decoder likelihoods (Bernoulli, Gaussian with a learned variance), whose loss is then the
@@ -67,9 +69,9 @@ def mnist() -> ml_collections.ConfigDict:
   c.model.kernel_size = 4
   c.model.input_noise = 0.01  # The public code's N(0, 0.01^2) on deterministic encoders' inputs.
   c.model.init_std = 0.01  # The public code's N(0, 0.01^2) weights (biases 0).
-  # Transposed convolutions: "matmul" (one matmul + shifted adds; XLA:CPU's own backward is
-  # ~15x slower), "xla" (lax.conv_transpose), or "auto" (matmul on CPU, xla elsewhere).
-  c.model.conv_transpose = "auto"
+  # Strided and transposed convolutions: "matmul" (matmuls plus shifts, models.py; XLA:CPU's
+  # own gradients of them are 10-30x slower), "xla" (lax's), or "auto" (matmul on CPU only).
+  c.model.conv_impl = "auto"
 
   c.recon = ml_collections.ConfigDict()
   c.recon.cost = "l2sq"
@@ -207,9 +209,9 @@ def load(spec: str) -> ml_collections.ConfigDict:
 
 def from_dict(d: dict[str, Any]) -> ml_collections.ConfigDict:
   """A config saved as JSON (a trial's config.json), with fields it predates at their
-  defaults."""
+  defaults and renamed ones under their new names."""
   c = mnist()
-  c.update_from_flattened_dict({k: tuple(v) if isinstance(v, list) else v
+  c.update_from_flattened_dict({RENAMED.get(k, k): tuple(v) if isinstance(v, list) else v
                                 for k, v in flatten(ml_collections.ConfigDict(d)).items()})
   return c
 
@@ -263,7 +265,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   _one_of(c, "algo", tuple(regularisers.names()))
   _one_of(c, "model.arch", ARCHS)
   _one_of(c, "model.encoder", ENCODERS)
-  _one_of(c, "model.conv_transpose", CONV_TRANSPOSE_IMPLS)
+  _one_of(c, "model.conv_impl", CONV_IMPLS)
   _one_of(c, "mmd.kernel", mmd.KERNELS)
   _one_of(c, "recon.cost", RECON_COSTS)
   _check(c.z_dim >= 1, "z_dim", f"must be >= 1, got {c.z_dim}")

@@ -68,10 +68,11 @@ class Feeder:
 
   def indices(self, step: int, n: int) -> np.ndarray:
     """(N, K, batch) indices of steps step+1 .. step+n; the padding repeats the last step's."""
-    rows = [[data.batch_indices(len(self.images), self.batch_size, seed, s)
-             for seed in self.seeds] for s in range(step, step + n)]
-    rows += [rows[-1]] * (self.n_max - n)
-    return np.asarray(rows, np.int32)
+    steps = [*range(step, step + n), *[step + n - 1] * (self.n_max - n)]
+    # Trial by trial: each epoch's permutation is drawn once (data.batch_indices caches few).
+    per_trial = [[data.batch_indices(len(self.images), self.batch_size, seed, s) for s in steps]
+                 for seed in self.seeds]
+    return np.asarray(per_trial, np.int32).transpose(1, 0, 2)
 
   def __call__(self, step: int, n: int) -> Resident | Streamed:
     indices = self.indices(step, n)

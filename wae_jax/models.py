@@ -30,40 +30,112 @@ def _same_padding_before(k: int, s: int) -> int:
   return k - 1 if s > k - 1 else -(-(k + s - 2) // 2)
 
 
-def _conv_transpose_by_matmul(x: jax.Array, kernel: jax.Array, s: int) -> jax.Array:
-  """lax.conv_transpose(x, kernel, (s, s), "SAME") as one matmul and shifted adds.
+def _same_padding(n: int, k: int, s: int) -> tuple[int, int]:
+  """The zeros lax's "SAME" puts before and after n pixels for a stride-s, k-tap conv."""
+  total = max((-(-n // s) - 1) * s + k - n, 0)
+  return total // 2, total - total // 2
 
-  Input pixel i meets tap t in output pixel o = s i + pad - t. So every (input pixel, tap)
-  product is one (pixels x C_in) @ (C_in x k^2 C_out) matmul; each tap's slice of it is then
-  added, shifted, into the output phase o mod s, and the phases are interleaved. Forward and
-  backward are matmuls plus memory-bound shifts.
+
+def _resolve(impl: str) -> str:
+  """"auto" is "matmul" on CPU, where XLA's own convolution gradients are slow, else "xla"."""
+  if impl == "auto":
+    return "matmul" if jax.default_backend() == "cpu" else "xla"
+  return impl
+
+
+def conv_by_matmul(x: jax.Array, kernel: jax.Array, s: int,
+                   padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+  """lax.conv_general_dilated(x, kernel, (s, s), padding) in NHWC/HWIO as one matmul.
+
+  Space-to-depth turns the stride-s conv into a stride-1 one of ceil(k/s)^2 taps over s^2 C_in
+  channels (the kernel zero-padded to a multiple of s taps), whose patches are then one
+  (pixels x taps C_in) @ (taps C_in x C_out) matmul. The gradients are a matmul each plus
+  slices and pads. XLA:CPU computes a strided conv's input gradient as a dilated convolution
+  through a slow loop: forward and backward of the paper's 512 -> 1024 MNIST layer at batch
+  100 take 6.7 s that way, 0.22 s this way.
   """
   b, h, w, cin = x.shape
   k, cout = kernel.shape[0], kernel.shape[-1]
-  pad = _same_padding_before(k, s)
+  q = -(-k // s)
+  (top, bottom), (left, right) = padding
+  ho, wo = (h + top + bottom - k) // s + 1, (w + left + right - k) // s + 1
+  # Pad (or crop) to exactly the s (out + q - 1) pixels the patches read.
+  x = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, s * (ho + q - 1) - h - top, 0),
+                                               (left, s * (wo + q - 1) - w - left, 0),
+                                               (0, 0, 0)))
+  hs, ws = ho + q - 1, wo + q - 1
+  x = x.reshape(b, hs, s, ws, s, cin).transpose(0, 1, 3, 2, 4, 5).reshape(b, hs, ws, -1)
+  patches = jnp.concatenate([x[:, i:i + ho, j:j + wo] for i in range(q) for j in range(q)],
+                            axis=-1)
+  kernel = jnp.pad(kernel, ((0, q * s - k), (0, q * s - k), (0, 0), (0, 0)))
+  kernel = kernel.reshape(q, s, q, s, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+  return (patches.reshape(-1, patches.shape[-1]) @ kernel.reshape(-1, cout)
+          ).reshape(b, ho, wo, cout)
+
+
+def conv_transpose_by_matmul(x: jax.Array, kernel: jax.Array, s: int, before: int,
+                             out_hw: tuple[int, int]) -> jax.Array:
+  """A stride-s transposed conv in NHWC/HWIO in which input pixel i times tap t lands on output
+  pixel s i + before - t, computed as one matmul and shifted adds; out_hw is the output size.
+
+  lax.conv_transpose(x, kernel, (s, s), "SAME") is before = `_same_padding_before(k, s)` and
+  out_hw = s (h, w). Every (input pixel, tap) product is one (pixels x C_in) @ (C_in x k^2
+  C_out) matmul; each tap's slice of it is then added, shifted, into the output phase o mod s,
+  and the phases are interleaved. Forward and backward are matmuls plus memory-bound shifts.
+  """
+  b, h, w, cin = x.shape
+  k, cout = kernel.shape[0], kernel.shape[-1]
+  ph, pw = -(-out_hw[0] // s), -(-out_hw[1] // s)  # Rows and columns of each phase.
   u = x.reshape(-1, cin) @ kernel.transpose(2, 0, 1, 3).reshape(cin, k * k * cout)
   # Split, not indexed: the gradient of k^2 slices is k^2 full-size zero-padded copies
   # summed, that of a split one concatenation (1.4x faster for the debug nets on CPU).
   taps = jnp.split(u.reshape(b, h, w, k * k, cout), k * k, axis=3)
-  place = [((pad - t) % s, (pad - t) // s) for t in range(k)]  # Tap t -> (phase, shift).
-  phases = [[jnp.zeros((b, h, w, cout), x.dtype) for _ in range(s)] for _ in range(s)]
+  place = [((before - t) % s, (before - t) // s) for t in range(k)]  # Tap -> (phase, shift).
+  zero = jnp.zeros((), x.dtype)
+  phases = [[jnp.zeros((b, ph, pw, cout), x.dtype) for _ in range(s)] for _ in range(s)]
   for th, (ah, qh) in enumerate(place):
     for tw, (aw, qw) in enumerate(place):
-      shifted = jax.lax.pad(taps[th * k + tw][:, :, :, 0], jnp.zeros((), x.dtype),
-                            ((0, 0, 0), (qh, -qh, 0), (qw, -qw, 0), (0, 0, 0)))
-      phases[ah][aw] = phases[ah][aw] + shifted
-  y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (b, h, s, w, s, c)
-  return y.reshape(b, h * s, w * s, cout)
+      # Negative pads crop what falls outside the output.
+      phases[ah][aw] = phases[ah][aw] + jax.lax.pad(
+          taps[th * k + tw][:, :, :, 0], zero,
+          ((0, 0, 0), (qh, ph - h - qh, 0), (qw, pw - w - qw, 0), (0, 0, 0)))
+  y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (b, ph, s, pw, s, c)
+  return y.reshape(b, ph * s, pw * s, cout)[:, :out_hw[0], :out_hw[1]]
+
+
+class Conv(nn.Module):
+  """`nn.Conv` with "SAME" padding: the same parameters and values, computed by
+  `conv_by_matmul` or by `lax.conv_general_dilated` (`impl`: "matmul", "xla" or "auto", by
+  backend; config.model.conv_impl)."""
+  features: int
+  kernel_size: int
+  strides: int = 1
+  use_bias: bool = True
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, x):
+    k, s = self.kernel_size, self.strides
+    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+    padding = (_same_padding(x.shape[1], k, s), _same_padding(x.shape[2], k, s))
+    if _resolve(self.impl) == "matmul":
+      y = conv_by_matmul(x, kernel, s, padding)
+    else:
+      y = jax.lax.conv_general_dilated(x, kernel, (s, s), padding,
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+    return y
 
 
 class ConvTranspose(nn.Module):
   """`nn.ConvTranspose` with "SAME" padding: the same parameters and values.
 
-  On CPU it is computed by `_conv_transpose_by_matmul`, because XLA:CPU runs the
+  "matmul" computes it by `conv_transpose_by_matmul`, because XLA:CPU runs the
   stride-dilated convolutions of a transposed convolution's backward pass through a naive
-  loop at ~4 GFLOP/s (61 s for one paper-width MNIST decoder layer at batch 100);
-  accelerators get `lax.conv_transpose`. `impl` ("matmul" or "xla") forces either; "auto"
-  chooses by backend (config.model.conv_transpose).
+  loop at ~4 GFLOP/s (61 s for one paper-width MNIST decoder layer at batch 100); "xla" by
+  `lax.conv_transpose`; "auto" by backend (config.model.conv_impl).
   """
   features: int
   kernel_size: int
@@ -76,11 +148,9 @@ class ConvTranspose(nn.Module):
   def __call__(self, x):
     k, s = self.kernel_size, self.strides
     kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
-    impl = self.impl
-    if impl == "auto":
-      impl = "matmul" if jax.default_backend() == "cpu" else "xla"
-    if impl == "matmul":
-      y = _conv_transpose_by_matmul(x, kernel, s)
+    if _resolve(self.impl) == "matmul":
+      y = conv_transpose_by_matmul(x, kernel, s, _same_padding_before(k, s),
+                                   (s * x.shape[1], s * x.shape[2]))
     else:
       y = jax.lax.conv_transpose(x, kernel, (s, s), "SAME",
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -95,16 +165,12 @@ class _Common(nn.Module):
   width: float
   kernel_size: int
   init_std: float
-  conv_transpose: str = "auto"  # config.model.conv_transpose
+  conv_impl: str = "auto"  # config.model.conv_impl
 
   def conv(self, features, strides=1, transpose=False, kernel_size=None, use_bias=True):
-    k = kernel_size or self.kernel_size
-    init = nn.initializers.normal(self.init_std)
-    if transpose:
-      return ConvTranspose(features, k, strides, use_bias=use_bias, kernel_init=init,
-                           impl=self.conv_transpose)
-    return nn.Conv(features, (k, k), strides=(strides, strides), padding="SAME",
-                   use_bias=use_bias, kernel_init=init)
+    cls = ConvTranspose if transpose else Conv
+    return cls(features, kernel_size or self.kernel_size, strides, use_bias=use_bias,
+               kernel_init=nn.initializers.normal(self.init_std), impl=self.conv_impl)
 
   def dense(self, features):
     return nn.Dense(features, kernel_init=nn.initializers.normal(self.init_std))
@@ -114,7 +180,7 @@ class _Common(nn.Module):
 
   def preact_block(self, features, resample):
     return PreActBlock(self.num_layers, self.width, self.kernel_size, self.init_std,
-                       self.conv_transpose, features=features, resample=resample)
+                       self.conv_impl, features=features, resample=resample)
 
 
 class _Decoder(_Common):
@@ -258,7 +324,7 @@ def build(c: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
   m = c.model
   gaussian = m.encoder == "gaussian"
   common = dict(width=m.width, kernel_size=m.kernel_size, init_std=m.init_std,
-                conv_transpose=m.conv_transpose)
+                conv_impl=m.conv_impl)
   enc_cls, dec_cls = {"dcgan": (DCGANEncoder, DCGANDecoder),
                       "resnet": (ResNetEncoder, ResNetDecoder)}[m.arch]
   encoder = enc_cls(num_layers=m.enc_layers, out_dim=c.z_dim * (2 if gaussian else 1), **common)

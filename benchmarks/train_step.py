@@ -2,7 +2,7 @@ r"""Training throughput as the loop runs it: steps/s, trials/hour, GFLOP/s again
 matmul bound, and the host's share of the time, by steps per dispatch N and pack size K.
 
   python benchmarks/train_step.py [--nets tiny,debug] [--dispatch before,1,10,100]
-                                  [--packs 1,8] [--rounds 2] [--steps 200]
+                                  [--packs 1,8] [--rounds 2] [--steps 200] [--precision P]
 
 Each row times `--steps` training steps the way `loop.py` takes them: the host builds a
 dispatch's feed (`feed.Feeder`, the training set resident on the devices) and calls the
@@ -66,8 +66,9 @@ def dcgan_forward_flops(c, image_shape) -> int:
   return flops
 
 
-def matmul_bound_gflops(n: int = 2048) -> float:
-  """fp32 GFLOP/s of one large jitted matmul: what the devices can do at best."""
+def matmul_bound_gflops(n: int) -> float:
+  """fp32 GFLOP/s of one large jitted n x n matmul (at the default matmul precision): what
+  the devices can do at best. n = 2048 fills a CPU; a GPU needs 8192."""
   a = jnp.ones((n, n), jnp.float32)
   mm = jax.jit(lambda a: a @ a)
   jax.block_until_ready(mm(a))
@@ -158,12 +159,18 @@ def main():
   parser.add_argument("--packs", default="1,8", help="values of K")
   parser.add_argument("--steps", type=int, default=200, help="timed steps per row and round")
   parser.add_argument("--rounds", type=int, default=2)
+  parser.add_argument("--precision", default=None,
+                      help="jax_default_matmul_precision for the nets and the bound alike "
+                           "(e.g. tensorfloat32 on NVIDIA; unset: the backend's default)")
   args = parser.parse_args()
+  if args.precision:
+    jax.config.update("jax_default_matmul_precision", args.precision)
   mesh = Mesh(np.array(jax.devices()), ("data",))
   ds = data.load("bundled:mnist", 1000)
-  bound = matmul_bound_gflops()
+  bound = matmul_bound_gflops(2048 if jax.default_backend() == "cpu" else 8192)
   common = {"bench": "train_step", "devices": jax.device_count(),
-            "platform": jax.devices()[0].platform, "matmul_bound_gflops": round(bound, 1),
+            "platform": jax.devices()[0].platform, "device_kind": jax.devices()[0].device_kind,
+            "precision": args.precision or "default", "matmul_bound_gflops": round(bound, 1),
             "load_before": os.getloadavg()[0]}
   for net in args.nets.split(","):
     variants = {}

@@ -50,6 +50,23 @@ def test_batches_are_sharded_over_the_devices(setting):
   assert sharded.addressable_shards[0].data.shape[2] == 16 // jax.device_count()
 
 
+@pytest.mark.parametrize("device_max_mb", [3072, 0])
+def test_a_prefetched_feed_is_the_one_asked_for_and_a_wrong_guess_is_dropped(setting,
+                                                                             device_max_mb):
+  mesh, images, configs = setting
+  for c in configs:
+    c.data.device_max_mb = device_max_mb
+  feeder = feed.Feeder(configs, images, mesh, steps_per_dispatch=4)
+  fresh = feed.Feeder(configs, images, mesh, steps_per_dispatch=4)
+  leaves = lambda f: [np.asarray(a) for a in jax.tree.leaves(f)]
+  feeder.prefetch(8, 4)
+  for got, want in zip(leaves(feeder(8, 4)), leaves(fresh(8, 4))):
+    np.testing.assert_array_equal(got, want)
+  feeder.prefetch(12, 4)  # The loop guessed 4 steps; a trial's end made it 2.
+  for got, want in zip(leaves(feeder(12, 2)), leaves(fresh(12, 2))):
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("steps_per_dispatch", 0, "must be an integer >= 1"),
     ("data.device_max_mb", -1, "must be an integer >= 0"),

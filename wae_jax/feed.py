@@ -5,12 +5,14 @@ training set fits (`config.data.device_max_mb`) it lives on every device and onl
 indices travel, N x K x batch int32s; the gather happens inside the compiled loop. A larger
 one is gathered on the host and sent as images. Either way the batches are the same uint8
 arrays, chosen by `data.batch_indices(seed, step)`, so neither N nor the feed changes a
-trial's numbers (beyond float rounding). The host builds the next dispatch's feed while the
-devices run this one (dispatch is asynchronous), which is all the prefetching a feed of
-indices needs.
+trial's numbers (beyond float rounding). Dispatch is asynchronous, and the loop asks for the
+next dispatch's feed (`Feeder.prefetch`) as soon as it has sent this one, so a thread builds
+it (indices, or gathered and sent images) while the devices run and the hooks wait on them.
 """
 
 from __future__ import annotations
+
+import concurrent.futures
 
 import flax
 import jax
@@ -63,6 +65,7 @@ class Feeder:
     self.batch_size = c.batch_size
     self.resident = images.nbytes <= c.data.device_max_mb * 2**20
     self.sharding = NamedSharding(mesh, P(None, None, "data"))
+    self._pool, self._next = None, (None, None)
     if self.resident:
       self.on_device = jax.make_array_from_process_local_data(NamedSharding(mesh, P()), images)
 
@@ -74,7 +77,20 @@ class Feeder:
                  for seed in self.seeds]
     return np.asarray(per_trial, np.int32).transpose(1, 0, 2)
 
+  def prefetch(self, step: int, n: int) -> None:
+    """Starts building `self(step, n)` on a background thread."""
+    if self._pool is None:
+      self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="feed")
+    self._next = (step, n), self._pool.submit(self._build, step, n)
+
   def __call__(self, step: int, n: int) -> Resident | Streamed:
+    """The feed of steps step+1 .. step+n: the prefetched one if it was asked for."""
+    (key, future), self._next = self._next, (None, None)
+    if key == (step, n):
+      return future.result()
+    return self._build(step, n)
+
+  def _build(self, step: int, n: int) -> Resident | Streamed:
     indices = self.indices(step, n)
     if self.resident:
       return Resident(self.on_device, data.place(indices, self.sharding, axis=2))

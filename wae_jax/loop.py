@@ -249,13 +249,18 @@ def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Resul
                  "the first dispatch compiles.", ", ".join(trials[k].workdir.name for k in alive),
                  f"{parameter_overview.count_parameters(states.params) // len(trials):,}",
                  step, max(trials[k].c.num_steps for k in alive), mesh.size)
+  def dispatch_length(step: int) -> int:
+    """Steps in the dispatch from `step`: up to where any trial has something to do."""
+    return min(feeder.n_max, min(trials[k].next_due(step) for k in alive) - step)
+
   with Preemption() as preemption:
     while alive:
-      # One dispatch runs up to the next step at which any trial has something to do.
-      n = min(feeder.n_max, min(trials[k].next_due(step) for k in alive) - step)
+      n = dispatch_length(step)
       states, metrics = run_fn(states, feeder(step, n), train_keys, n)
       pending.append((n, metrics))
       step += n
+      if (guess := dispatch_length(step)) > 0:  # A trial that ends or diverges changes it.
+        feeder.prefetch(step, guess)
       stopping = preemption.requested
       if not stopping and not any(trials[k].due(step, trials[k].c.log_every)
                                   or any(h.due(trials[k], step, False) for h in hooks[k])

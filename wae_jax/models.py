@@ -59,7 +59,7 @@ def conv_by_matmul(x: jax.Array, kernel: jax.Array, s: int,
   k, cout = kernel.shape[0], kernel.shape[-1]
   (top, bottom), (left, right) = padding
   ho, wo = (h + top + bottom - k) // s + 1, (w + left + right - k) // s + 1
-  q = k // s if k % s == 0 else k  # Slices per axis, each of q' = k/q taps.
+  q = k // s if k % s == 0 else k  # Slices per axis; each covers k/q taps.
   # Pad (or crop) to the s (out - 1) + k pixels the patches read.
   x = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, s * (ho - 1) + k - h - top, 0),
                                                (left, s * (wo - 1) + k - w - left, 0),

@@ -173,7 +173,8 @@ def restore(manager: ocp.CheckpointManager, step: int, target: TrainState) -> Tr
   """
   if "adv_params" not in manager.item_metadata(step):
     return manager.restore(step, args=ocp.args.StandardRestore(target))
-  return _from_legacy(manager.restore(step, args=ocp.args.StandardRestore(_legacy(target))))
+  return _from_legacy(manager.restore(step, args=ocp.args.StandardRestore(_legacy(target))),
+                      target)
 
 
 def _legacy(s: TrainState) -> dict[str, Any]:
@@ -188,10 +189,12 @@ def _legacy(s: TrainState) -> dict[str, Any]:
           "adv_opt_state": penalty["opt_state"].inner_state if penalty else None}
 
 
-def _from_legacy(t: dict[str, Any]) -> TrainState:
+def _from_legacy(t: dict[str, Any], target: TrainState) -> TrainState:
+  """`t` converted, its optimizer states of the class (and empty schedule states) the
+  target's optax makes: a compiled loop's carry must keep one structure."""
   def opt(inner, lr):
-    return optax.InjectHyperparamsState(count=t["step"], hyperparams={"learning_rate": lr},
-                                        inner_state=inner)
+    return target.opt_state._replace(count=t["step"], hyperparams={"learning_rate": lr},
+                                     inner_state=inner)
   hparams = dict(t["hparams"])
   lr, adv_lr = hparams.pop("lr"), hparams.pop("adv_lr")
   penalty = None

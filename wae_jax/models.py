@@ -106,10 +106,9 @@ def conv_transpose_by_matmul(x: jax.Array, kernel: jax.Array, s: int, before: in
   return y.reshape(b, ph * s, pw * s, cout)[:, :out_hw[0], :out_hw[1]]
 
 
-class Conv(nn.Module):
-  """`nn.Conv` with "SAME" padding: the same parameters and values, computed by
-  `conv_by_matmul` or by `lax.conv_general_dilated` (`impl`: "matmul", "xla" or "auto", by
-  backend; config.model.conv_impl)."""
+class _ConvBase(nn.Module):
+  """The parameters `nn.Conv` / `nn.ConvTranspose` make, "SAME" padding, and the choice of
+  implementation (`impl`: "matmul", "xla" or "auto", by backend; config.model.conv_impl)."""
   features: int
   kernel_size: int
   strides: int = 1
@@ -117,49 +116,48 @@ class Conv(nn.Module):
   kernel_init: Callable = nn.initializers.lecun_normal()
   impl: str = "auto"
 
+  def compute(self, x, kernel, matmul: bool) -> jax.Array:
+    raise NotImplementedError
+
   @nn.compact
   def __call__(self, x):
-    k, s = self.kernel_size, self.strides
+    k = self.kernel_size
     kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
-    padding = (_same_padding(x.shape[1], k, s), _same_padding(x.shape[2], k, s))
-    if _resolve(self.impl) == "matmul":
-      y = conv_by_matmul(x, kernel, s, padding)
-    else:
-      y = jax.lax.conv_general_dilated(x, kernel, (s, s), padding,
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = self.compute(x, kernel, _resolve(self.impl) == "matmul")
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,))
     return y
 
 
-class ConvTranspose(nn.Module):
+class Conv(_ConvBase):
+  """`nn.Conv` with "SAME" padding: the same parameters and values, by `conv_by_matmul` or
+  `lax.conv_general_dilated`."""
+
+  def compute(self, x, kernel, matmul):
+    k, s = self.kernel_size, self.strides
+    padding = (_same_padding(x.shape[1], k, s), _same_padding(x.shape[2], k, s))
+    if matmul:
+      return conv_by_matmul(x, kernel, s, padding)
+    return jax.lax.conv_general_dilated(x, kernel, (s, s), padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+class ConvTranspose(_ConvBase):
   """`nn.ConvTranspose` with "SAME" padding: the same parameters and values.
 
   "matmul" computes it by `conv_transpose_by_matmul`, because XLA:CPU runs the
   stride-dilated convolutions of a transposed convolution's backward pass through a naive
   loop at ~4 GFLOP/s (61 s for one paper-width MNIST decoder layer at batch 100); "xla" by
-  `lax.conv_transpose`; "auto" by backend (config.model.conv_impl).
+  `lax.conv_transpose`.
   """
-  features: int
-  kernel_size: int
-  strides: int
-  use_bias: bool = True
-  kernel_init: Callable = nn.initializers.lecun_normal()
-  impl: str = "auto"
 
-  @nn.compact
-  def __call__(self, x):
+  def compute(self, x, kernel, matmul):
     k, s = self.kernel_size, self.strides
-    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
-    if _resolve(self.impl) == "matmul":
-      y = conv_transpose_by_matmul(x, kernel, s, _same_padding_before(k, s),
-                                   (s * x.shape[1], s * x.shape[2]))
-    else:
-      y = jax.lax.conv_transpose(x, kernel, (s, s), "SAME",
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,))
-    return y
+    if matmul:
+      return conv_transpose_by_matmul(x, kernel, s, _same_padding_before(k, s),
+                                      (s * x.shape[1], s * x.shape[2]))
+    return jax.lax.conv_transpose(x, kernel, (s, s), "SAME",
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 class _Common(nn.Module):

@@ -249,6 +249,7 @@ def _train(trials: list[Trial], ds: data.Dataset, mesh: Mesh) -> dict[int, Resul
                  "the first dispatch compiles.", ", ".join(trials[k].workdir.name for k in alive),
                  f"{parameter_overview.count_parameters(states.params) // len(trials):,}",
                  step, max(trials[k].c.num_steps for k in alive), mesh.size)
+
   def dispatch_length(step: int) -> int:
     """Steps in the dispatch from `step`: up to where any trial has something to do."""
     return min(feeder.n_max, min(trials[k].next_due(step) for k in alive) - step)

@@ -144,6 +144,7 @@ def test_replay_on_full_curves():
   assert (r.steps, r.full_steps) == (11, 24)
   assert r.best_kept == {"x": True} and r.best == {"x": (0.4, 0.4)}
   assert r.rank_corr[1] == pytest.approx(1.0)  # d, f, b, c, a, e at every rung.
+  assert r.best_rank == {"x": {1: 1, 2: 1}}
   with pytest.raises(ValueError, match="no domain_fid at step 2"):
     asha.replay(SEARCH, {"x": ids}, {t: {1: v[1]} for t, v in CURVES.items()})
 

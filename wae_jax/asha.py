@@ -248,6 +248,9 @@ class Replay:
   best_kept: dict[str, bool]  # Per bracket: does ASHA's best equal the study's best?
   best: dict[str, tuple[float | None, float | None]]  # Per bracket: (ASHA's, the study's).
   rank_corr: dict[int, float]  # Spearman's rho of each rung's metric with the final one.
+  # Per bracket: the study's best trial's rank (1 = first) at each rung below R, among the
+  # bracket's trials there. A rung that promotes fewer than that many loses it.
+  best_rank: dict[str, dict[int, int]]
 
 
 def replay(search: Asha, brackets: Mapping[str, Sequence[str]],
@@ -288,7 +291,16 @@ def replay(search: Asha, brackets: Mapping[str, Sequence[str]],
       best_kept={b: kept[b] == final[b] for b in brackets},
       best={b: (_final(search, curves, kept[b]), _final(search, curves, final[b]))
             for b in brackets},
-      rank_corr=corr)
+      rank_corr=corr,
+      best_rank={b: _ranks(search, brackets[b], curves, final[b]) for b in brackets})
+
+
+def _ranks(search: Asha, ids: Sequence[str], curves, tid: str | None) -> dict[int, int]:
+  if tid is None:
+    return {}
+  return {steps: 1 + sum(search.key(curves[t].get(steps)) < search.key(curves[tid].get(steps))
+                         for t in ids)
+          for steps in search.rungs[:-1]}
 
 
 def _final(search: Asha, curves, tid: str | None) -> float | None:

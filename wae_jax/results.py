@@ -390,8 +390,9 @@ def plot_curves(trials: pd.DataFrame, curves: dict[str, dict[int, float]],
 def replay(trials: pd.DataFrame, curves: dict[str, dict[int, float]], metric: str,
            etas: list[int], min_steps: list[int]) -> pd.DataFrame:
   """ASHA replayed on a full-budget study's curves, a row per (eta, r): the model-steps it
-  would have spent, whether each algorithm keeps its best trial, and each rung's rank
-  correlation with the final metric. Brackets are base configs, as in a live search."""
+  would have spent, whether each algorithm keeps its best trial and that trial's rank at
+  each rung, and each rung's rank correlation with the final metric. Brackets are base
+  configs, as in a live search."""
   done = trials[trials["status"] == workdir_lib.DONE]
   max_steps = int(done["num_steps"].max()) if len(done) else 0
   if len(done) < len(trials) or (done["num_steps"] != max_steps).any():
@@ -416,6 +417,8 @@ def replay(trials: pd.DataFrame, curves: dict[str, dict[int, float]], metric: st
         row[f"{b} best kept"] = ("yes" if result.best_kept[b]
                                  else f"no ({kept:.4g} vs {best:.4g})" if kept is not None
                                  else "no")
+        row[f"{b} best's rank"] = ", ".join(f"{steps}: {rank}"
+                                            for steps, rank in result.best_rank[b].items())
       row["rank corr. with final"] = ", ".join(f"{steps}: {rho:.2f}"
                                                for steps, rho in result.rank_corr.items())
       rows.append(row)

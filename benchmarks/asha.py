@@ -1,7 +1,7 @@
 r"""ASHA against random search on the same trials, the ASHA driver killed and relaunched.
 
   python benchmarks/asha.py [--sweep sweeps/bigwae_asha.py:debug] [--workdir runs/asha]
-      [--parallel 2] [--kills 3] [--seed 0] [--min_steps 75,150] [--eta 2,3,4]
+      [--parallel 2] [--kills 3] [--seed 0] [--min_steps 150,300] [--eta 2,3,4]
 
 1. `W/random`: `wae-sweep run SWEEP --search=random`, every trial to its full budget (a
    finished one there is reused).
@@ -70,7 +70,7 @@ def main():
   parser.add_argument("--parallel", type=int, default=2)
   parser.add_argument("--kills", type=int, default=3)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--min_steps", default="75,150")
+  parser.add_argument("--min_steps", default="150,300")
   parser.add_argument("--eta", default="2,3,4")
   args = parser.parse_args()
   workdir = pathlib.Path(args.workdir)

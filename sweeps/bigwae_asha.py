@@ -7,10 +7,14 @@ labels for a domain FID; the workers need pytorch-fid's weights). Before trustin
 rungs at full scale, replay them on a smaller full-budget study (`wae-results --replay`).
 
 `:debug` is the benchmark this machine can run: WAE-MMD and WAE-GAN, 24 random points each
-from bigwae's debug space, 1,200 steps of the `:debug` configs at width 1/64 on the bundled
-MNIST, ranked by domain FID on 2,048 samples every 75 steps (so a random-search run of the
-same trials, `wae-sweep run ... --search=random`, records every rung of the replays),
-climbing 75 -> 300 -> 1,200 (eta 4).
+from bigwae's debug space, 2,700 steps of the `:debug` configs at width 1/64 on the bundled
+MNIST at a constant learning rate, ranked by domain FID on 2,048 samples every 150 steps (so
+a random-search run of the same trials, `--search=random`, records every rung a replay may
+use), climbing 300 -> 1,200 -> 2,700 (eta 4). `:pilot` is the same study on other random
+points: the replay of its random search chose that ladder (README, "Multi-fidelity
+sweeps"), so the benchmark's trials took no part in choosing it. The rate is constant
+because the configs decay it by epochs: with the batch size searched, a batch-64 trial
+would decay after 620 steps and a batch-32 one after 1,250, between the rungs.
 """
 
 import bigwae

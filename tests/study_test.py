@@ -74,9 +74,17 @@ def test_bigwae_has_3000_trials_with_equal_budgets():
 @pytest.mark.parametrize("spec,count", [
     ("sweeps/bigwae.py:debug", 8), ("sweeps/table1.py", 6), ("sweeps/table1.py:mnist", 3),
     ("sweeps/kernel_ablation.py", 36), ("sweeps/kernel_ablation.py:debug", 12),
-    ("sweeps/kernel_ablation.py:fashion", 24), ("sweeps/comparison.py:mnist", 12)])
+    ("sweeps/kernel_ablation.py:fashion", 24), ("sweeps/comparison.py:mnist", 12),
+    ("sweeps/bigwae_asha.py:pilot", 48), ("sweeps/bigwae_asha.py:debug", 48)])
 def test_sweep_files(spec, count):
   assert len(study.load_sweep(spec).trials) == count
+
+
+def test_the_asha_benchmark_shares_no_trial_with_the_pilot_that_chose_its_rungs():
+  pilot, debug = (study.load_sweep(f"sweeps/bigwae_asha.py:{a}", check=False)
+                  for a in ("pilot", "debug"))
+  assert pilot.search == debug.search
+  assert not set(pilot.trials) & set(debug.trials)
 
 
 def test_check_divides_each_batch_over_the_target_devices():

@@ -198,12 +198,13 @@ def over_seeds(results: Results, metric: str) -> pd.DataFrame:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-  """A GitHub markdown table; floats to 4 significant digits, missing values blank."""
+  """A GitHub markdown table; floats to 4 significant digits but whole ones from 10,000 up in
+  full (a column of step counts with a blank in it is float), missing values blank."""
   def fmt(v):
     if v is None or (isinstance(v, float) and math.isnan(v)):
       return ""
     if isinstance(v, (float, np.floating)):
-      return f"{v:.4g}"
+      return f"{int(v):,}" if v.is_integer() and abs(v) >= 1e4 else f"{v:.4g}"
     return str(v).replace("|", "\\|")
   lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
   lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
@@ -370,8 +371,13 @@ def plot_curves(trials: pd.DataFrame, curves: dict[str, dict[int, float]],
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    if len(ticks := sorted({n for t in group["trial"] for n in curves.get(t, {})})) <= 8:
-      ax.set_xticks(ticks)
+    # Every evaluation's step when they are few, else the first and where trials stopped
+    # (under ASHA its rungs, each marked by a line: the cuts).
+    ticks = sorted({n for t in group["trial"] for n in curves.get(t, {})})
+    ends = sorted({max(curves[t]) for t in group["trial"] if curves.get(t)})
+    ax.set_xticks(ticks if len(ticks) <= 8 else sorted({ticks[0], *ends}))
+    for end in ends[:-1]:
+      ax.axvline(end, color="grey", lw=0.6, ls=":")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     ax.legend(unique.values(), unique.keys(), fontsize=7)

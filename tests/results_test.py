@@ -261,4 +261,5 @@ def test_replay_of_a_full_budget_study(tmp_path, capsys):
 
 def test_markdown_writes_large_counts_in_full_and_other_floats_to_four_digits():
   df = pd.DataFrame({"model-steps": [14_100.0, np.nan], "fid": [191.0725, 12_345.6]})
-  assert results_lib.to_markdown(df).splitlines()[2:] == ["| 14,100 | 191.1 |", "|  | 1.235e+04 |"]
+  assert results_lib.to_markdown(df).splitlines()[2:] == [
+      "| 14,100 | 191.1 |", "|  | 1.235e+04 |"]

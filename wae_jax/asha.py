@@ -298,8 +298,8 @@ def replay(search: Asha, brackets: Mapping[str, Sequence[str]],
 def _ranks(search: Asha, ids: Sequence[str], curves, tid: str | None) -> dict[int, int]:
   if tid is None:
     return {}
-  return {steps: 1 + sum(search.key(curves[t].get(steps)) < search.key(curves[tid].get(steps))
-                         for t in ids)
+  return {steps: 1 + sum(search.key(curves.get(t, {}).get(steps))
+                         < search.key(curves[tid].get(steps)) for t in ids)
           for steps in search.rungs[:-1]}
 
 

@@ -2,8 +2,13 @@
 import os
 import shutil
 
+import jax
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
 from wae_jax import config as config_lib
 from wae_jax import loop
@@ -50,3 +55,29 @@ def test_a_checkpoint_of_the_first_layout_resumes(tmp_path):
   assert int(s.step) == 20 and set(s.hparams) == set(state_lib.HPARAMS)
   assert float(s.opt_state.hyperparams["learning_rate"]) == np.float32(c.optim.lr)
   assert float(s.penalty_state["opt_state"].hyperparams["learning_rate"]) == np.float32(c.gan.lr)
+
+
+def test_saving_small_replicated_arrays_compiles_nothing(tmp_path):
+  """Orbax would slice each replicated array over the replicas, one compiled program per
+  slice shape, at every trainer's first save."""
+  mesh = Mesh(np.array(jax.devices()), ("d",))
+  tree = {f"w{i}": jax.device_put(jnp.ones((8, i + 1)), NamedSharding(mesh, P()))
+          for i in range(3)}
+  compiles = []
+
+  def count(event, duration, **kwargs):
+    del duration, kwargs
+    if event == "/jax/core/compile/backend_compile_duration":
+      compiles.append(event)
+
+  manager = state_lib.checkpoint_manager(tmp_path, config_lib.load("mnist_wae_mmd"),
+                                         create=True)
+  jax.monitoring.register_event_duration_secs_listener(count)
+  try:
+    manager.save(1, args=ocp.args.StandardSave(tree))
+    manager.wait_until_finished()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(count)
+  assert len(jax.devices()) > 1 and compiles == []
+  restored = manager.restore(1, args=ocp.args.StandardRestore(tree))
+  assert all(np.array_equal(restored[k], tree[k]) for k in tree)

@@ -122,8 +122,19 @@ def unstack(states: TrainState, k: int) -> TrainState:
 # Checkpoints.
 
 
+# Orbax saves a replicated array in slices, one a replica, so that hosts share the writing;
+# each slice shape is a program of its own to compile. For a trial's state on 8 devices that
+# is 72 small compiles, 4.7 s at every trainer's first save against 0.15 s, and below this
+# many bytes a slice saves no writing worth one. The paper net's largest kernel (32 MiB)
+# still splits over 8 replicas.
+MIN_REPLICA_SLICE_BYTES = 4 << 20
+
+
 def checkpoint_manager(workdir: epath.PathLike, c: ml_collections.ConfigDict,
                        create: bool = False) -> ocp.CheckpointManager:
+  # Orbax reads its array handler from a process-wide registry only.
+  ocp.type_handlers.register_type_handler(jax.Array, ocp.type_handlers.ArrayHandler(
+      min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES), override=True)
   return ocp.CheckpointManager(
       (epath.Path(workdir) / workdir_lib.CHECKPOINTS).absolute(),
       options=ocp.CheckpointManagerOptions(max_to_keep=c.keep_ckpts, create=create),

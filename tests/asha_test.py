@@ -8,12 +8,25 @@ import time
 from conftest import FAKE_TRAINER, REPO, kill_sweep, log_counts, sweep_file
 import pytest
 
-from wae_jax import asha
 from wae_jax import hyper
+from wae_jax import replay
 from wae_jax import runner
+from wae_jax import searches
 from wae_jax import study
+from wae_jax import workdir as workdir_lib
+from wae_jax.searches import asha
 
-SEARCH = asha.Asha(min_steps=1, eta=2, max_steps=4, metric="domain_fid")  # Lower is better.
+
+def _asha(min_steps, eta, max_steps, metric="domain_fid"):
+  return searches.parse({"name": "asha", "min_steps": min_steps, "eta": eta,
+                         "max_steps": max_steps, "metric": metric})
+
+
+def _scheduler(search, brackets):
+  return asha.Scheduler(search.rungs, search.eta, search.key, brackets)
+
+
+SEARCH = _asha(1, 2, 4)  # domain_fid: lower is better.
 
 
 def _serial(scheduler, curves):
@@ -27,8 +40,8 @@ def _serial(scheduler, curves):
 
 def test_rungs():
   assert SEARCH.rungs == (1, 2, 4)
-  assert asha.Asha(100, 3, 1200, "domain_fid").rungs == (100, 300, 900, 1200)
-  assert asha.Asha(300, 4, 300, "domain_fid").rungs == (300,)
+  assert asha.rungs_of(100, 3, 1200) == (100, 300, 900, 1200)
+  assert asha.rungs_of(300, 4, 300) == (300,)
 
 
 # Rung 1 results arrive as a 5, b 3, c 4, d 1, e 6, f 2.
@@ -37,7 +50,7 @@ CURVES = {"a": {1: 5}, "b": {1: 3, 2: 2.5}, "c": {1: 4}, "d": {1: 1, 2: 0.5, 4: 
 
 
 def test_promotion_rule_on_hand_checked_curves():
-  s = asha.Scheduler(SEARCH, {"x": list("abcdef")})
+  s = _scheduler(SEARCH, {"x": list("abcdef")})
   assert _serial(s, CURVES) == [
       ("a", 1),  # Nothing to promote: a new trial.
       ("b", 1),  # Rung 1 holds [a]: its top half (1 // 2 = 0 trials) is empty.
@@ -57,7 +70,7 @@ def test_promotion_rule_on_hand_checked_curves():
 
 
 def test_a_rung_is_not_complete_while_a_climb_to_it_is_in_flight():
-  s = asha.Scheduler(SEARCH, {"x": ["a", "b"]})
+  s = _scheduler(SEARCH, {"x": ["a", "b"]})
   assert s.next_job() == ("a", 1) and s.next_job() == ("b", 1)
   s.record("b", 1, 3.0)  # b's result comes first: a's climb is still in flight.
   assert not s.complete("x", 0) and s.in_flight() == [("a", 1)]
@@ -69,7 +82,7 @@ def test_a_rung_is_not_complete_while_a_climb_to_it_is_in_flight():
 def test_a_settled_rung_sends_its_best_on_even_below_eta_results():
   """Async ASHA's 1/eta of 1 result is none; once no result can still come, the best goes
   on, so each bracket's best trial reaches the full budget."""
-  s = asha.Scheduler(asha.Asha(min_steps=1, eta=3, max_steps=9, metric="domain_fid"),
+  s = _scheduler(_asha(1, 3, 9),
                      {"x": ["a", "b", "c", "d"]})
   curves = {"a": {1: 4}, "b": {1: 3}, "c": {1: 5}, "d": {1: 6}}
   # Rung 1: [a] -> none up; [b, a] -> none (2 // 3 = 0); [b, a, c] -> b; [b, a, c, d]: b only.
@@ -80,15 +93,14 @@ def test_a_settled_rung_sends_its_best_on_even_below_eta_results():
 
 
 def test_a_trial_without_a_value_is_last_and_never_promoted():
-  s = asha.Scheduler(SEARCH, {"x": ["a", "b", "c", "d"]})
+  s = _scheduler(SEARCH, {"x": ["a", "b", "c", "d"]})
   curves = {"a": {1: None}, "b": {1: float("nan")}, "c": {1: None}, "d": {1: None}}
   assert _serial(s, curves) == [("a", 1), ("b", 1), ("c", 1), ("d", 1)]
   assert s.ranked("x", 1) == ["a", "b", "c", "d"] and s.best("x") is None
 
 
 def test_higher_is_better_metrics_rank_high_first():
-  search = asha.Asha(min_steps=1, eta=2, max_steps=2, metric="domain_fid_classifier_acc")
-  s = asha.Scheduler(search, {"x": ["a", "b"]})
+  s = _scheduler(_asha(1, 2, 2, "domain_fid_classifier_acc"), {"x": ["a", "b"]})
   _serial(s, {"a": {1: 0.5}, "b": {1: 0.9, 2: 0.95}})
   assert s.ranked("x", 1) == ["b", "a"] and s.best("x") == "b"
 
@@ -96,17 +108,17 @@ def test_higher_is_better_metrics_rank_high_first():
 def test_each_decision_goes_to_the_bracket_given_the_fewest_model_steps():
   """Mirrored curves: the brackets take turns and end with equal compute."""
   curves = {f"{b}{t}": v for b in "xy" for t, v in CURVES.items()}
-  s = asha.Scheduler(SEARCH, {b: [f"{b}{t}" for t in "abcdef"] for b in "xy"})
+  s = _scheduler(SEARCH, {b: [f"{b}{t}" for t in "abcdef"] for b in "xy"})
   decisions = _serial(s, curves)
   assert [t[0] for t, _ in decisions] == list("xy" * 10)
   assert [(t[1:], n) for t, n in decisions[::2]] == _serial(
-      asha.Scheduler(SEARCH, {"x": list("abcdef")}), CURVES)
+      _scheduler(SEARCH, {"x": list("abcdef")}), CURVES)
   assert s.spent("x") == s.spent("y") == 11
 
 
 @pytest.mark.parametrize("spec,message", [
     ({"name": "hyperband"}, "search.name: unknown search 'hyperband'"),
-    ({"name": "asha", "eta": 3}, "search.max_steps: an asha search needs it"),
+    ({"name": "asha", "eta": 3}, "search.min_steps: an asha search needs it"),
     ({"name": "asha", "min_steps": 100, "eta": 1, "max_steps": 900, "metric": "domain_fid"},
      "search.eta: must be an integer >= 2, got 1"),
     ({"name": "asha", "min_steps": 900, "eta": 3, "max_steps": 100, "metric": "domain_fid"},
@@ -114,11 +126,13 @@ def test_each_decision_goes_to_the_bracket_given_the_fewest_model_steps():
     ({"name": "asha", "min_steps": 1, "eta": 3, "max_steps": 9, "metric": "fidd"},
      "search.metric: 'fidd' is not a declared score"),
     ({"name": "asha", "min_steps": 1, "eta": 3, "max_steps": 9, "metric": "fid", "r": 1},
-     "search.r: no such field"),
+     "search.r: the asha search has no such option"),
+    ({"name": "random", "eta": 3}, "search.eta: the random search has no such option"),
+    ({"name": 3}, "search.name: must be a search's name"),
 ])
 def test_bad_searches_name_the_field(spec, message):
   with pytest.raises(hyper.SweepError, match=message):
-    asha.parse(spec)
+    searches.parse(spec)
 
 
 def test_a_sweep_checks_its_search_against_its_trials(tmp_path):
@@ -134,19 +148,22 @@ def test_a_sweep_checks_its_search_against_its_trials(tmp_path):
     study.load_sweep(sweep_file(tmp_path, body % (1200, "domain_fid")))
   s = study.load_sweep(sweep_file(tmp_path, body % (1200, "mmd_heldout")))
   assert s.search.rungs == (100, 300, 900, 1200)
-  assert study.load_sweep(s.spec, search="random").search is None
+  assert study.load_sweep(s.spec, search="random").search.name == "random"
+  with pytest.raises(hyper.SweepError, match="--search=toy: .*'s search is asha"):
+    study.load_sweep(s.spec, search="toy")
 
 
 def test_replay_on_full_curves():
   ids = list("abcdef")
   full = {t: {1: v[1], 2: v[1] - 0.5, 4: v[1] - 0.6} for t, v in CURVES.items()}
-  r = asha.replay(SEARCH, {"x": ids}, full)
+  r = replay.replay(_asha(1, 2, 4), {"x": ids}, full, "domain_fid", 4)
   assert (r.steps, r.full_steps) == (11, 24)
   assert r.best_kept == {"x": True} and r.best == {"x": (0.4, 0.4)}
-  assert r.rank_corr[1] == pytest.approx(1.0)  # d, f, b, c, a, e at every rung.
-  assert r.best_rank == {"x": {1: 1, 2: 1}}
+  assert r.rank_corr["x"][1] == pytest.approx(1.0)  # d, f, b, c, a, e at every rung.
+  assert r.best_rank == {"x": {1: 1, 2: 1}} and r.decisions == (1, 2)
   with pytest.raises(ValueError, match="no domain_fid at step 2"):
-    asha.replay(SEARCH, {"x": ids}, {t: {1: v[1]} for t, v in CURVES.items()})
+    replay.replay(_asha(1, 2, 4), {"x": ids}, {t: {1: v[1]} for t, v in CURVES.items()},
+                  "domain_fid", 4)
 
 
 # --- Sweeps that climb, with the fake trainer (domain_fid = quality + 10 / step) -----------
@@ -166,7 +183,7 @@ def get_search(arg=None):
 
 def _expected(s):
   """The decisions of ASHA with one worker, from the curves the fake trainer reports."""
-  scheduler = asha.Scheduler(s.search, s.brackets())
+  scheduler = _scheduler(s.search, study.brackets(s.trials))
   curves = {tid: {n: t["config.quality"] + 10 / n for n in s.search.rungs}
             for tid, t in s.trials.items()}
   _serial(scheduler, curves)
@@ -174,14 +191,17 @@ def _expected(s):
 
 
 def _decisions(s, workdir):
-  return {tid: asha.read_rungs(workdir / tid) for tid in s.trials}
+  """Each trial's (target rung, {rung: metric}) from its search.json."""
+  notes = {t: workdir_lib.read_json(workdir / t / workdir_lib.SEARCH) for t in s.trials}
+  return {t: (n["target"], {int(k): v for k, v in n["results"].items()}) if n else (None, {})
+          for t, n in notes.items()}
 
 
 def test_an_asha_sweep_climbs_and_a_relaunch_has_nothing_to_do(tmp_path, local_ray, capsys):
   s = study.load_sweep(sweep_file(tmp_path, FAKE_ASHA % (0.0, QUALITY)), check=False)
   workdir, log = tmp_path / "w", tmp_path / "log"
   trainer = [sys.executable, FAKE_TRAINER, f"--log={log}"]
-  assert runner.run_sweep(s, workdir, parallel=1, trainer=trainer) == {"done": 12}
+  assert runner.run_sweep(s, workdir, options={'parallel': 1}, trainer=trainer) == {"done": 12}
   assert _decisions(s, workdir) == _expected(s)
   out = capsys.readouterr().out
   assert "promote" in out and "complete: 3 promoted, 3 stopped" in out and "best" in out
@@ -192,7 +212,7 @@ def test_an_asha_sweep_climbs_and_a_relaunch_has_nothing_to_do(tmp_path, local_r
   for _, tid, step, _ in starts:
     assert int(step) == by_trial.get(tid, 0)
     by_trial[tid] = {0: 2, 2: 4, 4: 8}[int(step)]
-  assert runner.run_sweep(s, workdir, parallel=1, trainer=trainer) == {"done": 12}
+  assert runner.run_sweep(s, workdir, options={'parallel': 1}, trainer=trainer) == {"done": 12}
   assert len(log.read_text().splitlines()) == 2 * len(starts)  # Nothing ran again.
 
 
@@ -209,9 +229,9 @@ def test_a_climb_lost_with_its_worker_is_interrupted_and_resumed_by_a_relaunch(
   trainer = [sys.executable, FAKE_TRAINER, f"--log={tmp_path / 'log'}"]
   # The first trial's worker dies and Ray may not retry: its climb is left in flight, so the
   # sweep is unfinished although the other trial is done.
-  assert runner.run_sweep(s, tmp_path / "w", parallel=1, trainer=trainer, max_retries=0) == {
+  assert runner.run_sweep(s, tmp_path / "w", options={'parallel': 1, 'max_retries': 0}, trainer=trainer) == {
       "interrupted": 1, "done": 1}
-  assert runner.run_sweep(s, tmp_path / "w", parallel=1, trainer=trainer) == {"done": 2}
+  assert runner.run_sweep(s, tmp_path / "w", options={'parallel': 1}, trainer=trainer) == {"done": 2}
   assert _decisions(s, tmp_path / "w") == _expected(s)
 
 
@@ -238,16 +258,29 @@ def test_a_killed_asha_sweep_relaunched_takes_the_same_decisions(tmp_path):
   assert dones == {tid: len(r) for tid, (_, r) in _expected(s).items()}  # Each climb once.
 
 
-def test_a_lost_rungs_file_is_rebuilt_from_the_trials_events_and_record(tmp_path):
+def test_a_lost_note_is_rebuilt_from_the_trials_events_and_record(tmp_path):
   from wae_jax import events  # pylint: disable=g-import-not-at-top
-  from wae_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  writer = events.Writer(tmp_path)
+  spec = sweep_file(tmp_path, """
+      def get_hyper(h):
+        return h.product([h.fixed("config", "f"), h.sweep("config.seed", [0, 1])])
+      def get_search(arg=None):
+        return {"name": "asha", "min_steps": 1, "eta": 2, "max_steps": 4, "metric": "domain_fid"}
+      """)
+  s = study.load_sweep(spec, check=False)
+  tid = next(iter(s.trials))
+  (tmp_path / "w" / tid).mkdir(parents=True)
+  writer = events.Writer(tmp_path / "w" / tid)
   for step, value in ((1, 5.0), (2, 4.0), (3, 3.5)):  # Evaluated every step; 3 is no rung.
     writer.write_scalars(step, {"eval/domain_fid": value, "eval/recon": 1.0})
   writer.close()
   record = dict(step=3, num_steps=4, wall_s=1.0, metrics={"domain_fid": 3.5}, config={})
-  workdir_lib.write_metrics(tmp_path, status="running", **record)  # Climbing to 4.
-  assert asha.read_rungs(tmp_path) == (None, {})
-  assert asha.rebuild_rungs(SEARCH, tmp_path) == (4, {1: 5.0, 2: 4.0})
-  workdir_lib.write_metrics(tmp_path, status="diverged", **record)
-  assert asha.rebuild_rungs(SEARCH, tmp_path) == (4, {1: 5.0, 2: 4.0, 4: None})
+  workdir_lib.write_metrics(tmp_path / "w" / tid, status="running", **record)  # Climbing to 4.
+
+  def restored():
+    s.search.restore(runner.read_ledger(s, tmp_path / "w"))
+    return s.search.note(tid), s.search.in_flight()
+  assert restored() == ({"target": 4, "results": {"1": 5.0, "2": 4.0}}, [tid])
+  workdir_lib.write_metrics(tmp_path / "w" / tid, status="diverged", **record)
+  assert restored() == ({"target": 4, "results": {"1": 5.0, "2": 4.0, "4": None}}, [])
+  (tmp_path / "w" / tid / workdir_lib.SEARCH).write_text("{not json")  # Damaged: the same.
+  assert restored()[0] == {"target": 4, "results": {"1": 5.0, "2": 4.0, "4": None}}

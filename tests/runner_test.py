@@ -12,7 +12,10 @@ import pytest
 from wae_jax import hyper
 from wae_jax import lock as lock_lib
 from wae_jax import results as results_lib
+from wae_jax import progress
 from wae_jax import runner
+from wae_jax import supervise
+from wae_jax.searches import random as random_search
 from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
@@ -39,7 +42,7 @@ def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, 
   s = study.load_sweep(sweep_file(tmp_path, FAKE_SWEEP), check=False)
   log, workdir = str(tmp_path / "log"), tmp_path / "w"
   trainer = [sys.executable, FAKE_TRAINER, f"--log={log}"]
-  counts = runner.run_sweep(s, workdir, parallel=2, trainer=trainer)
+  counts = runner.run_sweep(s, workdir, options={'parallel': 2}, trainer=trainer)
   assert counts == {"done": 3, "diverged": 1, "failed": 2}
   by_kind = {}
   for tid, trial in s.trials.items():
@@ -67,10 +70,10 @@ def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, 
   assert set(ledger["trials"]) == set(s.trials)
 
   # A relaunch finds every trial final and starts nothing.
-  assert runner.run_sweep(s, workdir, parallel=2, trainer=trainer) == counts
+  assert runner.run_sweep(s, workdir, options={'parallel': 2}, trainer=trainer) == counts
   assert log_counts(log)[0] == starts
   assert "0 to run" in capsys.readouterr().out
-  runner.sweep_status(s, workdir)
+  progress.status(s, workdir)
   out = capsys.readouterr().out
   assert "done 3  diverged 1  failed 2" in out and "6/6 final" in out
 
@@ -142,7 +145,7 @@ def test_real_trainer_sweep(tmp_path, local_ray):
         ])
       """)
   workdir = tmp_path / "w"
-  counts = runner.run_sweep(study.load_sweep(spec), workdir, parallel=2)
+  counts = runner.run_sweep(study.load_sweep(spec), workdir, options={'parallel': 2})
   assert counts == {"done": 1, "diverged": 1}
   results = results_lib.read_results(workdir)
   trials = results.trials.set_index("lam")
@@ -166,13 +169,13 @@ def test_pack_trials_share_packs_only_with_equal_shapes_and_resume_steps():
   trials = {study.trial_id(t): t for t in same + other}
   ids = list(trials)
   resumed = ids[-1]  # Shaped like `same`, but resumes from a checkpoint.
-  packs = runner.pack_trials(trials, {resumed: 100}, size=4)
+  packs = random_search.pack_trials(trials, {resumed: 100}, size=4)
   # The 5 trials that differ only in per-trial fields: 2 packs of as equal sizes as possible.
   assert packs[:2] == [ids[0:2], ids[2:5]]
   assert packs[2:] == [ids[5:7], [ids[7]], [ids[8]], [ids[9]], [resumed]]
-  assert runner.pack_trials(trials, {resumed: 100}, size=8)[0] == ids[0:5]
-  assert runner.pack_trials(trials, {}, size=8)[0] == ids[0:5] + [resumed]
-  assert all(len(p) == 1 for p in runner.pack_trials(trials, {}, size=1))
+  assert random_search.pack_trials(trials, {resumed: 100}, size=8)[0] == ids[0:5]
+  assert random_search.pack_trials(trials, {}, size=8)[0] == ids[0:5] + [resumed]
+  assert all(len(p) == 1 for p in random_search.pack_trials(trials, {}, size=1))
 
 
 FAKE_PACK_TRAINER = """
@@ -205,7 +208,7 @@ def test_run_pack_records_each_member(tmp_path):
           member("final", "crash")]
   os.makedirs(tmp_path / "final")
   (tmp_path / "final" / "metrics.json").write_text(json.dumps({"status": "done", "step": 3}))
-  records = runner.run_pack(pack, trainer)
+  records = supervise.run_pack(pack, trainer)
   # A finished member is not trained again; the crash fails each member it left unfinished.
   assert (tmp_path / "log").read_text() == "ok nan crash\n"
   assert [r["status"] for r in records] == ["done", "diverged", "failed", "done"]
@@ -215,13 +218,13 @@ def test_run_pack_records_each_member(tmp_path):
     assert "training 3 trials" in (tmp_path / name / "train.log").read_text()
 
   # Killed by a signal: Ray's retry resumes it.
-  with pytest.raises(runner.TrialInterrupted, match="code -15"):
-    runner.run_pack([member("a", "done"), member("b", "signal")], trainer)
+  with pytest.raises(supervise.TrialInterrupted, match="code -15"):
+    supervise.run_pack([member("a", "done"), member("b", "signal")], trainer)
 
   # Members a kill left at different checkpoint steps train as one pack per step.
   for name, step in (("c", 2), ("d", 4), ("e", 2)):
     os.makedirs(tmp_path / name / "checkpoints" / str(step))
-  runner.run_pack([member(n, "done") for n in "cde"], trainer)
+  supervise.run_pack([member(n, "done") for n in "cde"], trainer)
   assert (tmp_path / "log").read_text().splitlines()[-2:] == ["c e", "d"]
 
 

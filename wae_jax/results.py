@@ -23,10 +23,8 @@ from etils import epath
 import numpy as np
 import pandas as pd
 
-from wae_jax import asha
 from wae_jax import config as config_lib
 from wae_jax import evaluators
-from wae_jax.hyper import SweepError
 from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
@@ -40,7 +38,8 @@ class Results:
   trials: pd.DataFrame  # One row per trial: id, status, step, metrics, hyperparameters.
   errors: list[str]  # "<trial id>: <why its metrics.json could not be read>".
   hyperparameters: list[str]  # The config columns of `trials`, sorted.
-  search_metric: str | None = None  # What an ASHA search ranked its rungs by.
+  search_metric: str | None = None  # What the sweep's search ranked by, if anything.
+  ledger: dict[str, Any] | None = None  # The sweep's `sweep.json`, when readable.
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,8 +75,8 @@ def _row(tid: str, trial: dict[str, Any] | None,
   row.update({f"{workdir_lib.TRAIN}/{k}": (np.nan if v is None else v)
               for k, v in train.items()})
   row.update({k: _cell(v) for k, v in config.items() if k not in row})
-  if (trial_dir / workdir_lib.RUNGS).exists():  # An ASHA search's trial.
-    row["rung"] = max(asha.read_rungs(trial_dir)[1], default=np.nan)
+  if (trial_dir / workdir_lib.SEARCH).exists():  # A multi-fidelity search's trial.
+    row["rung"] = record.get("num_steps", np.nan)  # The step its latest climb went to.
   return row, set(config) - set(metrics), error and f"{tid}: {error}"
 
 
@@ -101,7 +100,8 @@ def read_results(workdir: epath.PathLike) -> Results:
     rows = list(pool.map(lambda t: _row(t, trials[t], workdir / t), trials))
   table = pd.DataFrame([r for r, _, _ in rows])
   hyperparameters = sorted(set().union(*(h for _, h, _ in rows)))
-  return Results(table, errors + [e for _, _, e in rows if e], hyperparameters, search_metric)
+  return Results(table, errors + [e for _, _, e in rows if e], hyperparameters, search_metric,
+                 ledger)
 
 
 def table_metric(trials: pd.DataFrame, metric: str | None = None) -> str:
@@ -241,194 +241,6 @@ def report(results: Results, metric: str | None = None) -> str:
   if results.errors:
     parts += [f"## Errors ({len(results.errors)})", "\n".join(f"- {e}" for e in results.errors)]
   return "\n\n".join(parts) + "\n"
-
-
-def _regularizer(group: pd.DataFrame) -> str:
-  """lambda, or for a VAE sweep that keeps its KL weight fixed, the decoder variance's term."""
-  if ("recon.scale" in group and group.get("lam", pd.Series()).nunique() <= 1
-      and group["recon.scale"].nunique() > 1):
-    return "recon.scale"
-  return "lam"
-
-
-def plot(trials: pd.DataFrame, path: epath.PathLike, metric: str | None = None) -> None:
-  """The metric against lambda per algorithm (log x), its distribution per algorithm, and
-  the reconstruction cost against it (the trade-off lambda moves along)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
-
-  metric = metric or table_metric(trials)
-  if metric not in trials:
-    raise ValueError(f"no trial has {metric!r} to plot")
-  done = trials[(trials["status"] == workdir_lib.DONE) & trials[metric].notna()]
-  algos = sorted(done["algo"].dropna().unique()) if "algo" in done else []
-  if not algos or "lam" not in done:
-    raise ValueError(f"no finished trial has {metric!r}, algo and lam to plot")
-  tradeoff = metric != "recon" and "recon" in done and done["recon"].notna().any()
-  panels = len(algos) + 1 + tradeoff
-  fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.6), sharey=True, squeeze=False)
-  axes = axes[0]
-  if tradeoff:
-    for i, algo in enumerate(algos):
-      group = done[done["algo"] == algo]
-      axes[-1].scatter(group["recon"], group[metric], s=10, alpha=0.6, color=f"C{i}",
-                       label=algo)
-    axes[-1].set_xscale("log")
-    axes[-1].set_xlabel("recon (held-out reconstruction cost)")
-    axes[-1].set_title(f"{metric} vs reconstruction", fontsize=9)
-    axes[-1].legend(fontsize=7)
-    axes = axes[:-1]
-  arch = done["model.arch"] if "model.arch" in done else pd.Series("", index=done.index)
-  colors = {name: f"C{i}" for i, name in enumerate(sorted(arch.unique()))}
-  for ax, algo in zip(axes, algos):
-    group = done[done["algo"] == algo]
-    x = _regularizer(group)
-    for name in sorted(arch[group.index].unique()):
-      points = group[arch[group.index] == name]
-      ax.scatter(points[x], points[metric], s=14, alpha=0.7, color=colors[name],
-                 label=name or None)
-    ax.set_xscale("log")
-    ax.set_title(f"{algo}: {metric} vs {x} ({len(group)} trials)", fontsize=9)
-    ax.set_xlabel({"lam": "lam (KL weight)" if algo == "vae" else "lam",
-                   "recon.scale": "recon.scale = 1 / (2 decoder variance)"}[x])
-    if arch.nunique() > 1:
-      ax.legend(fontsize=7, title="model.arch", title_fontsize=7)
-  axes[0].set_ylabel(metric)
-  values = [done.loc[done["algo"] == a, metric].to_numpy() for a in algos]
-  dist = axes[-1]
-  rng = np.random.default_rng(0)  # Jitter only; fixed so the figure is reproducible.
-  for i, v in enumerate(values, start=1):
-    dist.scatter(i + rng.uniform(-0.2, 0.2, len(v)), v, s=5, alpha=0.25, color="grey")
-  dist.boxplot(values, showfliers=False, zorder=3)
-  dist.set_xticks(range(1, len(algos) + 1), algos)
-  dist.set_title(f"{metric} per algorithm", fontsize=9)
-  low, high = done[metric].min(), done[metric].max()
-  if low > 0 and high / low > 20:
-    dist.set_yscale("log")
-  for axis in [ax.xaxis for ax in axes[:-1]] + [dist.yaxis]:
-    if axis.get_scale() == "log":  # Plain numbers at 10^k, and at 2 and 5 x 10^k if few.
-      low, high = axis.get_view_interval()
-      subs = (1.0, 2.0, 5.0) if high / low < 300 else (1.0,)
-      axis.set_major_locator(matplotlib.ticker.LogLocator(subs=subs))
-      axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-      axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-  fig.tight_layout()
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=110)
-  plt.close(fig)
-  epath.Path(path).write_bytes(buf.getvalue())
-
-
-# ------------------------------------------------------------------------------------------
-# Curves: a metric against steps, from each trial's TensorBoard events.
-
-
-def read_curves(workdir: epath.PathLike, trials: pd.DataFrame, metric: str
-                ) -> dict[str, dict[int, float]]:
-  """{trial: {step: metric}} of every evaluation each trial recorded (`eval/<metric>`)."""
-  from wae_jax import events  # pylint: disable=g-import-not-at-top  # Protobufs: curves only.
-  tag = f"eval/{metric}"
-
-  def curve(tid):
-    try:
-      scalars = events.read_scalars(epath.Path(workdir) / tid)
-    except (OSError, ValueError):  # No events yet, or a truncated file: no curve.
-      return {}
-    return {step: v for (step, t), v in sorted(scalars.items()) if t == tag}
-
-  ids = list(trials["trial"])
-  with concurrent.futures.ThreadPoolExecutor(32) as pool:
-    return dict(zip(ids, pool.map(curve, ids)))
-
-
-def plot_curves(trials: pd.DataFrame, curves: dict[str, dict[int, float]],
-                path: epath.PathLike, metric: str) -> None:
-  """The metric against steps for every trial, a panel per algorithm (log x): under ASHA,
-  the successive-halving picture, each trial's line ending at the rung it stopped at."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
-
-  groups = [(b, g) for b, g in trials.groupby("base", sort=True)
-            if any(curves.get(t) for t in g["trial"])]
-  if not groups:
-    raise ValueError(f"no trial recorded eval/{metric} in its events to plot")
-  fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), sharey=True,
-                           squeeze=False)
-  values = [v for c in curves.values() for v in c.values() if math.isfinite(v)]
-  for ax, (base, group) in zip(axes[0], groups):
-    top = group["num_steps"].max()
-    for tid in group["trial"]:
-      steps, ys = zip(*sorted(curves[tid].items())) if curves.get(tid) else ((), ())
-      full = bool(steps) and steps[-1] == top
-      ax.plot(steps, ys, lw=1.2 if full else 0.7, alpha=0.9 if full else 0.5,
-              color="C3" if full else "grey", marker="o", ms=2.5 if full else 2,
-              label="to the full budget" if full else "stopped before")
-    reached = sum(bool(curves.get(t)) and max(curves[t]) == top for t in group["trial"])
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    # Every evaluation's step when they are few, else the first and where trials stopped
-    # (under ASHA its rungs, each marked by a line: the cuts).
-    ticks = sorted({n for t in group["trial"] for n in curves.get(t, {})})
-    ends = sorted({max(curves[t]) for t in group["trial"] if curves.get(t)})
-    ax.set_xticks(ticks if len(ticks) <= 8 else sorted({ticks[0], *ends}))
-    for end in ends[:-1]:
-      ax.axvline(end, color="grey", lw=0.6, ls=":")
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), fontsize=7)
-    ax.set_xlabel("steps")
-    ax.set_title(f"{base}: {len(group)} trials, {reached} reached {top:,} steps", fontsize=9)
-  axes[0][0].set_ylabel(metric)
-  if values and min(values) > 0 and max(values) / min(values) > 20:
-    axes[0][0].set_yscale("log")
-  fig.tight_layout()
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=110)
-  plt.close(fig)
-  epath.Path(path).write_bytes(buf.getvalue())
-
-
-def replay(trials: pd.DataFrame, curves: dict[str, dict[int, float]], metric: str,
-           etas: list[int], min_steps: list[int]) -> pd.DataFrame:
-  """ASHA replayed on a full-budget study's curves, a row per (eta, r): the model-steps it
-  would have spent, whether each algorithm keeps its best trial and that trial's rank at
-  each rung, and each rung's rank correlation with the final metric. Brackets are base
-  configs, as in a live search."""
-  done = trials[trials["status"] == workdir_lib.DONE]
-  max_steps = int(done["num_steps"].max()) if len(done) else 0
-  if len(done) < len(trials) or (done["num_steps"] != max_steps).any():
-    raise ValueError(f"--replay needs a finished study of one full budget: "
-                     f"{len(trials) - len(done)} of {len(trials)} trials are not done at "
-                     f"{max_steps} steps")
-  brackets = {b: list(g["trial"]) for b, g in done.groupby("base", sort=True)}
-  rows = []
-  for r in min_steps:
-    for eta in etas:
-      try:
-        search = asha.parse({"name": "asha", "min_steps": r, "eta": eta,
-                             "max_steps": max_steps, "metric": metric})
-      except SweepError as e:
-        raise ValueError(str(e)) from None
-      result = asha.replay(search, brackets, curves)
-      row = {"r": r, "eta": eta, "rungs": " ".join(map(str, search.rungs)),
-             "model-steps": result.steps,
-             "of random search": f"{100 * result.steps / result.full_steps:.0f}%"}
-      for b in brackets:
-        kept, best = result.best[b]
-        row[f"{b} best kept"] = ("yes" if result.best_kept[b]
-                                 else f"no ({kept:.4g} vs {best:.4g})" if kept is not None
-                                 else "no")
-        row[f"{b} best's rank"] = ", ".join(f"{steps}: {rank}"
-                                            for steps, rank in result.best_rank[b].items())
-      row["rank corr. with final"] = ", ".join(f"{steps}: {rho:.2f}"
-                                               for steps, rho in result.rank_corr.items())
-      rows.append(row)
-  return pd.DataFrame(rows)
 
 
 def write_table(results: Results, fmt: str, out: str | None, metric: str | None = None

@@ -13,16 +13,16 @@ import hashlib
 import importlib.util
 import json
 import os
+import shlex
 import sys
 from typing import Any, Mapping
 
 import ml_collections
 
-from wae_jax import asha
 from wae_jax import config as config_lib
 from wae_jax import errors
-from wae_jax import evaluators
 from wae_jax import hyper
+from wae_jax import searches
 
 BASE = "config"  # The trial key naming the base config; every other key is an override.
 
@@ -59,7 +59,8 @@ def _check_form(trial: hyper.Trial, where: str) -> None:
       raise hyper.SweepError(f"{where}: {key}={value!r} is not a number, string, bool or list")
 
 
-def check_configs(trials: Mapping[str, hyper.Trial], num_devices: int = 1) -> None:
+def check_configs(trials: Mapping[str, hyper.Trial], num_devices: int = 1,
+                  configs: Mapping[str, ml_collections.ConfigDict] | None = None) -> None:
   """Builds every trial's config and validates it, so a typo fails before any launch.
 
   `num_devices` is what each trial will train on (the driver cannot ask: on a TPU VM,
@@ -68,7 +69,7 @@ def check_configs(trials: Mapping[str, hyper.Trial], num_devices: int = 1) -> No
   """
   bases = {}
   for tid, trial in trials.items():
-    c = trial_config(trial, bases, tid)
+    c = configs[tid] if configs else trial_config(trial, bases, tid)
     try:
       config_lib.validate(c, num_devices=num_devices)
     except (config_lib.ConfigError, TypeError) as e:
@@ -106,18 +107,19 @@ def _set_field(c, field: str, value: Any) -> None:
   c[name] = tuple(value) if isinstance(value, list) else value
 
 
+def brackets(trials: Mapping[str, hyper.Trial]) -> dict[str, list[str]]:
+  """Trial ids by base config (an algorithm's family): what a search ranks apart."""
+  out = {}
+  for tid, trial in trials.items():
+    out.setdefault(trial[BASE], []).append(tid)
+  return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Sweep:
   spec: str  # The sweep file and its argument, `path.py[:arg]`.
   trials: dict[str, hyper.Trial]  # By trial id, in the file's order.
-  search: asha.Asha | None = None  # The file's `get_search()`; None: every trial to its end.
-
-  def brackets(self) -> dict[str, list[str]]:
-    """Trial ids by base config (an algorithm's family): what an ASHA search ranks apart."""
-    out = {}
-    for tid, trial in self.trials.items():
-      out.setdefault(trial[BASE], []).append(tid)
-    return out
+  search: searches.Search  # The file's `get_search()`; by default random search.
 
 
 def load_sweep(spec: str, check: bool = True, num_devices: int = 1,
@@ -125,8 +127,9 @@ def load_sweep(spec: str, check: bool = True, num_devices: int = 1,
   """Evaluates the sweep file `path.py[:arg]`; with `check`, validates every trial's config
   for training on `num_devices` devices.
 
-  The file's optional `get_search(arg=None)` returns its search as a dict (`asha.parse`);
-  `search="random"` sets it aside, so the same trials run to their full budget.
+  The file's optional `get_search(arg=None)` returns its search as a dict
+  (`searches.parse`); `search="random"` sets it aside, so the same trials run to their full
+  budget, and another name must be the file's.
   """
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
@@ -141,7 +144,8 @@ def load_sweep(spec: str, check: bool = True, num_devices: int = 1,
       raise hyper.SweepError(f"{path} defines no get_hyper(h, arg=None)")
     trials = module.get_hyper(hyper.HYPER, arg) if arg else module.get_hyper(hyper.HYPER)
     get_search = getattr(module, "get_search", lambda arg=None: None)
-    search_spec = get_search(arg) if arg else get_search()
+    # Parsed here: a search of the study's own may be a module beside the sweep file.
+    search_ = searches.parse(get_search(arg) if arg else get_search())
   except hyper.SweepError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # The sweep file's own code failed.
@@ -162,29 +166,28 @@ def load_sweep(spec: str, check: bool = True, num_devices: int = 1,
     by_id[tid] = trial
   if not by_id:
     raise hyper.SweepError(f"{spec} has no trials")
-  if search not in (None, *asha.SEARCHES):
-    raise hyper.SweepError(f"--search: unknown search {search!r} (known: "
-                           f"{', '.join(asha.SEARCHES)})")
-  search_ = None if search == asha.RANDOM else asha.parse(search_spec)
-  if search == asha.ASHA and search_ is None:
-    raise hyper.SweepError(f"--search=asha: {spec} defines no asha search (get_search)")
+  if search == searches.DEFAULT:  # The same trials to their full budget, for a comparison.
+    search_ = searches.parse(None)
+  elif search not in (None, search_.name):
+    raise hyper.SweepError(f"--search={search}: {spec}'s search is {search_.name} (get_search)"
+                           f"; --search=random runs its trials to their full budget")
   if check:
-    check_configs(by_id, num_devices)
-    if search_:
-      _check_search(search_, by_id)
+    bases = {}
+    configs = {tid: trial_config(trial, bases, tid) for tid, trial in by_id.items()}
+    check_configs(by_id, num_devices, configs)
+    search_.check(configs)
   return Sweep(spec, by_id, search_)
 
 
-def _check_search(search: asha.Asha, trials: Mapping[str, hyper.Trial]) -> None:
-  """Every trial's full budget is the last rung, and its evaluators measure the metric."""
-  bases = {}
-  for tid, trial in trials.items():
-    c = trial_config(trial, bases, tid)
-    if c.num_steps != search.max_steps:
-      raise hyper.SweepError(f"search.max_steps: {search.max_steps} is not trial {tid}'s "
-                             f"config.num_steps {c.num_steps}; the last rung is the full budget")
-    measured = {m.name for e in c.eval.evaluators for m in evaluators.get(e).metrics}
-    if search.metric not in measured:
-      raise hyper.SweepError(f"search.metric: trial {tid}'s config.eval.evaluators "
-                             f"({', '.join(c.eval.evaluators)}) do not measure "
-                             f"{search.metric!r}; add its evaluator")
+def describe(s: Sweep, out) -> dict[str, int]:
+  """Prints one line per trial (id and flags, pasteable into a shell), the number of trials
+  per base config, and the search."""
+  per_base = {}
+  for tid, trial in s.trials.items():
+    print(tid, *map(shlex.quote, flags_of(trial)), file=out)
+    per_base[trial[BASE]] = per_base.get(trial[BASE], 0) + 1
+  for base, n in per_base.items():
+    print(f"# {base}: {n} trials", file=out)
+  print(f"# {s.spec}: {len(s.trials)} trials", file=out)
+  print(f"# search: {s.search.describe()}", file=out)
+  return per_base

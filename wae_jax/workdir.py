@@ -25,7 +25,7 @@ METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
 LOG = "train.log"  # The trainer's output under a sweep, from its latest attempt.
 LEDGER = "sweep.json"  # A sweep directory's expected set of trials.
-RUNGS = "rungs.json"  # Under an ASHA search: the rung a trial was sent to, its metric at each.
+SEARCH = "search.json"  # What the sweep's search noted of the trial (`searches.Search.note`).
 ASIDE = "aside"  # What a trial directory set aside (a restart's files, bad checkpoints).
 
 # What a trainer writes into metrics.json.
@@ -230,7 +230,7 @@ def read_state(workdir: epath.PathLike) -> TrialState:
   return TrialState(record["status"], int(record.get("step") or 0), mtime, record.get("error"))
 
 
-def _per_trial(read, sweep_dir: epath.PathLike, ids: Iterable[str]) -> dict[str, Any]:
+def per_trial(read, sweep_dir: epath.PathLike, ids: Iterable[str]) -> dict[str, Any]:
   """`read(trial_dir)` of each trial, in parallel (thousands on gs:// are slow one by one)."""
   sweep_dir, ids = epath.Path(sweep_dir), list(ids)
   with concurrent.futures.ThreadPoolExecutor(32) as pool:
@@ -238,12 +238,12 @@ def _per_trial(read, sweep_dir: epath.PathLike, ids: Iterable[str]) -> dict[str,
 
 
 def read_states(sweep_dir: epath.PathLike, ids: Iterable[str]) -> dict[str, TrialState]:
-  return _per_trial(read_state, sweep_dir, ids)
+  return per_trial(read_state, sweep_dir, ids)
 
 
 def read_records(sweep_dir: epath.PathLike, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
   """Each trial's `read_record`."""
-  return _per_trial(read_record, sweep_dir, ids)
+  return per_trial(read_record, sweep_dir, ids)
 
 
 def checkpoint_steps(workdir: epath.PathLike) -> list[int]:
@@ -257,7 +257,8 @@ def checkpoint_steps(workdir: epath.PathLike) -> list[int]:
 
 
 def read_ledger(sweep_dir: epath.PathLike) -> dict[str, Any] | None:
-  """The ledger `W/sweep.json` ({"sweeps": {spec: [ids]}, "trials": {id: trial}}), or None."""
+  """The ledger `W/sweep.json`, or None: {"sweeps": {spec: [ids]}, "trials": {id: trial},
+  "search": {"name": .., **options}, "proposed": {spec: [ids the search made up]}}."""
   path = epath.Path(sweep_dir) / LEDGER
   return json.loads(path.read_text()) if path.exists() else None
 
@@ -288,3 +289,18 @@ def add_to_ledger(sweep_dir: epath.PathLike, spec: str, trials: Mapping[str, Any
   ledger["launched_at"] = time.time()
   write_json(epath.Path(sweep_dir) / LEDGER, ledger)
   return aside
+
+
+def add_proposals(sweep_dir: epath.PathLike, spec: str, trials: Mapping[str, Any]) -> None:
+  """Records trials a search proposed for the sweep `spec` (before their trainers start)."""
+  ledger = read_ledger(sweep_dir)
+  proposed = ledger.setdefault("proposed", {}).setdefault(spec, [])
+  proposed += [t for t in trials if t not in proposed]
+  ledger["trials"].update(trials)
+  write_json(epath.Path(sweep_dir) / LEDGER, ledger)
+
+
+def proposals(ledger: Mapping[str, Any] | None, spec: str) -> dict[str, Any]:
+  """The trials a search proposed for the sweep `spec`, by id, in the order proposed."""
+  ids = ((ledger or {}).get("proposed") or {}).get(spec) or []
+  return {t: ledger["trials"][t] for t in ids if t in ledger.get("trials", {})}

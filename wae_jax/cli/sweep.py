@@ -2,13 +2,16 @@ r"""wae-sweep: list, run and follow a study written as data, one trial directory
 
   wae-sweep list   sweeps/bigwae.py
   wae-sweep run    sweeps/bigwae.py:debug --workdir=/tmp/sweep [--parallel=2] [--pack=8]
+                   [--executor=ray|local] [--optuna=URL]
   wae-sweep status sweeps/bigwae.py:debug --workdir=/tmp/sweep
 
 A sweep file defines `get_hyper(h, arg=None)` and builds its trials with the DSL in `h`
-(`wae_jax.hyper`). Each trial trains in `W/<trial id>/`; `run` fans them out on Ray and,
-relaunched with the same command, skips finished trials and resumes the others. A file
-whose `get_search(arg=None)` returns an ASHA search (`wae_jax.asha`) has its trials climb
-rungs of steps instead, the best of each rung going on.
+(`wae_jax.hyper`), and optionally `get_search(arg=None)`, its search by name and options
+(`wae_jax.searches`: random by default, asha, or one of your own). Each trial trains in
+`W/<trial id>/`; `run` drives the search on an executor (`wae_jax.executors`: Ray, locally
+or on a cluster, or a local process pool) and, relaunched with the same command, skips
+finished trials, resumes the others and takes the same decisions. It mirrors the sweep into
+an Optuna study storage as it goes, for optuna-dashboard.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import signal
 import sys
 from typing import Sequence
 
+from wae_jax import executors
 from wae_jax import hyper
 from wae_jax import workdir as workdir_lib
 from wae_jax.cli import common
@@ -36,23 +40,30 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--pack", type=int, default=1,
                       help="train up to this many trials that share their shapes as one "
                            "vmapped program, one Ray task a pack (default 1: a task a trial)")
-  parser.add_argument("--ray_address", default=None, help="join this Ray cluster ('auto', ...)")
+  parser.add_argument("--executor", default=executors.DEFAULT,
+                      help=f"where trials run: {', '.join(executors.names())} (default "
+                           f"{executors.DEFAULT}), or a module registering one")
+  parser.add_argument("--optuna", default=None, metavar="URL",
+                      help="the live Optuna mirror's storage (default: sqlite in the sweep "
+                           "directory; any SQLAlchemy URL, e.g. postgresql://...; '' for none)")
+  parser.add_argument("--ray_address", default=None,
+                      help="ray executor: join this Ray cluster ('auto', ...)")
   parser.add_argument("--trainer", default=None,
                       help="trainer command before --config (default: wae-train in this "
                            "Python); with --pack > 1, before the pack's JSON (default: "
                            "wae-train --pack)")
   parser.add_argument("--resources", default=None, type=json.loads,
-                      help='Ray resources per task (a trial, or a pack) as JSON, e.g. '
-                           '\'{"TPU": 4}\' (default {"CPU": 1})')
-  parser.add_argument("--max_retries", type=int, default=2,
+                      help='ray executor: resources per task (a trial, or a pack) as JSON, '
+                           'e.g. \'{"TPU": 4}\' (default {"CPU": 1})')
+  parser.add_argument("--max_retries", type=int, default=None,
                       help="retries of a task whose worker or trainer is lost")
   parser.add_argument("--devices", type=int, default=1,
                       help="devices each trial trains on, for the up-front check that its "
                            "batch divides over them (8 on a v2-8; default 1)")
-  parser.add_argument("--search", choices=("random", "asha"), default=None,
+  parser.add_argument("--search", default=None,
                       help="random: every trial to its full budget, whatever the sweep file's "
-                           "get_search says (the same trials, for a comparison); asha: "
-                           "require the file's ASHA search (default: the file's search)")
+                           "get_search says (the same trials, for a comparison); another "
+                           "name: require that it is the file's search (default: the file's)")
   parser.add_argument("--nocheck", action="store_true",
                       help="do not validate the trials' configs before running")
   return parser
@@ -61,8 +72,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
   args = _parser().parse_args(argv)
   # After parsing: the runner and the study import JAX, which --help and a bad flag skip.
-  from wae_jax import runner  # pylint: disable=g-import-not-at-top
-  from wae_jax import study  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from wae_jax import progress, runner, study
   try:
     if args.command != "list" and not args.workdir:
       raise hyper.SweepError(f"{args.command} needs --workdir")
@@ -70,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> None:
       raise hyper.SweepError(problem)
     if args.parallel is not None and args.parallel < 1:
       raise hyper.SweepError(f"--parallel must be >= 1, got {args.parallel}")
+    if args.max_retries is not None and args.max_retries < 0:
+      raise hyper.SweepError(f"--max_retries must be >= 0, got {args.max_retries}")
     if args.pack < 1:
       raise hyper.SweepError(f"--pack must be >= 1, got {args.pack}")
     if args.devices < 1:
@@ -79,14 +92,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "list":
       if hasattr(signal, "SIGPIPE"):  # `wae-sweep list ... | head` ends quietly.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-      runner.list_sweep(s)
+      study.describe(s, sys.stdout)
     elif args.command == "status":
-      runner.sweep_status(s, args.workdir)
+      progress.status(s, args.workdir)
     else:
-      counts = runner.run_sweep(s, args.workdir, parallel=args.parallel, pack=args.pack,
-                                ray_address=args.ray_address,
-                                trainer=shlex.split(args.trainer) if args.trainer else None,
-                                resources=args.resources, max_retries=args.max_retries)
+      options = {k: getattr(args, k) for k in ("parallel", "max_retries", "ray_address",
+                                                "resources")}
+      counts = runner.run_sweep(s, args.workdir, executor=args.executor, options=options,
+                                pack=args.pack, storage=args.optuna,
+                                trainer=shlex.split(args.trainer) if args.trainer else None)
       sys.exit(0 if set(counts) <= set(workdir_lib.FINAL) else 1)
   except hyper.SweepError as e:
     print(f"wae-sweep: error: {e}", file=sys.stderr)

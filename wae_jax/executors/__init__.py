@@ -1,0 +1,77 @@
+"""Executors chosen by name: where a sweep's tasks run, and word of when each one ends.
+
+An executor runs a task (a picklable function and its arguments: `supervise.run_trial` or
+`run_pack`) on some worker, retries one that raised `supervise.TrialInterrupted` or lost its
+worker up to `max_retries` times, and reports each ending as a `Done`. It decides nothing:
+the runner asks the search what to submit. The built-in executors are modules of this
+package, imported by name on first use (`ray` for a cluster or a laptop, `local` for a
+process pool with no Ray at all); one outside the package is a module on the Python path
+that registers itself under its own module name, as searches do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+from wae_jax import registry
+from wae_jax.hyper import SweepError
+
+DEFAULT = "ray"
+_BUILTIN = {"ray": "ray", "local": "local"}
+_REGISTRY: dict[str, type[Executor]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Done:
+  """A task's end: its function's return value, or why it has none (out of retries)."""
+  key: int
+  result: Any = None
+  error: str | None = None
+
+
+class Executor:
+  """Base class. `options` are the `wae-sweep run` flags the executor takes (`parallel`,
+  `max_retries` for all; others its own); one it does not take is refused by name."""
+  takes: tuple[str, ...] = ("parallel", "max_retries")
+
+  def __init__(self, options: Mapping[str, Any]):
+    given = {k for k, v in options.items() if v is not None}
+    if unknown := sorted(given - set(self.takes)):
+      raise SweepError(f"--{unknown[0]}: the {self.name} executor does not take it "
+                       f"(it takes {', '.join('--' + t for t in self.takes)})")
+    self.parallel: int | None = options.get("parallel")
+    self.max_retries: int = 2 if options.get("max_retries") is None else options["max_retries"]
+
+  name = ""
+
+  def start(self) -> None:
+    """Brings the workers up (the runner calls it once there is work)."""
+
+  def submit(self, fn: Callable[..., Any], *args: Any) -> int:
+    """Starts `fn(*args)` on a worker; returns the task's key."""
+    raise NotImplementedError
+
+  def wait(self, timeout: float) -> list[Done]:
+    """The tasks that ended since the last call, waiting up to `timeout` s for one."""
+    raise NotImplementedError
+
+  def shutdown(self) -> None:
+    """Stops what `start` started; tasks still running are ended."""
+
+
+def register(name: str):
+  """Class decorator: makes the executor available as `--executor=name`."""
+  def wrap(cls: type[Executor]) -> type[Executor]:
+    cls.name = name
+    _REGISTRY[name] = cls
+    return cls
+  return wrap
+
+
+def get(name: str) -> type[Executor]:
+  return registry.load(_REGISTRY, _BUILTIN, __name__, name, "executor", SweepError)
+
+
+def names() -> list[str]:
+  return sorted(set(_BUILTIN) | set(_REGISTRY))

@@ -1,0 +1,123 @@
+"""A trial's trainer as a supervised subprocess, run to a final record: an executor's task.
+
+The trainer runs in a subprocess, so a crashing trial cannot take its worker down, and it
+dies with its worker (Linux's parent-death signal), checkpointing on its way out. A trainer
+stopped before a final status raises `TrialInterrupted`, which executors retry: the trial
+resumes from its checkpoint. With a pack, trials that share their array shapes and resume
+step train K at a time as one vmapped program.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Any, Sequence
+
+from etils import epath
+
+from wae_jax import hyper
+from wae_jax import workdir as workdir_lib
+
+
+class TrialInterrupted(RuntimeError):
+  """The trainer stopped before a final status (a signal, a kill): the executor retries."""
+
+
+def default_trainer() -> list[str]:
+  """`wae-train` on this (worker) machine, before a trial's flags."""
+  return [sys.executable, "-m", "wae_jax.cli.train"]
+
+
+def default_pack_trainer() -> list[str]:
+  """`wae-train --pack` on this (worker) machine, before a pack's JSON."""
+  return [*default_trainer(), "--pack"]
+
+
+def run_trial(flags: Sequence[str], trial_dir: str,
+              trainer: Sequence[str] | None = None, num_steps: int | None = None
+              ) -> dict[str, Any]:
+  """Runs `trainer flags` on `trial_dir` until it reports a final status; returns that record.
+
+  `trainer` defaults to `default_trainer()`. `num_steps` is the step a search's climb ends
+  at (the flags say so too): a trial done below it is not finished.
+  """
+  record = workdir_lib.read_record(trial_dir)
+  if record.get("status") in workdir_lib.FINAL and not (  # A retry of a finished task.
+      num_steps and record["status"] == workdir_lib.DONE and record.get("step", 0) < num_steps):
+    return record
+  return _supervise([*(trainer or default_trainer()), *flags], [trial_dir])[0]
+
+
+def run_pack(members: Sequence[tuple[hyper.Trial, str]],
+             trainer: Sequence[str] | None = None) -> list[dict[str, Any]]:
+  """Trains the (trial, trial_dir) members not yet final as one pack; returns their records.
+
+  `trainer` is the command before the pack's JSON `[{"trial": .., "workdir": ..}, ...]`, by
+  default `default_pack_trainer()`. A pack resumes from one checkpoint step; should a kill
+  have left its members at different steps (their `ckpt_every` differ), the members at each
+  step train as a pack of their own.
+  """
+  records = {d: workdir_lib.read_record(d) for _, d in members}
+  pending = [(t, d) for t, d in members if records[d].get("status") not in workdir_lib.FINAL]
+  by_step = {}
+  for t, d in pending:
+    by_step.setdefault(resume_step(d), []).append((t, d))
+  for group in by_step.values():
+    spec = json.dumps([{"trial": t, "workdir": d} for t, d in group])
+    dirs = [d for _, d in group]
+    records.update(zip(dirs, _supervise([*(trainer or default_pack_trainer()), spec], dirs)))
+  return [records[d] for _, d in members]
+
+
+def _supervise(command: Sequence[str], trial_dirs: Sequence[str]) -> list[dict[str, Any]]:
+  """Runs a trainer of `trial_dirs` to its exit; returns each trial's final record.
+
+  The trainer's output goes to every trial's `train.log`. A trainer that exits with an
+  error leaves each trial it did not finish `failed` with its last output line (a bad
+  config is refused before anything is written; a crash may leave `running` behind); one
+  stopped by a signal raises TrialInterrupted, so the executor retries it and it resumes.
+  """
+  paths = [epath.Path(d) for d in trial_dirs]
+  for path in paths:
+    path.mkdir(parents=True, exist_ok=True)
+  local = workdir_lib.is_local(trial_dirs[0])  # Stream the log into a trial dir; else upload.
+  with (open(paths[0] / workdir_lib.LOG, "w+b") if local else tempfile.TemporaryFile()) as log:
+    rc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log,
+                        stderr=subprocess.STDOUT, check=False,
+                        preexec_fn=die_with_parent).returncode
+    log.seek(0)
+    output = log.read().decode(errors="replace")
+  for path in paths[1:] if local else paths:
+    (path / workdir_lib.LOG).write_text(output)
+  records = [workdir_lib.read_record(path) for path in paths]
+  unfinished = [i for i, r in enumerate(records) if r.get("status") not in workdir_lib.FINAL]
+  if not unfinished:
+    return records
+  # Exited cleanly, by a signal (EXIT_STOPPED among them), or found another trainer on a
+  # trial: unfinished but resumable, and not this task's to mark.
+  if rc in (workdir_lib.EXIT_OK, workdir_lib.EXIT_BUSY) or rc < 0 or rc > 128:
+    raise TrialInterrupted(f"trainer exited with code {rc} at step "
+                           f"{records[unfinished[0]].get('step', 0)}")
+  for i in unfinished:
+    workdir_lib.record_failure(paths[i], output.strip() or f"trainer exited with code {rc}")
+    records[i] = workdir_lib.read_record(paths[i])
+  return records
+
+
+def die_with_parent() -> None:
+  """In a process, before it starts: SIGTERM when its parent dies (Linux's
+  PR_SET_PDEATHSIG), so a killed driver or worker leaves no trainer behind, and the trainer
+  checkpoints on its way out."""
+  try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+  except (OSError, AttributeError):  # Not Linux: the trial locks still keep trainers apart.
+    pass
+
+
+def resume_step(trial_dir: str) -> int:
+  """The step the trainer resumes `trial_dir` from: its latest finalized checkpoint, or 0."""
+  return max(workdir_lib.checkpoint_steps(trial_dir), default=0)

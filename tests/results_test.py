@@ -7,6 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from wae_jax import curves as curves_lib
+from wae_jax import plots
+from wae_jax import replay
 from wae_jax import results as results_lib
 from wae_jax.cli import results as results_cli
 
@@ -150,7 +153,7 @@ def test_plot(tmp_path):
   assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   with pytest.raises(ValueError, match="no finished trial"):
     trials = results_lib.read_results(FIXTURE).trials
-    results_lib.plot(trials[trials["status"] != "done"], tmp_path / "q.png")
+    plots.plot(trials[trials["status"] != "done"], tmp_path / "q.png")
 
 
 
@@ -181,7 +184,6 @@ RUNGS = (1, 2, 4)
 def _climbed(workdir, tid, algo, curve, target=4):
   """A trial directory as a climb to `target` leaves it: its curve in its events (every
   step of `curve` up to `target`), metrics.json at `target`, and rungs.json."""
-  from wae_jax import asha  # pylint: disable=g-import-not-at-top
   from wae_jax import events  # pylint: disable=g-import-not-at-top
   os.makedirs(workdir / tid)
   writer = events.Writer(workdir / tid)
@@ -193,8 +195,8 @@ def _climbed(workdir, tid, algo, curve, target=4):
       "status": "done", "step": target, "num_steps": target, "wall_s": 1.0,
       "metrics": {"domain_fid": curve[target]}, "error": None,
       "config": {"algo": algo, "data.source": "bundled:mnist", "seed": 0}}))
-  asha.write_rungs(workdir / tid, target, {s: v for s, v in curve.items()
-                                           if s in RUNGS and s <= target})
+  (workdir / tid / "search.json").write_text(json.dumps({"target": target, "results": {
+      str(s): v for s, v in curve.items() if s in RUNGS and s <= target}}))
 
 
 def _ledger(workdir, trials, search=None):
@@ -227,7 +229,7 @@ def test_an_asha_sweep_reports_rungs_model_steps_and_the_best_at_the_full_budget
   results_cli.main([str(tmp_path), f"--curves={curves_png}"])
   assert "## Table 1 (metric: domain_fid" in capsys.readouterr().out  # The search's metric.
   assert curves_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-  assert results_lib.read_curves(tmp_path, results.trials, "domain_fid")["g2"] == {1: 6, 2: 7}
+  assert curves_lib.read_curves(tmp_path, results.trials, "domain_fid")["g2"] == {1: 6, 2: 7}
 
 
 def test_replay_of_a_full_budget_study(tmp_path, capsys):
@@ -237,26 +239,30 @@ def test_replay_of_a_full_budget_study(tmp_path, capsys):
     _climbed(tmp_path, tid, tid[0], curve)
   _ledger(tmp_path, {t: {"config": t[0]} for t in curves})
   results = results_lib.read_results(tmp_path)
-  read = results_lib.read_curves(tmp_path, results.trials, "domain_fid")
+  read = curves_lib.read_curves(tmp_path, results.trials, "domain_fid")
   assert read == curves
-  table = results_lib.replay(results.trials, read, "domain_fid", [2], [1])
+  table = replay.table(results.trials, read, "domain_fid", "asha", {"min_steps": [1], "eta": [2]})
   row = table.iloc[0].to_dict()
   # a: a2 leads rung 1, climbs to 2, then (rung 2 settled) to 4; a1 and a3 stop at 1.
   # b: b1 leads rung 1 and climbs to 2, then to 4; b2 stops at 1. 1 + 4 + 1 + 4 + 1 steps.
-  assert (row["rungs"], row["model-steps"], row["of random search"]) == ("1 2 4", 11, "55%")
+  assert (row["min_steps"], row["eta"], row["model-steps"], row["of random search"]) == (
+      1, 2, 11, "55%")
   assert row["a best kept"] == "yes"
   assert row["b best kept"] == "no (5 vs 0.5)"  # b1 led early and b2 was never promoted.
   assert (row["a best's rank"], row["b best's rank"]) == ("1: 1, 2: 1", "1: 2, 2: 1")
   # Spearman by hand: rung 1 ranks (a1..b2) 5 3 4 1 2 against the final 4 2 3 5 1, sum of
   # squared differences 20, rho = 1 - 6 * 20 / (5 * 24) = 0; rung 2 ranks 5 2 3.5 3.5 1
   # (a tie), Pearson of the ranks 8 / sqrt(9.5 * 10) = 0.82.
-  assert row["rank corr. with final"] == "1: 0.00, 2: 0.82"
-  results_cli.main([str(tmp_path), "--replay", "--min_steps=1,2", "--eta=2"])
-  assert "ASHA replayed on 5 trials by domain_fid" in capsys.readouterr().out
+  assert row["rank corr. (all)"] == "1: 0.00, 2: 0.82"
+  assert (row["a rank corr."], row["b rank corr."]) == ("1: 1.00, 2: 1.00", "1: nan, 2: nan")
+  results_cli.main([str(tmp_path), "--replay", "--grid", "min_steps=1,2", "--grid=eta=2"])
+  out = capsys.readouterr().out
+  assert "asha replayed on 5 trials by domain_fid" in out and out.count("| 2 |") >= 2
   _climbed(tmp_path, "a4", "a", {1: 1}, target=1)  # A study with a stopped trial: refused.
   _ledger(tmp_path, {t: {"config": t[0]} for t in [*curves, "a4"]})
   with pytest.raises(ValueError, match="--replay needs a finished study of one full budget"):
-    results_lib.replay(results_lib.read_results(tmp_path).trials, read, "domain_fid", [2], [1])
+    replay.table(results_lib.read_results(tmp_path).trials, read, "domain_fid", "asha",
+                 {"min_steps": [1], "eta": [2]})
 
 
 def test_markdown_writes_large_counts_in_full_and_other_floats_to_four_digits():

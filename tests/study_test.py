@@ -9,6 +9,7 @@ from conftest import REPO, sweep_file
 import pytest
 
 from wae_jax import hyper
+from wae_jax import searches
 from wae_jax import study
 from wae_jax.cli import sweep as sweep_cli
 
@@ -83,7 +84,7 @@ def test_sweep_files(spec, count):
 def test_the_asha_benchmark_shares_no_trial_with_the_pilot_that_chose_its_rungs():
   pilot, debug = (study.load_sweep(f"sweeps/bigwae_asha.py:{a}", check=False)
                   for a in ("pilot", "debug"))
-  assert pilot.search == debug.search
+  assert searches.spec_of(pilot.search) == searches.spec_of(debug.search)
   assert not set(pilot.trials) & set(debug.trials)
 
 

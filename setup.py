@@ -9,7 +9,8 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=["wae_jax", "wae_jax.cli", "wae_jax.configs", "wae_jax.evaluators",
-              "wae_jax.launch", "wae_jax.regularisers"],
+              "wae_jax.executors", "wae_jax.launch", "wae_jax.regularisers",
+              "wae_jax.searches"],
     package_dir={"wae_jax.launch": "launch"},
     package_data={"wae_jax": ["assets/*.npz"]},
     install_requires=[

@@ -236,21 +236,27 @@ def test_a_climb_lost_with_its_worker_is_interrupted_and_resumed_by_a_relaunch(
 
 
 @pytest.mark.slow
-def test_a_killed_asha_sweep_relaunched_takes_the_same_decisions(tmp_path):
+@pytest.mark.parametrize("executor", ["ray", "local"])
+def test_a_killed_asha_sweep_relaunched_takes_the_same_decisions(tmp_path, executor):
+  """Three SIGKILLs of the driver mid-climb on either executor; each relaunch finishes the
+  climbs in flight first, and the end is the uninterrupted search's, each climb run once."""
   spec = sweep_file(tmp_path, FAKE_ASHA % (0.05, {b: q[:3] for b, q in QUALITY.items()}))
   s = study.load_sweep(spec, check=False)
   log, workdir = tmp_path / "log", tmp_path / "w"
   log.touch()
   command = [sys.executable, "-m", "wae_jax.cli.sweep", "run", spec, f"--workdir={workdir}",
-             "--parallel=1", "--nocheck", f"--trainer={sys.executable} {FAKE_TRAINER} --log={log}"]
-  sweep = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-  deadline = time.time() + 120
-  while log.read_text().count("start") < 3:  # Killed inside its third climb or so.
-    assert sweep.poll() is None and time.time() < deadline
-    time.sleep(0.05)
-  time.sleep(random.Random(0).uniform(0, 0.4))
-  kill_sweep(sweep, log)
+             "--parallel=1", "--nocheck", f"--executor={executor}", "--optuna=",
+             f"--trainer={sys.executable} {FAKE_TRAINER} --log={log}"]
+  rng = random.Random(0)
+  for kill_at in (2, 5, 8):  # Starts seen (resumed climbs included) before each kill.
+    sweep = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while log.read_text().count("start") < kill_at:
+      assert sweep.poll() is None and time.time() < deadline
+      time.sleep(0.05)
+    time.sleep(rng.uniform(0, 0.4))
+    kill_sweep(sweep, log)
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr
   assert _decisions(s, workdir) == _expected(s)

@@ -37,11 +37,11 @@ from optuna.trial import TrialState
 import pandas as pd
 
 from wae_jax import evaluators
-from wae_jax import events
+from wae_jax import curves
+from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
 DATABASE = "optuna.db"  # The default storage's file, inside a local sweep directory.
-BASE = "config"  # The trial key naming the base config (study.BASE).
 PREFIX = "config."  # Of every other trial key, left out of the param names.
 TRIAL_ID = "wae_trial_id"  # The trial user attr that finds a wae-jax trial again.
 SWEEP_DIR = "sweep_dir"  # The study user attr naming the sweep directory it mirrors.
@@ -183,8 +183,8 @@ def _study_name(source: str, base: str) -> str:
 def _brackets(trials: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
   out = {}
   for tid, trial in trials.items():
-    if isinstance(trial, Mapping) and isinstance(trial.get(BASE), str):
-      out.setdefault(trial[BASE], []).append(tid)
+    if isinstance(trial, Mapping) and isinstance(trial.get(study.BASE), str):
+      out.setdefault(trial[study.BASE], []).append(tid)
   return out
 
 
@@ -274,7 +274,7 @@ def _search_space(bracket: Mapping[str, Mapping[str, Any]]
   values = {}
   for trial in bracket.values():
     for key, value in trial.items():
-      if key != BASE:
+      if key != study.BASE:
         values.setdefault(_name(key), []).append(value)
   params, constants = {}, {}
   for name, seen in sorted(values.items()):
@@ -340,10 +340,8 @@ def _look(sweep_dir: epath.Path, ids: list[str], metric: str) -> dict[str, tuple
       raise ValueError(error)
     if record is None:
       return None, {}, None
-    scalars = events.read_scalars(trial_dir)
     mtime = (trial_dir / workdir_lib.METRICS).stat().mtime
-    curve = {step: v for (step, tag), v in scalars.items()
-             if tag == f"eval/{metric}" and math.isfinite(v)}
+    curve = {s: v for s, v in curves.read_curve(trial_dir, metric).items() if math.isfinite(v)}
     value = (record.get("metrics") or {}).get(metric)
     if not curve and value is not None:  # A record without events (the fake trainer's).
       curve[int(record.get("step", 0))] = float(value)

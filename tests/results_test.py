@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -269,3 +270,21 @@ def test_markdown_writes_large_counts_in_full_and_other_floats_to_four_digits():
   df = pd.DataFrame({"model-steps": [14_100.0, np.nan], "fid": [191.0725, 12_345.6]})
   assert results_lib.to_markdown(df).splitlines()[2:] == [
       "| 14,100 | 191.1 |", "|  | 1.235e+04 |"]
+
+
+def test_optuna_mirror_and_importance_from_the_cli(tmp_path, capsys):
+  import optuna  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / "sweep"
+  shutil.copytree(FIXTURE, workdir)
+  results_cli.main([str(workdir), "--optuna"])
+  out = capsys.readouterr().out
+  url = f"sqlite:///{workdir}/optuna.db"
+  assert f"rebuilt in {url}" in out and f"optuna-dashboard {url}" in out
+  studies = optuna.get_all_study_summaries(url)
+  trials = json.loads((workdir / "sweep.json").read_text())["trials"]
+  assert sorted(s.study_name for s in studies) == sorted(
+      {f"sweep/{t['config']}" for t in trials.values()})
+  assert sum(s.n_trials for s in studies) == len(trials) - 1  # One's metrics.json is corrupt.
+  results_cli.main([str(workdir), "--importance"])
+  out = capsys.readouterr().out
+  assert "## Hyperparameter importance by" in out and "| study | bracket | param |" in out

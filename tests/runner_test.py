@@ -68,6 +68,14 @@ def test_run_records_every_outcome_and_relaunch_skips_them(tmp_path, local_ray, 
   assert re.search(r"\d+/\d+ steps  eta \S+  running: \S+ \d+/10", out), out
   ledger = json.loads((workdir / "sweep.json").read_text())
   assert set(ledger["trials"]) == set(s.trials)
+  # The live Optuna mirror, and the one command that opens its dashboard.
+  url = f"sqlite:///{workdir}/optuna.db"
+  assert f"live dashboard: optuna-dashboard {url}" in out
+  import optuna  # pylint: disable=g-import-not-at-top
+  (summary,) = optuna.get_all_study_summaries(url)
+  states = sorted(t.state.name for t in optuna.load_study(
+      study_name=summary.study_name, storage=url).trials)
+  assert states == ["COMPLETE"] * 3 + ["FAIL"] * 3
 
   # A relaunch finds every trial final and starts nothing.
   assert runner.run_sweep(s, workdir, options={'parallel': 2}, trainer=trainer) == counts

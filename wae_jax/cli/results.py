@@ -92,27 +92,27 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _optuna(args, results, metric: str) -> None:
-  """The sweep's Optuna mirror rebuilt from its trial directories (the search restored from
-  them says which trials it stopped), and what `--importance` asks of it."""
+  """The sweep's Optuna mirror rebuilt from its trial directories (the search, restored from
+  them, says which trials it stopped), and the importances `--importance` asks of it."""
   # pylint: disable-next=g-import-not-at-top
   from etils import epath
   from wae_jax import mirror, results as results_lib, runner, searches, study
-  ledger = results.ledger or {}
-  trials = ledger.get("trials") or {}
+  trials = (results.ledger or {}).get("trials") or {}
   if not trials:
-    raise ValueError(f"--optuna/--importance: {args.workdir} has no readable "
-                     f"sweep.json (the ledger names each trial's algorithm)")
-  search = searches.parse(ledger.get("search"))
+    raise ValueError(f"--optuna/--importance: {args.workdir} has no readable sweep.json "
+                     "(the ledger names each trial's algorithm)")
+  search = searches.parse(results.ledger.get("search"))
   search.restore(runner.read_ledger(study.Sweep("", trials, search), epath.Path(args.workdir)))
   states = {**{t: "waiting" for t in search.waiting()}, **{t: "stopped" for t in search.stopped()}}
-  url = mirror.sync(args.workdir, trials, metric=metric, storage=args.optuna or None,
-                    search_states=states, rebuild=args.optuna is not None)
+  mirrored = dict(metric=metric, storage=args.optuna or None, search_states=states)
   if args.optuna is not None:
+    url = mirror.sync(args.workdir, trials, rebuild=True, **mirrored)
     print(f"Optuna mirror of {len(trials)} trials by {metric} rebuilt in {url}\n"
           f"  {mirror.dashboard_command(url)}")
   if args.importance:
-    print(f"## Hyperparameter importance (by {metric})\n"
-          + results_lib.to_markdown(mirror.importance(url)))
+    table = mirror.importance(args.workdir, trials, **mirrored)
+    print(f"## Hyperparameter importance by {metric}, per algorithm\n\n"
+          + results_lib.to_markdown(table))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """Regularisers: the penalties against hand-worked cases, and the registry's seam: a
 regulariser defined in this file trains through `wae-train`'s code path and reaches
-metrics.json and `wae-results`."""
+metrics.json and `wae-results`; one in a module outside wae_jax is imported by its name."""
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +13,7 @@ from wae_jax import regularisers
 from wae_jax import results as results_lib
 from wae_jax import workdir as workdir_lib
 from wae_jax.cli import train as train_cli
+from wae_jax.errors import ConfigError
 from wae_jax.regularisers import adversarial
 from wae_jax.regularisers import kl
 
@@ -56,8 +60,35 @@ def test_penalty_gradients_are_finite():
 def test_every_algo_has_a_registered_regulariser():
   assert {"wae_mmd", "wae_gan", "wae_sw", "vae"} <= set(regularisers.names())
   assert regularisers.get("vae").encoder == "gaussian"
-  with pytest.raises(KeyError):
+  assert [regularisers.get(a).section for a in ("wae_mmd", "wae_sw", "wae_gan", "vae")] == [
+      "mmd", "sw", "gan", None]
+  with pytest.raises(ConfigError, match="^unknown regulariser 'nope' .*on the Python path"):
     regularisers.get("nope")
+
+
+def test_naming_an_outside_module_imports_it(tmp_path, monkeypatch):
+  (tmp_path / "zero_penalty.py").write_text(textwrap.dedent("""
+      from wae_jax import regularisers
+
+      @regularisers.register(__name__)
+      class Zero(regularisers.Regulariser):
+        def penalty(self, codes, prior, rng, hparams, state):
+          return 0.0
+      """))
+  (tmp_path / "registers_nothing.py").write_text("")
+  (tmp_path / "broken_part.py").write_text("import no_such_dependency\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  monkeypatch.setattr(regularisers, "_REGISTRY", dict(regularisers._REGISTRY))
+  try:
+    assert regularisers.get("zero_penalty").__name__ == "Zero"
+    assert "zero_penalty" in regularisers.names()
+    with pytest.raises(ConfigError, match="^unknown regulariser 'registers_nothing'"):
+      regularisers.get("registers_nothing")
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency"):  # Its own error.
+      regularisers.get("broken_part")
+  finally:
+    for name in ("zero_penalty", "registers_nothing", "broken_part"):
+      sys.modules.pop(name, None)
 
 
 @regularisers.register("toy_moments")

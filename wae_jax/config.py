@@ -6,6 +6,17 @@ Configs are data (`ml_collections.ConfigDict`). The files in `wae_jax/configs/` 
 runs once at start-up, before anything is compiled, and stops with one line that names the
 bad field.
 
+Each part chosen by name (a regulariser, `config.algo`; an evaluator, `config.eval.*`)
+owns its section: it declares the fields' defaults and checks beside its code, and this
+module assembles a config from the sections of every part loaded (the built-in ones, and
+each outside part once imported) and runs each part's checks. An outside part is a module
+on the Python path that registers itself under its own module name; naming it imports it.
+Its section exists only in configs made after that import, which is why `wae-train` imports
+the parts its `--config.algo=` and `--config.eval.*evaluators=` flags name before it loads
+the config file (so `--config.<section>.<field>=` can set their fields), and why a config
+file or sweep file that uses an outside part imports it. `from_dict` imports the parts a
+saved config names; a section of one that cannot be imported is kept as saved.
+
 Values are the paper's; where it is silent they are the public code's (tolstikhin/wae,
 `configs.py` and `wae.py`), and a comment says so, as it does for every deviation.
 """
@@ -15,7 +26,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 from etils import epath
 import ml_collections
@@ -23,7 +34,6 @@ import ml_collections
 from wae_jax import configs
 from wae_jax import data
 from wae_jax import evaluators
-from wae_jax import mmd
 from wae_jax import regularisers
 from wae_jax import workdir as workdir_lib
 from wae_jax.errors import ConfigError
@@ -39,6 +49,9 @@ RECON_COSTS = ("l2sq", "l2", "l1", "bernoulli", "gaussian")
 # decoder likelihoods (Bernoulli, Gaussian with a learned variance), whose loss is then the
 # VAE's negative ELBO. (l2sq with scale s is a Gaussian of the fixed variance 1 / (2 s).)
 RECON_SCALES = {"l2sq": 0.05, "l2": 0.2, "l1": 0.02, "bernoulli": 1.0, "gaussian": 1.0}
+# The fields that name parts, and the registry each name is looked up in.
+PART_FIELDS = {"algo": regularisers, "eval.evaluators": evaluators,
+               "eval.final_evaluators": evaluators}
 
 
 def mnist() -> ml_collections.ConfigDict:
@@ -77,21 +90,9 @@ def mnist() -> ml_collections.ConfigDict:
   c.recon.cost = "l2sq"
   c.recon.scale = RECON_SCALES["l2sq"]
 
-  c.mmd = ml_collections.ConfigDict()
-  c.mmd.kernel = "imq"
-  c.mmd.scales = mmd.PAPER_SCALES  # Multiples of C = 2 z_dim prior_var.
-  c.mmd.block_size = 512  # A 1 MiB fp32 tile: fits a CPU core's L2 (benchmarks/mmd.py).
-
-  # WAE-SW: sliced Wasserstein SW_p^p over fresh random directions each step.
-  c.sw = ml_collections.ConfigDict()
-  c.sw.num_projections = 64
-  c.sw.p = 2.0
-
-  c.gan = ml_collections.ConfigDict()
-  c.gan.lr = 5e-4  # The public code's MNIST adversary: rate 5e-4, 4 layers of 512.
-  c.gan.layers = 4
-  c.gan.units = 512
-  c.gan.p_trick = False
+  # The parts' own sections (config.mmd, config.sw, config.gan, ...), each at its defaults.
+  for part in parts():
+    c[part.section] = part.defaults()
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-3
@@ -207,12 +208,48 @@ def load(spec: str) -> ml_collections.ConfigDict:
   return module.get_config(arg or None)
 
 
+def parts() -> list[Any]:
+  """The loaded parts (built-in, or imported from outside) that have a config section."""
+  return [p for p in (*regularisers.loaded(), *evaluators.loaded()) if p.section]
+
+
+def _named(fields: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+  """(field, name) of each part that `fields` (config field -> value) names."""
+  for field, value in fields.items():
+    if field in PART_FIELDS:
+      yield from ((field, name) for name in ([value] if isinstance(value, str) else value))
+
+
+def load_parts(fields: Mapping[str, Any]) -> list[Any]:
+  """The parts that `fields` names (`{"algo": "my_rff"}`; other fields pass), imported where
+  need be, so that configs made afterwards have their sections; ConfigError naming the field
+  of a name that no module registers."""
+  out = []
+  for field, name in _named(fields):
+    try:
+      out.append(PART_FIELDS[field].get(name))
+    except ConfigError as e:
+      raise ConfigError(f"config.{field}: {e}") from None
+  return out
+
+
 def from_dict(d: dict[str, Any]) -> ml_collections.ConfigDict:
   """A config saved as JSON (a trial's config.json), with fields it predates at their
-  defaults and renamed ones under their new names."""
+  defaults and renamed ones under their new names. The parts it names are imported where
+  they can be; the section of a part that cannot be is kept as saved (`validate` then names
+  the field that names the part)."""
+  flat = {RENAMED.get(k, k): tuple(v) if isinstance(v, list) else v
+          for k, v in flatten(ml_collections.ConfigDict(d)).items()}
+  for field, name in _named(flat):
+    try:
+      PART_FIELDS[field].get(name)
+    except ConfigError:
+      pass  # Not importable here: its section is kept as saved, below.
   c = mnist()
-  c.update_from_flattened_dict({RENAMED.get(k, k): tuple(v) if isinstance(v, list) else v
-                                for k, v in flatten(ml_collections.ConfigDict(d)).items()})
+  for key, value in d.items():
+    if isinstance(value, dict) and key not in c:
+      c[key] = value
+  c.update_from_flattened_dict(flat)
   return c
 
 
@@ -239,7 +276,10 @@ def flatten(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
   return out
 
 
-def _check(ok: bool, field: str, message: str) -> None:
+# Checks of one field, for `validate` and the parts' own: ConfigError naming config.<field>.
+
+
+def check(ok: bool, field: str, message: str) -> None:
   if not ok:
     raise ConfigError(f"config.{field}: {message}")
 
@@ -251,9 +291,15 @@ def get(c: ml_collections.ConfigDict, field: str) -> Any:
   return c
 
 
-def _one_of(c: ml_collections.ConfigDict, field: str, allowed: tuple[str, ...]) -> None:
+def one_of(c: ml_collections.ConfigDict, field: str, allowed: tuple[str, ...]) -> None:
   value = get(c, field)
-  _check(value in allowed, field, f"unknown value {value!r} (expected one of {', '.join(allowed)})")
+  check(value in allowed, field, f"unknown value {value!r} (expected one of {', '.join(allowed)})")
+
+
+def integer(c: ml_collections.ConfigDict, field: str, minimum: int) -> None:
+  value = get(c, field)
+  check(isinstance(value, int) and value >= minimum, field,
+        f"must be an integer >= {minimum}, got {value!r}")
 
 
 def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -262,52 +308,45 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   Data sources are checked here only for their form; whether a directory holds usable
   data is found out by `data.load`, which raises the same error type.
   """
-  _one_of(c, "algo", tuple(regularisers.names()))
-  _one_of(c, "model.arch", ARCHS)
-  _one_of(c, "model.encoder", ENCODERS)
-  _one_of(c, "model.conv_impl", CONV_IMPLS)
-  _one_of(c, "mmd.kernel", mmd.KERNELS)
-  _one_of(c, "recon.cost", RECON_COSTS)
-  _check(c.z_dim >= 1, "z_dim", f"must be >= 1, got {c.z_dim}")
-  _check(c.prior_var > 0, "prior_var", f"must be > 0, got {c.prior_var}")
-  _check(c.lam >= 0, "lam", f"must be >= 0, got {c.lam}")
-  _check(c.recon.scale > 0, "recon.scale", f"must be > 0, got {c.recon.scale}")
-  _check(c.model.width > 0, "model.width", f"must be > 0, got {c.model.width}")
-  for field in ("num_steps", "batch_size", "pretrain.batch_size", "steps_per_dispatch", "log_every", "ckpt_every", "eval_every",
-                "keep_ckpts", "mmd.block_size", "model.enc_layers", "model.dec_layers",
-                "model.kernel_size", "gan.layers", "gan.units", "eval.batch_size",
-                "sw.num_projections"):
-    value = get(c, field)
-    _check(isinstance(value, int) and value >= 1, field, f"must be an integer >= 1, got {value!r}")
-  _check(c.sw.p >= 1, "sw.p", f"must be >= 1, got {c.sw.p}")
-  _check(isinstance(c.eval.fid_num_samples, int) and c.eval.fid_num_samples >= 2,
-         "eval.fid_num_samples", f"must be an integer >= 2, got {c.eval.fid_num_samples!r}")
-  _check(c.optim.lr > 0, "optim.lr", f"must be > 0, got {c.optim.lr}")
-  _check(c.gan.lr > 0, "gan.lr", f"must be > 0, got {c.gan.lr}")
-  _check(len(c.mmd.scales) > 0 and all(s > 0 for s in c.mmd.scales), "mmd.scales",
-         f"must be a non-empty tuple of positive numbers, got {c.mmd.scales!r}")
-  _check(len(c.optim.decay_epochs) == len(c.optim.decay_factors), "optim.decay_factors",
-         "needs one factor per entry of optim.decay_epochs")
-  _check(list(c.optim.decay_epochs) == sorted(c.optim.decay_epochs), "optim.decay_epochs",
-         f"must be increasing, got {c.optim.decay_epochs!r}")
+  named = load_parts({field: get(c, field) for field in PART_FIELDS})
+  one_of(c, "model.arch", ARCHS)
+  one_of(c, "model.encoder", ENCODERS)
+  one_of(c, "model.conv_impl", CONV_IMPLS)
+  one_of(c, "recon.cost", RECON_COSTS)
+  check(c.z_dim >= 1, "z_dim", f"must be >= 1, got {c.z_dim}")
+  check(c.prior_var > 0, "prior_var", f"must be > 0, got {c.prior_var}")
+  check(c.lam >= 0, "lam", f"must be >= 0, got {c.lam}")
+  check(c.recon.scale > 0, "recon.scale", f"must be > 0, got {c.recon.scale}")
+  check(c.model.width > 0, "model.width", f"must be > 0, got {c.model.width}")
+  for field in ("num_steps", "batch_size", "pretrain.batch_size", "steps_per_dispatch",
+                "log_every", "ckpt_every", "eval_every", "keep_ckpts", "model.enc_layers",
+                "model.dec_layers", "model.kernel_size", "eval.batch_size"):
+    integer(c, field, 1)
+  integer(c, "eval.fid_num_samples", 2)
+  check(c.optim.lr > 0, "optim.lr", f"must be > 0, got {c.optim.lr}")
+  check(len(c.optim.decay_epochs) == len(c.optim.decay_factors), "optim.decay_factors",
+        "needs one factor per entry of optim.decay_epochs")
+  check(list(c.optim.decay_epochs) == sorted(c.optim.decay_epochs), "optim.decay_epochs",
+        f"must be increasing, got {c.optim.decay_epochs!r}")
+  for part in parts():  # Each section the config has; the parts it names need theirs.
+    if part.section in c:
+      part.validate(c)
+    else:
+      check(part not in named, part.section, "missing: the config was made before its part "
+            "was imported (name the part on the command line, or import it in the config file)")
   regulariser = regularisers.get(c.algo)
-  _check(regulariser.encoder in (None, c.model.encoder), "model.encoder",
-         f"the {regulariser.title} needs a {regulariser.encoder!r} encoder")
-  for name in (*c.eval.evaluators, *c.eval.final_evaluators):
-    _check(name in evaluators.names(), "eval.evaluators",
-           f"unknown evaluator {name!r} (expected one of {', '.join(evaluators.names())})")
-  _check(c.data.heldout >= 1, "data.heldout", f"must be >= 1, got {c.data.heldout}")
-  _check(isinstance(c.data.device_max_mb, int) and c.data.device_max_mb >= 0,
-         "data.device_max_mb", f"must be an integer >= 0, got {c.data.device_max_mb!r}")
-  _check(isinstance(c.pretrain.max_steps, int) and c.pretrain.max_steps >= 0,
-         "pretrain.max_steps", f"must be an integer >= 0, got {c.pretrain.max_steps!r}")
+  check(regulariser.encoder in (None, c.model.encoder), "model.encoder",
+        f"the {regulariser.title} needs a {regulariser.encoder!r} encoder")
+  check(c.data.heldout >= 1, "data.heldout", f"must be >= 1, got {c.data.heldout}")
+  integer(c, "data.device_max_mb", 0)
+  integer(c, "pretrain.max_steps", 0)
   for field in ["batch_size"] + ["pretrain.batch_size"] * (c.pretrain.max_steps > 0):
     n = get(c, field)
-    _check(n % num_devices == 0, field,
-           f"{n} does not divide over {num_devices} devices; use a multiple of "
-           f"{num_devices}, e.g. {max(num_devices, n // num_devices * num_devices)} "
-           f"or {(n // num_devices + 1) * num_devices}")
+    check(n % num_devices == 0, field,
+          f"{n} does not divide over {num_devices} devices; use a multiple of "
+          f"{num_devices}, e.g. {max(num_devices, n // num_devices * num_devices)} "
+          f"or {(n // num_devices + 1) * num_devices}")
   source = data.parse_source(c.data.source)
-  _check(c.recon.cost != "bernoulli" or not source.pixels.symmetric, "recon.cost",
-         f"bernoulli needs pixels in [0, 1], but {c.data.source} has them in [-1, 1]; use "
-         "l2sq (a Gaussian decoder)")
+  check(c.recon.cost != "bernoulli" or not source.pixels.symmetric, "recon.cost",
+        f"bernoulli needs pixels in [0, 1], but {c.data.source} has them in [-1, 1]; use "
+        "l2sq (a Gaussian decoder)")

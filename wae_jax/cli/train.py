@@ -3,6 +3,11 @@ r"""wae-train: trains one trial (or a pack of trials) into its directory.
   wae-train --config=mnist_wae_mmd:debug --workdir=/tmp/wae [--config.lam=5 ...]
   wae-train --pack='[{"trial": {...}, "workdir": "..."}, ...]'   (what `wae-sweep --pack` runs)
 
+A regulariser or evaluator outside wae_jax is a module on the Python path that registers
+itself under its own module name: `--config.algo=my_rff` (or `--config.eval.evaluators=`)
+imports it before the config file loads, so its section is there for
+`--config.<section>.<field>=` to set.
+
 Exit codes (workdir.EXIT_*): 0 finished; 2 a refused flag or config, one line, nothing
 written; 143 stopped by a signal with a checkpoint saved (run it again to resume); 75 a
 trial directory owned by another live trainer (nothing done); 1 a
@@ -21,6 +26,7 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+from ml_collections.config_flags import tuple_parser
 
 from wae_jax import configs
 from wae_jax import errors
@@ -56,6 +62,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
   from wae_jax import config as config_lib
   try:
     argv = [argv[0]] + [_resolve_config_flag(a) for a in argv[1:]]
+    for names in _part_flags(argv[1:]):  # Before the config file makes the config.
+      config_lib.load_parts(names)
     rest = flags.FLAGS(argv)
     if _PACK.value is None and (_WORKDIR.value is None or _CONFIG.value is None):
       raise flags.Error("--config and --workdir are required")
@@ -74,6 +82,15 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return rest
 
 
+def _part_flags(args: list[str]) -> list[dict[str, tuple]]:
+  """`{field: names}` of each `--config.<field>=` flag that names parts (`algo`,
+  `eval.evaluators`, ...), its value parsed as a tuple, as ml_collections parses them."""
+  from wae_jax import config as config_lib
+  fields = [a[len("--config."):].partition("=") for a in args if a.startswith("--config.")]
+  return [{field: tuple_parser.TupleParser().parse(value)}
+          for field, eq, value in fields if eq and field in config_lib.PART_FIELDS]
+
+
 def _resolve_config_flag(arg: str) -> str:
   from wae_jax import config as config_lib
   if arg.startswith("--config="):
@@ -89,8 +106,11 @@ def _members() -> tuple[list, list[str], list[list[str] | None]]:
 
   if _PACK.value is None:
     return [_CONFIG.value], [_WORKDIR.value], [fields(a[2:] for a in sys.argv[1:])]
+  from wae_jax import config as config_lib
   from wae_jax import study
   members, bases = json.loads(_PACK.value), {}
+  for m in members:  # The outside parts they name, before their configs are made.
+    config_lib.load_parts({k[len("config."):]: v for k, v in m["trial"].items()})
   return ([study.trial_config(m["trial"], bases) for m in members],
           [m["workdir"] for m in members], [fields(m["trial"]) for m in members])
 

@@ -5,18 +5,27 @@ An evaluator is a module that registers itself with `register`: a name (what
 direction, and a function of the shared evaluation context (`common.Context`) returning
 those metrics by name. metrics.json, the console, TensorBoard and `wae-results` take names
 and directions from here. The built-in evaluators are modules of this package, imported on
-first use by name; another registers itself the same way from any module.
+first use by name; one outside the package is a module on the Python path that registers
+itself under its own module name (`@evaluators.register(__name__, ...)`), and naming it
+imports it.
+
+An evaluator with settings of its own registers its config section with them: `section`,
+`defaults` (the section's fields) and `validate` (ConfigError naming
+`config.<section>.<field>`). The settings every evaluator shares stay in `config.eval`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any, Callable, Mapping
 
-# Built-in evaluators, imported when first asked for by name.
-_BUILTIN = {name: f"wae_jax.evaluators.{name}"
-            for name in ("heldout", "sharpness", "domain_fid", "fid")}
+import ml_collections
+
+from wae_jax import registry
+from wae_jax.errors import ConfigError
+
+# Built-in evaluators (name: module of this package), imported when first asked for by name.
+_BUILTIN = {name: name for name in ("heldout", "sharpness", "domain_fid", "fid")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +47,9 @@ class Evaluator:
   fn: Callable[..., Mapping[str, Any]]  # (context) -> {metric name: value, ...}
   # Top-level metrics.json fields it may also return (not floats), e.g. a weights hash.
   fields: tuple[str, ...] = ()
+  section: str | None = None  # `config.<section>` holds its settings; None: it has none.
+  defaults: Callable[[], ml_collections.ConfigDict] = ml_collections.ConfigDict
+  validate: Callable[[ml_collections.ConfigDict], None] = lambda c: None  # (config) checks.
 
 
 _REGISTRY: dict[str, Evaluator] = {}
@@ -45,10 +57,12 @@ _REGISTRY: dict[str, Evaluator] = {}
 _DECLARED: dict[str, Metric] = {}
 
 
-def register(name: str, metrics: tuple[Metric, ...], fields: tuple[str, ...] = ()):
-  """Decorator: `fn(context) -> {metric: value}` becomes the evaluator `name`."""
+def register(name: str, metrics: tuple[Metric, ...], fields: tuple[str, ...] = (),
+             **config: Any):
+  """Decorator: `fn(context) -> {metric: value}` becomes the evaluator `name`; `config`
+  (`section=`, `defaults=`, `validate=`) declares its config section, if it has settings."""
   def wrap(fn):
-    _REGISTRY[name] = Evaluator(name, tuple(metrics), fn, tuple(fields))
+    _REGISTRY[name] = Evaluator(name, tuple(metrics), fn, tuple(fields), **config)
     return fn
   return wrap
 
@@ -60,23 +74,26 @@ def declare(*metrics: Metric) -> None:
 
 
 def get(name: str) -> Evaluator:
-  if name not in _REGISTRY and name in _BUILTIN:
-    importlib.import_module(_BUILTIN[name])
-  if name not in _REGISTRY:
-    raise KeyError(f"unknown evaluator {name!r} (known: {', '.join(names())})")
-  return _REGISTRY[name]
+  """The evaluator `name`, imported first if it is built in or an outside module;
+  ConfigError (one line, listing the known ones) if none registers under it."""
+  return registry.load(_REGISTRY, _BUILTIN, __name__, name, "evaluator", ConfigError)
 
 
 def names() -> list[str]:
   return sorted(set(_BUILTIN) | set(_REGISTRY))
 
 
+def loaded() -> list[Evaluator]:
+  """The built-in evaluators, then those registered from outside so far: the parts whose
+  sections a config gets."""
+  builtin = [get(name) for name in _BUILTIN]
+  return builtin + [e for name, e in _REGISTRY.items() if name not in _BUILTIN]
+
+
 def metrics() -> dict[str, Metric]:
   """Every declared metric by name (loads the built-in evaluators)."""
-  for name in _BUILTIN:
-    get(name)
   out = dict(_DECLARED)
-  for evaluator in _REGISTRY.values():
+  for evaluator in loaded():
     out.update({m.name: m for m in evaluator.metrics})
   return out
 
@@ -89,6 +106,4 @@ def ranking() -> list[str]:
 
 def fields() -> tuple[str, ...]:
   """Top-level metrics.json fields that evaluators write beside their metrics."""
-  for name in _BUILTIN:
-    get(name)
-  return tuple(f for e in _REGISTRY.values() for f in e.fields)
+  return tuple(f for e in loaded() for f in e.fields)

@@ -48,7 +48,8 @@ class Inference:
     self.heldout = jax.jit(heldout)
     self.encode = jax.jit(functools.partial(model.apply, train=False, method="encode"))
     self.decode = jax.jit(functools.partial(model.apply, train=False, method="decode"))
-    # Codes come in divided by sqrt(C), so one compiled estimator serves every prior_var.
+    # WAE-MMD's estimator (config.mmd, in every config). Codes come in divided by sqrt(C),
+    # so one compiled estimator serves every prior_var.
     self.mmd = jax.jit(functools.partial(mmd.mmd, kernel=c.mmd.kernel, c=1.0,
                                          scales=tuple(c.mmd.scales),
                                          block_size=c.mmd.block_size))

@@ -4,7 +4,14 @@
 
 `config.algo` names the regulariser. Each lives in its own module and registers its class
 with `register`; a new one is a new module (or a class anywhere, registered before the run)
-and nothing else. A regulariser with state of its own (WAE-GAN's adversary) keeps it in
+and nothing else. The built-in ones are modules of this package, imported on first use; one
+outside the package is a module on the Python path that registers itself under its own
+module name (`@regularisers.register(__name__)`), and naming it imports it.
+
+A regulariser with settings of its own declares them beside its code: `section` names its
+config section (`config.<section>`), `defaults` fills it and `validate` checks it, so
+`config.py` assembles and checks every config from the parts without knowing their fields.
+A regulariser with state of its own (WAE-GAN's adversary) keeps it in
 `TrainState.penalty_state`: `init` makes it and `update` takes its step after the
 auto-encoder's, on the same batch.
 """
@@ -12,13 +19,15 @@ auto-encoder's, on the same batch.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any, Callable
 
 import jax
 import ml_collections
 import optax
 from jax.sharding import Mesh
+
+from wae_jax import registry
+from wae_jax.errors import ConfigError
 
 # Built-in regularisers by `config.algo`, imported when first asked for.
 _BUILTIN = {"wae_mmd": "mmd", "wae_sw": "sliced", "wae_gan": "adversarial", "vae": "kl"}
@@ -37,11 +46,22 @@ class Codes:
 class Regulariser:
   """Base class. Subclasses set `metric` (the penalty's name in the training metrics) and
   implement `penalty`; `encoder` names the encoder kind they need, if any; `per_trial` the
-  config fields it reads only at `init` (into its state), which trials of a pack may vary."""
+  config fields it reads only at `init` (into its state), which trials of a pack may vary;
+  `section` its config section, if it has settings of its own."""
   metric: str = "penalty"
   title: str = "regulariser"  # How messages name it.
   encoder: str | None = None
   per_trial: tuple[str, ...] = ()  # Its config fields that may differ within a pack.
+  section: str | None = None  # `config.<section>` holds its settings; None: it has none.
+
+  @classmethod
+  def defaults(cls) -> ml_collections.ConfigDict:
+    """Its section at its defaults (the MNIST setting): what every config starts from."""
+    return ml_collections.ConfigDict()
+
+  @classmethod
+  def validate(cls, c: ml_collections.ConfigDict) -> None:
+    """Checks its section of the config `c`; ConfigError naming `config.<section>.<field>`."""
 
   def __init__(self, c: ml_collections.ConfigDict, mesh: Mesh,
                optimizer: Callable[[float], optax.GradientTransformation]):
@@ -77,15 +97,20 @@ def register(name: str):
 
 
 def get(name: str) -> type[Regulariser]:
-  if name not in _REGISTRY and name in _BUILTIN:
-    importlib.import_module(f"{__name__}.{_BUILTIN[name]}")
-  if name not in _REGISTRY:
-    raise KeyError(name)
-  return _REGISTRY[name]
+  """The regulariser `name`, imported first if it is built in or an outside module;
+  ConfigError (one line, listing the known ones) if none registers under it."""
+  return registry.load(_REGISTRY, _BUILTIN, __name__, name, "regulariser", ConfigError)
 
 
 def names() -> list[str]:
   return sorted(set(_BUILTIN) | set(_REGISTRY))
+
+
+def loaded() -> list[type[Regulariser]]:
+  """The built-in regularisers, then those registered from outside so far: the parts whose
+  sections a config gets."""
+  builtin = [get(name) for name in _BUILTIN]
+  return builtin + [cls for cls in _REGISTRY.values() if cls not in builtin]
 
 
 def build(c: ml_collections.ConfigDict, mesh: Mesh,

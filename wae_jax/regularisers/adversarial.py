@@ -7,9 +7,11 @@ the public code, on the same batch's codes.
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
+from wae_jax import config as config_lib
 from wae_jax import models
 from wae_jax import regularisers
 
@@ -35,6 +37,22 @@ def encoder_penalty(logits_codes):
 class Adversarial(regularisers.Regulariser):
   metric = "gan_penalty"
   per_trial = ("gan.lr",)
+  section = "gan"
+
+  @classmethod
+  def defaults(cls):
+    s = ml_collections.ConfigDict()
+    s.lr = 5e-4  # The public code's MNIST adversary: rate 5e-4, 4 layers of 512.
+    s.layers = 4
+    s.units = 512
+    s.p_trick = False
+    return s
+
+  @classmethod
+  def validate(cls, c):
+    config_lib.check(c.gan.lr > 0, "gan.lr", f"must be > 0, got {c.gan.lr}")
+    for field in ("gan.layers", "gan.units"):
+      config_lib.integer(c, field, 1)
 
   def __init__(self, c, mesh, optimizer):
     super().__init__(c, mesh, optimizer)

@@ -1,5 +1,8 @@
 """WAE-SW: the sliced Wasserstein distance SW_p^p over fresh random directions each step."""
 
+import ml_collections
+
+from wae_jax import config as config_lib
 from wae_jax import regularisers
 from wae_jax import sliced
 
@@ -7,6 +10,19 @@ from wae_jax import sliced
 @regularisers.register("wae_sw")
 class SlicedWasserstein(regularisers.Regulariser):
   metric = "sw"
+  section = "sw"
+
+  @classmethod
+  def defaults(cls):
+    s = ml_collections.ConfigDict()
+    s.num_projections = 64
+    s.p = 2.0
+    return s
+
+  @classmethod
+  def validate(cls, c):
+    config_lib.integer(c, "sw.num_projections", 1)
+    config_lib.check(c.sw.p >= 1, "sw.p", f"must be >= 1, got {c.sw.p}")
 
   def penalty(self, codes, prior, rng, hparams, state):
     del hparams, state

@@ -1,13 +1,14 @@
 r"""ASHA against random search on the same trials, the ASHA driver killed and relaunched.
 
   python benchmarks/asha.py [--sweep sweeps/bigwae_asha.py:debug] [--workdir runs/asha]
-      [--parallel 2] [--kills 3] [--seed 0] [--min_steps 150,300] [--eta 2,3,4]
+      [--parallel 2] [--kills 3] [--seed 0] [--executor ray] [--min_steps 150,300]
+      [--eta 2,3,4]
 
 1. `W/random`: `wae-sweep run SWEEP --search=random`, every trial to its full budget (a
    finished one there is reused).
 2. `W/asha`: `wae-sweep run SWEEP`, SIGKILLed `--kills` times, each at a random moment (2 to
    12 rung results into the launch, then 0 to 20 s), and relaunched; then run to its end. Before each kill the
-   decisions so far are read from the trials' `rungs.json`; at the end every one of them must
+   decisions so far are read from the trials' `search.json`; at the end every one of them must
    still hold (a trial's rung only grows, a recorded metric never changes: `changed`).
    `lost`: a trial with no final status, or sent to a rung it has no result at.
    `twice_past_a_rung`: a rung's end evaluated by more than one trainer run of a trial.
@@ -28,15 +29,20 @@ import time
 
 from tensorboard.backend.event_processing import event_file_loader
 
-from wae_jax import asha
+from wae_jax import curves as curves_lib
+from wae_jax import replay as replay_lib
 from wae_jax import results as results_lib
 from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
 
 def decisions(s: study.Sweep, workdir: pathlib.Path) -> dict[str, tuple]:
-  return {tid: asha.read_rungs(workdir / tid) for tid in s.trials
-          if (workdir / tid / workdir_lib.RUNGS).exists()}
+  """Each decided trial's (target rung, {rung: metric}), from its search.json."""
+  out = {}
+  for tid in s.trials:
+    if note := workdir_lib.read_json(workdir / tid / workdir_lib.SEARCH):
+      out[tid] = (note["target"], {int(k): v for k, v in note["results"].items()})
+  return out
 
 
 def evaluations_at(trial_dir: pathlib.Path, tag: str, steps) -> list[int]:
@@ -70,6 +76,7 @@ def main():
   parser.add_argument("--parallel", type=int, default=2)
   parser.add_argument("--kills", type=int, default=3)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--executor", default="ray")
   parser.add_argument("--min_steps", default="150,300")
   parser.add_argument("--eta", default="2,3,4")
   args = parser.parse_args()
@@ -78,7 +85,7 @@ def main():
   s = study.load_sweep(args.sweep)
   rng = random.Random(args.seed)
   sweep = [sys.executable, "-m", "wae_jax.cli.sweep", "run", args.sweep,
-           f"--parallel={args.parallel}"]
+           f"--parallel={args.parallel}", f"--executor={args.executor}"]
   start = time.time()
 
   rc = run([*sweep, f"--workdir={workdir / 'random'}", "--search=random"],
@@ -124,24 +131,24 @@ def main():
   metric = s.search.metric
   tables = {name: results_lib.read_results(workdir / name).trials for name in ("random", "asha")}
   summary = {}
-  for base, ids in s.brackets().items():
+  for base, ids in study.brackets(s.trials).items():
     row = {"algorithm": base}
     for name, trials in tables.items():
       group = trials[trials["trial"].isin(ids)]
       full = group[(group["status"] == workdir_lib.DONE)
                    & (group["step"] == s.search.max_steps)]
-      row[f"{name}_best"] = float(full[metric].min() if not s.search.higher_is_better
-                                  else full[metric].max())
+      best = min(full[metric], key=s.search.key)
+      row[f"{name}_best"] = float(best)
       row[f"{name}_model_steps"] = int(group["step"].sum())
     row["asha_best_vs_random"] = round(row["asha_best"] / row["random_best"], 4)
     row["asha_steps_share"] = round(row["asha_model_steps"] / row["random_model_steps"], 4)
     summary[base] = row
     print(json.dumps(row), flush=True)
 
-  curves = results_lib.read_curves(workdir / "random", tables["random"], metric)
-  replay = results_lib.replay(tables["random"], curves, metric,
-                              [int(v) for v in args.eta.split(",")],
-                              [int(v) for v in args.min_steps.split(",")])
+  curves = curves_lib.read_curves(workdir / "random", tables["random"], metric)
+  replay = replay_lib.table(tables["random"], curves, metric, "asha", {
+      "min_steps": [int(v) for v in args.min_steps.split(",")],
+      "eta": [int(v) for v in args.eta.split(",")]})
   for row in replay.to_dict("records"):
     print(json.dumps({"replay": row}), flush=True)
   print(results_lib.to_markdown(replay), flush=True)

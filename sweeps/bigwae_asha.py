@@ -1,4 +1,4 @@
-"""The bigWAE study under asynchronous successive halving (`wae_jax/asha.py`).
+"""The bigWAE study under asynchronous successive halving (`wae_jax/searches/asha.py`).
 
 `bigwae.py`'s trials, each algorithm a bracket of its own: every trial trains 800 steps, the
 best fifth of each rung goes on to 5x the steps (4,000, 20,000), and the best of those to

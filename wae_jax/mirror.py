@@ -1,4 +1,5 @@
-"""A sweep mirrored into an Optuna storage, for optuna-dashboard and Optuna's importances.
+"""A sweep mirrored into an Optuna storage, for optuna-dashboard and Optuna's importances
+(`importance.py`).
 
 The trial directories stay the record: the mirror is derived from them and nothing reads it
 back to take a decision, so it can be deleted and rebuilt at any time. Each bracket (the
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
-import importlib.util
 import json
 import math
 import os
@@ -34,7 +34,6 @@ from etils import epath
 import optuna
 from optuna import distributions as dists
 from optuna.trial import TrialState
-import pandas as pd
 
 from wae_jax import evaluators
 from wae_jax import curves
@@ -49,7 +48,6 @@ SWEEP_DIR = "sweep_dir"  # The study user attr naming the sweep directory it mir
 SIGNATURE = "wae_jax:signature"
 # What the search says of a trial (`search_states`): stopped for good, or waiting at a rung.
 STOPPED, WAITING = "stopped", "waiting"
-MIN_COMPLETE = 2  # Complete trials a bracket needs before Optuna can rank its params.
 
 
 def default_storage(sweep_dir: epath.PathLike) -> str:
@@ -80,7 +78,7 @@ def sync(sweep_dir: epath.PathLike, trials: Mapping[str, Mapping[str, Any]], *, 
   url = storage or default_storage(sweep_dir)
   direction = _direction(metric)
   source = _sweep_name(sweep_dir)
-  brackets = _brackets(trials)
+  brackets = study.brackets(trials)
   rdb = optuna.storages.RDBStorage(url)
   try:
     studies = _sweep_studies(rdb, source, brackets, rebuild)
@@ -92,68 +90,6 @@ def sync(sweep_dir: epath.PathLike, trials: Mapping[str, Mapping[str, Any]], *, 
     rdb.remove_session()
     rdb.engine.dispose()
   return url
-
-
-def importance(source: str, trials: Mapping[str, Mapping[str, Any]] | None = None, *,
-               metric: str | None = None, storage: str | None = None,
-               search_states: Mapping[str, str] | None = None) -> pd.DataFrame:
-  """Each bracket's hyperparameter importances by Optuna's own evaluator: one row per
-  (study, param), its `importance` (normalised to sum to 1) or a `note` saying why none.
-
-  `source` is a storage URL (all its studies), or a sweep directory given with `trials` and
-  `metric` as to `sync`, which mirrors it first (its studies only). fANOVA where scikit-learn
-  is installed, else PED-ANOVA; the `evaluator` column says which.
-  """
-  names = None
-  if trials is not None:
-    if metric is None:
-      raise ValueError("importance of a sweep directory needs its metric")
-    url = sync(source, trials, metric=metric, storage=storage, search_states=search_states)
-    names = {_study_name(_sweep_name(source), base) for base in _brackets(trials)}
-  else:
-    url = source
-  evaluator = (optuna.importance.FanovaImportanceEvaluator(seed=0)
-               if importlib.util.find_spec("sklearn") else
-               optuna.importance.PedAnovaImportanceEvaluator())
-  rdb = optuna.storages.RDBStorage(url)
-  rows = []
-  try:
-    for frozen in sorted(rdb.get_all_studies(), key=lambda s: s.study_name):
-      if names is None or frozen.study_name in names:
-        study = optuna.load_study(study_name=frozen.study_name, storage=rdb)
-        rows += _importance_rows(study, evaluator, frozen.user_attrs.get("base_config"))
-  finally:
-    rdb.remove_session()
-    rdb.engine.dispose()
-  return pd.DataFrame(rows, columns=["study", "bracket", "param", "importance", "evaluator",
-                                     "n_complete", "note"])
-
-
-def _importance_rows(study: optuna.Study, evaluator: optuna.importance.BaseImportanceEvaluator,
-                     bracket: str | None) -> list[dict[str, Any]]:
-  trials = study.get_trials(deepcopy=False)
-  params = sorted({p for t in trials for p in t.distributions})
-  n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
-  row = dict(study=study.study_name, bracket=bracket or study.study_name,
-             evaluator=type(evaluator).__name__, n_complete=n_complete)
-  note = None
-  if not params:
-    return [{**row, "param": None, "importance": math.nan, "note": "no hyperparameter varies"}]
-  if len(params) == 1:
-    note = "the only hyperparameter: nothing to rank it against"
-  elif n_complete < MIN_COMPLETE:
-    note = f"{n_complete} complete trials: Optuna needs at least {MIN_COMPLETE}"
-  else:
-    try:
-      found = optuna.importance.get_param_importances(study, evaluator=evaluator)
-    except (ValueError, RuntimeError) as e:  # Optuna's own refusal, said in the table.
-      note = f"{type(e).__name__}: {str(e).splitlines()[0]}"
-    else:
-      missing = "not set in every complete trial"  # Outside fANOVA's common search space.
-      ranked = sorted(params, key=lambda p: -found.get(p, -math.inf))
-      return [{**row, "param": p, "importance": found.get(p, math.nan),
-               "note": None if p in found else missing} for p in ranked]
-  return [{**row, "param": p, "importance": math.nan, "note": note} for p in params]
 
 
 # ------------------------------------------------------------------------------------------
@@ -180,12 +116,9 @@ def _study_name(source: str, base: str) -> str:
   return f"{source.rsplit('/', 1)[-1]}/{base}"
 
 
-def _brackets(trials: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
-  out = {}
-  for tid, trial in trials.items():
-    if isinstance(trial, Mapping) and isinstance(trial.get(study.BASE), str):
-      out.setdefault(trial[study.BASE], []).append(tid)
-  return out
+def study_names(sweep_dir: epath.PathLike, trials: Mapping[str, Mapping[str, Any]]) -> set[str]:
+  """The studies that mirror the sweep in `sweep_dir`."""
+  return {_study_name(_sweep_name(sweep_dir), base) for base in study.brackets(trials)}
 
 
 def _sweep_studies(rdb: optuna.storages.RDBStorage, source: str, brackets: Mapping[str, Any],
@@ -197,16 +130,16 @@ def _sweep_studies(rdb: optuna.storages.RDBStorage, source: str, brackets: Mappi
   """
   names = {_study_name(source, base) for base in brackets}
   out = {}
-  for study in rdb.get_all_studies():
-    ours = study.user_attrs.get(SWEEP_DIR) == source
-    if study.study_name in names and not ours and not rebuild:
-      raise ValueError(f"study {study.study_name!r} in the storage mirrors "
-                       f"{study.user_attrs.get(SWEEP_DIR)}, not {source}: use another storage, "
+  for frozen in rdb.get_all_studies():
+    ours = frozen.user_attrs.get(SWEEP_DIR) == source
+    if frozen.study_name in names and not ours and not rebuild:
+      raise ValueError(f"study {frozen.study_name!r} in the storage mirrors "
+                       f"{frozen.user_attrs.get(SWEEP_DIR)}, not {source}: use another storage, "
                        "or rebuild to replace it")
-    if rebuild and (ours or study.study_name in names):
-      rdb.delete_study(study._study_id)
+    if rebuild and (ours or frozen.study_name in names):
+      rdb.delete_study(frozen._study_id)
     elif ours:
-      out[study.study_name] = study._study_id
+      out[frozen.study_name] = frozen._study_id
   return out
 
 

@@ -96,7 +96,7 @@ def _optuna(args, results, metric: str) -> None:
   them, says which trials it stopped), and the importances `--importance` asks of it."""
   # pylint: disable-next=g-import-not-at-top
   from etils import epath
-  from wae_jax import mirror, results as results_lib, runner, searches, study
+  from wae_jax import importance, mirror, results as results_lib, runner, searches, study
   trials = (results.ledger or {}).get("trials") or {}
   if not trials:
     raise ValueError(f"--optuna/--importance: {args.workdir} has no readable sweep.json "
@@ -110,7 +110,7 @@ def _optuna(args, results, metric: str) -> None:
     print(f"Optuna mirror of {len(trials)} trials by {metric} rebuilt in {url}\n"
           f"  {mirror.dashboard_command(url)}")
   if args.importance:
-    table = mirror.importance(args.workdir, trials, **mirrored)
+    table = importance.table(args.workdir, trials, **mirrored)
     print(f"## Hyperparameter importance by {metric}, per algorithm\n\n"
           + results_lib.to_markdown(table))
 

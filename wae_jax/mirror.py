@@ -27,6 +27,7 @@ import json
 import math
 import os
 import shlex
+import time
 from typing import Any, Mapping
 
 from absl import logging
@@ -37,6 +38,7 @@ from optuna.trial import TrialState
 
 from wae_jax import evaluators
 from wae_jax import curves
+from wae_jax import errors
 from wae_jax import study
 from wae_jax import workdir as workdir_lib
 
@@ -335,3 +337,37 @@ def _update(rdb: optuna.storages.RDBStorage, trial: optuna.trial.FrozenTrial,
   if trial.state == TrialState.WAITING and state != TrialState.RUNNING:
     rdb.set_trial_state_values(tid, TrialState.RUNNING)  # Its start time.
   rdb.set_trial_state_values(tid, state, None if value is None else [value])
+
+
+class Live:
+  """The mirror kept in step with a running sweep (by `runner.py`), at most every EVERY_S
+  seconds; derived, so a failing database turns it off for the launch, never the sweep.
+  `storage` "" is no mirror, None the default one."""
+  EVERY_S = 10.0
+
+  def __init__(self, sweep_dir: epath.PathLike, search, storage: str | None, say, records):
+    self.sweep_dir, self.search, self.url, self.say = sweep_dir, search, storage, say
+    self.records = records  # () -> the trials' latest metrics.json records.
+    self.on, self.last, self.shown = storage != "", -math.inf, False
+
+  def sync(self, trials: Mapping[str, Mapping[str, Any]], final: bool = False) -> None:
+    if not self.on or (not final and time.time() - self.last < self.EVERY_S):
+      return
+    records = list(self.records())
+    metric = self.search.metric or next(
+        (m for m in evaluators.ranking() if any(m in (r.get("metrics") or {}) for r in records)),
+        "recon")
+    states = {**{t: "waiting" for t in self.search.waiting()},
+              **{t: "stopped" for t in self.search.stopped()}}
+    try:
+      self.url = sync(self.sweep_dir, trials, metric=metric, storage=self.url,
+                      search_states=states)
+    except Exception as e:  # pylint: disable=broad-except  # Derived: never worth a sweep.
+      self.on = False
+      self.say(f"warning: the Optuna mirror is off for this launch ({type(e).__name__}: "
+               f"{errors.first_line(e)})")
+      return
+    self.last = time.time()
+    if not self.shown:
+      self.shown = True
+      self.say(f"live dashboard: {dashboard_command(self.url)}")

@@ -14,14 +14,11 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import sys
-import time
 from typing import Any, Mapping, Sequence, TextIO
 
 from etils import epath
 
 from wae_jax import curves
-from wae_jax import errors
-from wae_jax import evaluators
 from wae_jax import executors
 from wae_jax import hyper
 from wae_jax import lock as lock_lib
@@ -103,7 +100,9 @@ class _Driver:
                    for t, r in ledger.records.items()}
     self.report = progress.Progress(workdir, s.search, ledger.records, out)
     self.report.say(f"{s.spec}: " + "; ".join(self.search.restore(ledger)) + f", in {workdir}")
-    self.mirror = _Mirror(workdir, self.search, storage, self.report)
+    from wae_jax import mirror  # pylint: disable=g-import-not-at-top  # Optuna: a second.
+    self.mirror = mirror.Live(workdir, self.search, storage, self.report.say,
+                              lambda: self.report.records.values())
     self.running: dict[int, searches.Job] = {}
 
   def run(self) -> dict[str, int]:
@@ -177,35 +176,3 @@ class _Driver:
         workdir_lib.write_json(self.workdir / tid / workdir_lib.SEARCH, note)
 
 
-class _Mirror:
-  """The Optuna mirror kept in step with the sweep, at most every EVERY_S seconds; derived,
-  so a failure of its database turns it off for the launch and never stops the sweep."""
-  EVERY_S = 10.0
-
-  def __init__(self, workdir: epath.Path, search: searches.Search, storage: str | None,
-               report: progress.Progress):
-    self.workdir, self.search, self.url, self.report = workdir, search, storage, report
-    self.on, self.last, self.shown = storage != "", -math.inf, False
-
-  def sync(self, trials: Mapping[str, Any], final: bool = False) -> None:
-    if not self.on or (not final and time.time() - self.last < self.EVERY_S):
-      return
-    from wae_jax import mirror  # pylint: disable=g-import-not-at-top  # Optuna: seconds.
-    records = self.report.records.values()
-    metric = self.search.metric or next(
-        (m for m in evaluators.ranking() if any(m in (r.get("metrics") or {}) for r in records)),
-        "recon")
-    states = {**{t: "waiting" for t in self.search.waiting()},
-              **{t: "stopped" for t in self.search.stopped()}}
-    try:
-      self.url = mirror.sync(self.workdir, trials, metric=metric, storage=self.url,
-                             search_states=states)
-    except Exception as e:  # pylint: disable=broad-except  # Derived: never worth a sweep.
-      self.on = False
-      self.report.say(f"warning: the Optuna mirror is off for this launch "
-                      f"({type(e).__name__}: {errors.first_line(e)})")
-      return
-    self.last = time.time()
-    if not self.shown:
-      self.shown = True
-      self.report.say(f"live dashboard: {mirror.dashboard_command(self.url)}")

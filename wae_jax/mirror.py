@@ -27,6 +27,7 @@ import json
 import math
 import os
 import shlex
+import threading
 import time
 from typing import Any, Mapping
 
@@ -77,6 +78,7 @@ def sync(sweep_dir: epath.PathLike, trials: Mapping[str, Mapping[str, Any]], *, 
   stopped for good ("stopped") or holds at a rung ("waiting"). `rebuild` deletes the sweep's
   studies first. A trial directory that cannot be read is skipped until it can.
   """
+  optuna.logging.set_verbosity(optuna.logging.WARNING)  # Its INFO lines are not the user's.
   url = storage or default_storage(sweep_dir)
   direction = _direction(metric)
   source = _sweep_name(sweep_dir)
@@ -340,25 +342,40 @@ def _update(rdb: optuna.storages.RDBStorage, trial: optuna.trial.FrozenTrial,
 
 
 class Live:
-  """The mirror kept in step with a running sweep (by `runner.py`), at most every EVERY_S
-  seconds; derived, so a failing database turns it off for the launch, never the sweep.
-  `storage` "" is no mirror, None the default one."""
+  """The mirror kept in step with a running sweep (by `runner.py`): at most every EVERY_S
+  seconds, in a thread of its own so that reading the trials never delays a decision;
+  derived, so a failing database turns it off for the launch, never the sweep. `storage`
+  "" is no mirror, None the default one."""
   EVERY_S = 10.0
 
   def __init__(self, sweep_dir: epath.PathLike, search, storage: str | None, say, records):
     self.sweep_dir, self.search, self.url, self.say = sweep_dir, search, storage, say
     self.records = records  # () -> the trials' latest metrics.json records.
     self.on, self.last, self.shown = storage != "", -math.inf, False
+    self.thread: threading.Thread | None = None
 
   def sync(self, trials: Mapping[str, Mapping[str, Any]], final: bool = False) -> None:
-    if not self.on or (not final and time.time() - self.last < self.EVERY_S):
+    """Starts a sync unless one runs or ran lately; `final` waits for it, then syncs."""
+    if self.thread and (final or not self.thread.is_alive()):
+      self.thread.join()
+      self.thread = None
+    if not self.on or self.thread or (not final and time.time() - self.last < self.EVERY_S):
       return
-    records = list(self.records())
+    self.last = time.time()
+    records = list(self.records())  # The search and the records are read here, not there.
     metric = self.search.metric or next(
         (m for m in evaluators.ranking() if any(m in (r.get("metrics") or {}) for r in records)),
         "recon")
     states = {**{t: "waiting" for t in self.search.waiting()},
               **{t: "stopped" for t in self.search.stopped()}}
+    args = (dict(trials), metric, states)
+    if final:
+      self._sync(*args)
+    else:
+      self.thread = threading.Thread(target=self._sync, args=args, daemon=True)
+      self.thread.start()
+
+  def _sync(self, trials, metric: str, states: Mapping[str, str]) -> None:
     try:
       self.url = sync(self.sweep_dir, trials, metric=metric, storage=self.url,
                       search_states=states)
@@ -367,7 +384,6 @@ class Live:
       self.say(f"warning: the Optuna mirror is off for this launch ({type(e).__name__}: "
                f"{errors.first_line(e)})")
       return
-    self.last = time.time()
     if not self.shown:
       self.shown = True
       self.say(f"live dashboard: {dashboard_command(self.url)}")

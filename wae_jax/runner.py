@@ -117,13 +117,11 @@ class _Driver:
           self._launch(job)
         if not self.running:
           break
+        self.mirror.sync(self.trials)
         if not (done := self.executor.wait(PROGRESS_S)):
           self.report.running([t for j in self.running.values() for t in j.tids])
-          self.mirror.sync(self.trials)
-          continue
         for d in done:
           self._finish(self.running.pop(d.key), d)
-        self.mirror.sync(self.trials)
     finally:
       if started:
         self.executor.shutdown()

@@ -10,7 +10,12 @@ r"""wae-results: a sweep's trials as Table 1 of the paper, a per-trial table, an
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# Before TensorBoard's event reader can import TensorFlow: its C++ start-up lines are noise.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
 import json
 import sys
 from typing import Sequence

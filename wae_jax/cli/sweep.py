@@ -16,7 +16,12 @@ an Optuna study storage as it goes, for optuna-dashboard.
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# Before TensorBoard's event reader can import TensorFlow: its C++ start-up lines are noise.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
 import json
 import shlex
 import signal

@@ -287,3 +287,24 @@ def test_the_dashboard_serves_the_mirror(tmp_path):
     except subprocess.TimeoutExpired:
       server.kill()
       server.wait()
+
+
+def test_a_job_in_flight_stays_open_until_its_search_takes_its_end(tmp_path):
+  """The live mirror reads the directories after it asked the search: a trial done there but
+  not yet taken by the search (its job in flight) must not be closed as COMPLETE, since a
+  search may still take it further (ASHA: a rung) and Optuna never reopens a trial."""
+  import types  # pylint: disable=g-import-not-at-top
+  w = tmp_path / "sw"
+  trials = {"a": {"config": MMD, "config.lam": 1.0}, "b": {"config": MMD, "config.lam": 10.0}}
+  _record(w / "a", "done", 2, 2, 3.0)
+  _record(w / "b", "done", 2, 2, 4.0)
+  search = types.SimpleNamespace(waiting=lambda: {"b"}, in_flight=lambda: ["a"],
+                                 stopped=lambda: set())
+  assert mirror.search_states(search) == {"a": "waiting", "b": "waiting"}
+  url = mirror.sync(w, trials, metric=METRIC, search_states=mirror.search_states(search))
+  assert {t: f.state.name for t, f in _trials(url, f"sw/{MMD}").items()} == {
+      "a": "RUNNING", "b": "RUNNING"}
+  search.in_flight, search.waiting, search.stopped = list, set, lambda: {"b"}
+  mirror.sync(w, trials, metric=METRIC, search_states=mirror.search_states(search))
+  assert {t: f.state.name for t, f in _trials(url, f"sw/{MMD}").items()} == {
+      "a": "COMPLETE", "b": "PRUNED"}

@@ -9,11 +9,13 @@ file of a trial directory (local or gs://).
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from typing import Any, Iterator, Mapping
 
 from etils import epath
 import numpy as np
+from tensorboard import data_compat
 from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.hparams import api_pb2
@@ -88,11 +90,21 @@ class Writer:
 
 
 def _read(logdir: epath.PathLike) -> Iterator[event_pb2.Event]:
-  """The events of every event file in `logdir`, oldest file first, read by TensorBoard's
-  own loader: tests and benchmarks check what the dashboard sees."""
-  from tensorboard.backend.event_processing import event_file_loader  # pylint: disable=g-import-not-at-top
+  """The events of every event file in `logdir`, oldest file first. TFRecord framing is
+  read here rather than by TensorBoard's loader, which imports TensorFlow (seconds, and its
+  console lines) into every reader: the sweep driver, `wae-results`. A record cut short (a
+  trainer still writing, or killed mid-write) ends its file."""
   for path in sorted(epath.Path(logdir).glob("events.out.tfevents.*")):
-    yield from event_file_loader.EventFileLoader(str(path)).Load()
+    data = path.read_bytes()
+    at = 0
+    while at + 12 <= len(data):
+      length, = struct.unpack_from("<Q", data, at)
+      end = at + 12 + length + 4
+      if end > len(data):
+        break
+      # Scalars as written (`simple_value`) in the form TensorBoard shows them (tensors).
+      yield data_compat.migrate_event(event_pb2.Event.FromString(data[at + 12:end - 4]))
+      at = end
 
 
 def read_scalars(logdir: epath.PathLike) -> dict[tuple[int, str], float]:

@@ -341,6 +341,15 @@ def _update(rdb: optuna.storages.RDBStorage, trial: optuna.trial.FrozenTrial,
   rdb.set_trial_state_values(tid, state, None if value is None else [value])
 
 
+def search_states(search) -> dict[str, str]:
+  """What `sync` needs of a (restored) search: the trials it stopped for good, and those it
+  may still take further, a job in flight among them: such a job may end while the mirror
+  reads, and its trial stays open until the search has taken that end (Optuna never
+  reopens a finished trial)."""
+  return {**{t: WAITING for t in (*search.waiting(), *search.in_flight())},
+          **{t: STOPPED for t in search.stopped()}}
+
+
 class Live:
   """The mirror kept in step with a running sweep (by `runner.py`): at most every EVERY_S
   seconds, in a thread of its own so that reading the trials never delays a decision;
@@ -366,9 +375,7 @@ class Live:
     metric = self.search.metric or next(
         (m for m in evaluators.ranking() if any(m in (r.get("metrics") or {}) for r in records)),
         "recon")
-    states = {**{t: "waiting" for t in self.search.waiting()},
-              **{t: "stopped" for t in self.search.stopped()}}
-    args = (dict(trials), metric, states)
+    args = (dict(trials), metric, search_states(self.search))
     if final:
       self._sync(*args)
     else:

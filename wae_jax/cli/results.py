@@ -108,8 +108,8 @@ def _optuna(args, results, metric: str) -> None:
                      "(the ledger names each trial's algorithm)")
   search = searches.parse(results.ledger.get("search"))
   search.restore(runner.read_ledger(study.Sweep("", trials, search), epath.Path(args.workdir)))
-  states = {**{t: "waiting" for t in search.waiting()}, **{t: "stopped" for t in search.stopped()}}
-  mirrored = dict(metric=metric, storage=args.optuna or None, search_states=states)
+  mirrored = dict(metric=metric, storage=args.optuna or None,
+                  search_states=mirror.search_states(search))
   if args.optuna is not None:
     url = mirror.sync(args.workdir, trials, rebuild=True, **mirrored)
     print(f"Optuna mirror of {len(trials)} trials by {metric} rebuilt in {url}\n"

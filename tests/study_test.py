@@ -128,3 +128,23 @@ def test_a_broken_sweep_file_is_one_line(tmp_path, body, match):
   path.write_text(body)
   with pytest.raises(hyper.SweepError, match=match):
     study.load_sweep(str(path))
+
+
+def test_a_sweep_that_names_an_outside_part_imports_it(tmp_path, monkeypatch):
+  """`config.algo` naming a regulariser module outside the package imports it, so its own
+  section's fields can be swept and are checked like any other."""
+  from conftest import REPO, sweep_file  # pylint: disable=g-import-not-at-top
+  from wae_jax import regularisers  # pylint: disable=g-import-not-at-top
+  monkeypatch.syspath_prepend(os.path.join(REPO, "tests", "fixtures"))
+  # Later configs of this worker get no `rff` section.
+  monkeypatch.setattr(regularisers, "_REGISTRY", dict(regularisers._REGISTRY))
+  monkeypatch.delitem(sys.modules, "rff_mmd", raising=False)
+  body = """
+      def get_hyper(h):
+        return h.product([h.fixed("config", "mnist_wae_mmd:debug"), h.fixed("config.algo", "rff_mmd"),
+                          h.sweep("config.rff.num_features", %s)])
+      """
+  s = study.load_sweep(sweep_file(tmp_path, body % "[16, 64]"))
+  assert [study.trial_config(t).rff.num_features for t in s.trials.values()] == [16, 64]
+  with pytest.raises(hyper.SweepError, match="config.rff.num_features"):
+    study.load_sweep(sweep_file(tmp_path, body % "[0]"))

@@ -86,6 +86,8 @@ def trial_config(trial: hyper.Trial,
   """
   bases = {} if bases is None else bases
   try:
+    # The parts it names (an outside regulariser...) first: their sections join the config.
+    config_lib.load_parts({k[len("config."):]: v for k, v in trial.items() if k != BASE})
     if trial[BASE] not in bases:
       bases[trial[BASE]] = config_lib.load(trial[BASE])
     c = bases[trial[BASE]].copy_and_resolve_references()

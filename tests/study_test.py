@@ -138,13 +138,15 @@ def test_a_sweep_that_names_an_outside_part_imports_it(tmp_path, monkeypatch):
   monkeypatch.syspath_prepend(os.path.join(REPO, "tests", "fixtures"))
   # Later configs of this worker get no `rff` section.
   monkeypatch.setattr(regularisers, "_REGISTRY", dict(regularisers._REGISTRY))
-  monkeypatch.delitem(sys.modules, "rff_mmd", raising=False)
   body = """
       def get_hyper(h):
         return h.product([h.fixed("config", "mnist_wae_mmd:debug"), h.fixed("config.algo", "rff_mmd"),
                           h.sweep("config.rff.num_features", %s)])
       """
-  s = study.load_sweep(sweep_file(tmp_path, body % "[16, 64]"))
-  assert [study.trial_config(t).rff.num_features for t in s.trials.values()] == [16, 64]
-  with pytest.raises(hyper.SweepError, match="config.rff.num_features"):
-    study.load_sweep(sweep_file(tmp_path, body % "[0]"))
+  try:
+    s = study.load_sweep(sweep_file(tmp_path, body % "[16, 64]"))
+    assert [study.trial_config(t).rff.num_features for t in s.trials.values()] == [16, 64]
+    with pytest.raises(hyper.SweepError, match="config.rff.num_features"):
+      study.load_sweep(sweep_file(tmp_path, body % "[0]"))
+  finally:
+    sys.modules.pop("rff_mmd", None)  # Imported again, and registered, where next named.

@@ -37,6 +37,8 @@ def test_unknown_parts_are_one_line():
     searches.parse({"name": "no_such_search"})
   with pytest.raises(hyper.SweepError, match="unknown executor 'slurm'"):
     executors.get("slurm")
+  with pytest.raises(hyper.SweepError, match="unknown executor 'locl'; did you mean 'local'"):
+    executors.get("locl")
   with pytest.raises(hyper.SweepError, match="--ray_address: the local executor does not take"):
     executors.get("local")({"ray_address": "auto"})
 

@@ -124,7 +124,7 @@ def status(s, workdir: epath.PathLike, out: TextIO | None = None) -> dict[str, i
     launched = None
   recent = sum(1 for st in final if launched and st.mtime and st.mtime >= launched)
   rate = recent / (time.time() - launched) if recent else 0.0
-  left = len(states) - len(final) - len(s.search.stopped())
+  left = len(states) - len(final)
   eta = left / rate if rate else math.inf if left else 0
   print(f"{bar(len(final) / len(states))} {len(final)}/{len(states)} final  "
         f"{3600 * rate:.1f} trials/h  eta {duration(eta)}", file=out)

@@ -4,6 +4,7 @@ naming it (in a sweep file, a flag, a saved ledger) imports it."""
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import Mapping, TypeVar
 
@@ -22,7 +23,9 @@ def load(registry: Mapping[str, T], builtin: Mapping[str, str], package: str, na
       if name in builtin or getattr(e, "name", None) != name:
         raise  # A broken module's own import: its traceback is the useful part.
   if name not in registry:
-    known = ", ".join(sorted(set(builtin) | set(registry)))
-    raise error(f"unknown {kind} {name!r} (known: {known}; one outside wae_jax is a module "
-                f"on the Python path that registers itself under its module name)")
+    known = sorted(set(builtin) | set(registry))
+    close = difflib.get_close_matches(name, known, 1)
+    raise error(f"unknown {kind} {name!r}{f'; did you mean {close[0]!r}?' if close else ''} "
+                f"(known: {', '.join(known)}; one outside wae_jax is a module on the Python "
+                "path that registers itself under its module name)")
   return registry[name]

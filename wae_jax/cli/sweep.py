@@ -92,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> None:
       raise hyper.SweepError(f"--pack must be >= 1, got {args.pack}")
     if args.devices < 1:
       raise hyper.SweepError(f"--devices must be >= 1, got {args.devices}")
+    try:
+      executors.get(args.executor)
+    except hyper.SweepError as e:
+      raise hyper.SweepError(f"--executor: {e}") from None
     s = study.load_sweep(args.sweep, check=not args.nocheck, num_devices=args.devices,
                          search=args.search)
     if args.command == "list":

@@ -1,19 +1,29 @@
 """wae-eval: domain FID, FID and sharpness of a trial's latest checkpoint, and the same
-evaluation at the end of training (`eval.final_fid`)."""
+evaluation at the end of training (`eval.final_fid`); the prior draws every evaluation
+decodes, and the held-out MMD against a float64 reference."""
 import functools
 import json
+import types
 
+import jax
 import numpy as np
 import pytest
+from jax.sharding import Mesh
 
 from wae_jax import classifier
+from wae_jax import config as config_lib
+from wae_jax import data
 from wae_jax import evaluation
+from wae_jax import evaluators
 from wae_jax import events
 from wae_jax import fid
 from wae_jax import inception
 from wae_jax import inception_weights
 from wae_jax import loop
+from wae_jax import models
+from wae_jax import trained
 from wae_jax.cli import evaluate as evaluate_cli
+from wae_jax.evaluators import common
 from wae_jax import workdir as workdir_lib
 from loop_test import tiny
 
@@ -129,3 +139,79 @@ def _wae_eval_rejects_wrong_inception_weights(workdir, tmp_path, capsys, monkeyp
     mp.setenv(inception_weights.ENV, str(wrong))
     assert "has sha256" in _cli_error([f"--workdir={workdir}"], capsys)
   assert (workdir / workdir_lib.METRICS).read_text() == before
+
+
+# --- The evaluation's draws from the prior, and the held-out MMD ----------------------------
+
+
+def _context(prior_var, num_samples=64):
+  """An evaluation context of mnist_wae_mmd:debug (d_z 8) with the prior N(0, prior_var I)."""
+  c = config_lib.load("mnist_wae_mmd:debug")
+  c.prior_var = prior_var
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  model = models.build(c, (28, 28, 1), symmetric=False)
+  inference = common.Inference(c, model, mesh, data.Pixels(symmetric=False))
+  return common.Context(inference, None, None, jax.random.key(0), c, num_samples)
+
+
+def _imq_u_statistic(x, y, c):
+  """Algorithm 2 in float64 NumPy: the within-sample means over l != j, minus 2 times the
+  cross mean over all n^2 pairs, the IMQ kernel summed over the widths s * C."""
+  def k(a, b):
+    d2 = np.sum((a[:, None] - b[None]) ** 2, -1)
+    return sum(s * c / (s * c + d2) for s in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0))
+  n, m = len(x), len(y)
+  kxx, kyy = k(x, x), k(y, y)
+  return ((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+          - 2.0 * k(x, y).mean())
+
+
+def test_heldout_mmd_is_the_u_statistic_with_c_2_dz_prior_var_against_prior_draws():
+  """The held-out MMD of known codes: the estimator sees the codes divided by sqrt(C), C =
+  2 d_z sigma_z^2 = 32, against as many draws of N(0, 2 I); its value is the float64 formula
+  on those codes and draws (the factor 2 of C and of the cross term both show)."""
+  context = _context(prior_var=2.0)
+  rng = np.random.default_rng(0)
+  codes = (1.5 * rng.normal(size=(800, 8)) + 0.5).astype(np.float32)
+  context.__dict__["heldout"] = (codes, np.zeros(800), np.zeros(800), None)
+  calls, estimate = [], context.inference.mmd
+  context.inference.mmd = lambda x, y: calls.append((np.asarray(x), np.asarray(y))) or estimate(x, y)
+  value, se = context.heldout_mmd()
+  (x, y), = [(x, y) for x, y in calls if len(x) == len(codes)]  # The full sample; the rest folds.
+  np.testing.assert_allclose(x * np.sqrt(32.0), codes, rtol=1e-6)
+  prior = y.astype(np.float64) * np.sqrt(32.0)
+  assert abs(prior.mean()) < 0.05 and 1.9 < prior.var() < 2.1  # 6,400 draws of N(0, 2).
+  np.testing.assert_allclose(value, _imq_u_statistic(codes.astype(np.float64), prior, 32.0),
+                             rtol=1e-4)
+  assert value > 5 * se > 0  # These codes are far from the prior.
+  metrics = evaluators.get("heldout").fn(context)
+  assert metrics["mmd_heldout"] == value and metrics["mmd_heldout_se"] == se
+
+
+def test_heldout_mmd_of_codes_from_the_prior_is_zero_within_its_error():
+  """Codes drawn from N(0, 4 I) itself: the unbiased estimate is 0 up to noise (a cross term
+  weighted 1 instead of 2, or prior draws of another variance, would put it far off)."""
+  context = _context(prior_var=4.0)
+  codes = (2.0 * np.random.default_rng(1).normal(size=(1000, 8))).astype(np.float32)
+  context.__dict__["heldout"] = (codes, np.zeros(1000), np.zeros(1000), None)
+  value, se = context.heldout_mmd()
+  assert abs(value) < 4 * se < 0.02
+
+
+@pytest.mark.parametrize("prior_var", [0.5, 4.0])
+def test_samples_decode_draws_of_the_prior_n_0_prior_var(prior_var):
+  """What the evaluators (sharpness, FIDs) and `wae_jax.load(...).sample` decode: draws of
+  N(0, prior_var I), not N(0, I)."""
+  seen = []
+  fake = types.SimpleNamespace(pixels=data.Pixels(symmetric=False), decode="decode",
+                               map=lambda fn, variables, z: seen.append(z) or z)
+  c = config_lib.load("mnist_wae_mmd:debug")
+  c.prior_var = prior_var
+  context = common.Context(fake, None, None, jax.random.key(0), c, num_samples=4000)
+  model = trained.TrainedModel(c, 0, None, fake)
+  for z in (context.samples, model.sample(4000, seed=0)):
+    assert z.shape == (4000, c.z_dim)
+    # 32,000 draws: the second moment's relative sd is 0.8%.
+    assert abs(z.mean()) < 0.05 * np.sqrt(prior_var)
+    assert z.var() == pytest.approx(prior_var, rel=0.04)
+  assert len(seen) == 2

@@ -1,7 +1,9 @@
 """Frechet distance, statistics caches, and the domain FID with its classifier."""
 
+import functools
 import json
 
+import jax
 import numpy as np
 import pytest
 import scipy.linalg
@@ -182,3 +184,46 @@ def test_frechet_distance_equals_pytorch_fid(d, n1, n2):
   mu2, s2 = random_statistics(rng, d, n2)
   expected = fid_score.calculate_frechet_distance(mu1, s1, mu2, s2)
   assert fid.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------
+# The domain classifier's feature layer (an untrained net: where the features come from, not
+# how good they are).
+
+
+def _untrained(num_classes=10):
+  net = classifier.DomainNet(num_classes)
+  params = jax.jit(net.init)(jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))["params"]
+  params = jax.tree.map(np.asarray, params)
+  return net, classifier.Classifier(params, 0.0, classifier.params_sha256(params))
+
+
+def test_domain_features_are_the_penultimate_layer_after_its_relu():
+  """Inception's pool3 counterpart: the 128-unit layer that feeds the class logits, after its
+  ReLU; not the logits, not the last conv, not the pre-activations."""
+  net, clf = _untrained()
+  images = np.random.default_rng(0).integers(0, 256, size=(6, 28, 28, 1), dtype=np.uint8)
+  features = clf.features(images, batch_size=4)  # Two batches, the last one padded.
+  apply = jax.jit(functools.partial(net.apply, capture_intermediates=True,
+                                    mutable=["intermediates"]))
+  (_, logits), state = apply({"params": clf.params}, images / np.float32(255))
+  (hidden,) = state["intermediates"]["Dense_0"]["__call__"]
+  assert features.shape == (6, classifier.FEATURES) == (6, 128)
+  np.testing.assert_allclose(features, np.maximum(hidden, 0.0), rtol=1e-5, atol=1e-6)
+  assert (features == 0).any() and (hidden < 0).any()  # The ReLU acted.
+  head = clf.params["Dense_1"]
+  np.testing.assert_allclose(features @ head["kernel"] + head["bias"], logits, rtol=1e-4,
+                             atol=1e-5)
+
+
+def test_domain_fid_is_the_frechet_distance_of_those_features(mnist, tmp_path):
+  """Samples' features against the training split's, both from `features`."""
+  _, clf = _untrained()
+  rng = np.random.default_rng(1)
+  small = data.Dataset("small", data.Split(mnist.train.images[:300], mnist.train.labels[:300]),
+                       mnist.test, mnist.pixels)
+  samples = rng.uniform(size=(300, 28, 28, 1)).astype(np.float32)
+  got, _ = fid.domain_fid(samples, small, str(tmp_path), clf)
+  want = fid.frechet_distance(*fid.statistics(clf.features(samples)),
+                              *fid.statistics(clf.features(small.train.images)))
+  assert got == pytest.approx(want, rel=1e-6) and got > 0

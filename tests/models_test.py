@@ -125,3 +125,41 @@ def test_only_a_gaussian_decoder_likelihood_learns_a_variance():
   assert v["params"][models.DECODER_LOG_VAR].shape == ()
   _, _, v, _ = _init(config_lib.load("mnist_vae"), (28, 28, 1), False, shapes_only=True)
   assert models.decoder_log_var(v["params"]) is None
+
+
+class _Fixed(nn.Module):
+  """An encoder that outputs the same row for every image (its params unused)."""
+  row: tuple[float, ...]
+
+  @nn.compact
+  def __call__(self, x, train):
+    del train
+    return jnp.broadcast_to(jnp.asarray(self.row, jnp.float32), (len(x), len(self.row)))
+
+
+class _Identity(nn.Module):
+  @nn.compact
+  def __call__(self, z, train):
+    del train
+    return z
+
+
+def test_vae_code_is_mean_plus_exp_half_log_var_times_eps():
+  """The reparameterisation's scale, against a hand computation with a known eps: log-variances
+  away from 0, where exp(log_var) or a dropped eps would show."""
+  mean = np.array([0.5, -1.0, 2.0, 0.0], np.float32)
+  log_var = np.array([-2.0, 0.0, 1.5, np.log(4.0)], np.float32)
+  eps = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+  model = models.AutoEncoder(_Fixed(tuple(mean) + tuple(log_var)), _Identity(), gaussian=True)
+  got_mean, got_log_var, z, x_hat = model.apply({}, jnp.zeros((3, 2, 2, 1)), eps, train=True)
+  # Mean first, then log-variance: how the saved checkpoints' encoder outputs are read.
+  np.testing.assert_allclose(got_mean, np.broadcast_to(mean, (3, 4)))
+  np.testing.assert_allclose(got_log_var, np.broadcast_to(log_var, (3, 4)))
+  np.testing.assert_allclose(z, mean + np.exp(log_var / 2) * eps, rtol=1e-6)
+  np.testing.assert_allclose(z[:, 3], mean[3] + 2.0 * eps[:, 3], rtol=1e-6)  # sd of variance 4.
+  np.testing.assert_array_equal(x_hat, z)  # The decoder gets the draw, not the mean.
+  # A deterministic encoder's code is its output; eps is ignored.
+  det = models.AutoEncoder(_Fixed(tuple(mean)), _Identity())
+  _, none, z, _ = det.apply({}, jnp.zeros((3, 2, 2, 1)), eps, train=True)
+  assert none is None
+  np.testing.assert_array_equal(z, np.broadcast_to(mean, (3, 4)))

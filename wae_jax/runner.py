@@ -12,7 +12,6 @@ an Optuna study storage (`mirror.py`) for the live dashboard; nothing is read ba
 from __future__ import annotations
 
 import concurrent.futures
-import math
 import sys
 from typing import Any, Mapping, Sequence, TextIO
 
@@ -106,7 +105,7 @@ class _Driver:
     self.running: dict[int, searches.Job] = {}
 
   def run(self) -> dict[str, int]:
-    capacity = self.executor.parallel or (1 if self.executor.name == "local" else math.inf)
+    capacity = self.executor.parallel or self.executor.default_parallel
     started = False
     try:
       while True:
@@ -141,23 +140,21 @@ class _Driver:
     self._write_notes(job.tids)
     if job.note:
       self.report.say(*job.note.splitlines())
-    dirs = [str(self.workdir / t) for t in job.tids]
-    if len(job.tids) > 1:
-      key = self.executor.submit(supervise.run_pack,
-                                 [(self.trials[t], d) for t, d in zip(job.tids, dirs)],
-                                 self.trainer)
-    else:
-      trial = self.trials[job.tids[0]]
-      if job.num_steps is not None:
-        trial = {**trial, "config.num_steps": job.num_steps}
+    trials = tuple(self.trials[t] for t in job.tids)
+    flags = ()
+    if len(trials) == 1:
+      trial = trials[0] if job.num_steps is None else {**trials[0],
+                                                       "config.num_steps": job.num_steps}
       base, *overrides = study.flags_of(trial)
-      key = self.executor.submit(supervise.run_trial, [base, f"--workdir={dirs[0]}", *overrides],
-                                 dirs[0], self.trainer, job.num_steps)
+      flags = (base, f"--workdir={self.workdir / job.tids[0]}", *overrides)
+    key = self.executor.submit(supervise.Task(
+        trials, tuple(str(self.workdir / t) for t in job.tids), job.num_steps, flags,
+        tuple(self.trainer) if self.trainer else None))
     self.running[key] = job
 
   def _finish(self, job: searches.Job, done: executors.Done) -> None:
     if done.error is None:
-      records = done.result if len(job.tids) > 1 else [done.result]
+      records = done.result
     else:  # Out of retries: left for the next launch, but members of a pack may have finished.
       lost = {"status": workdir_lib.INTERRUPTED, "error": done.error}
       records = [workdir_lib.read_record(self.workdir / t) for t in job.tids]

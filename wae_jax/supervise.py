@@ -9,7 +9,9 @@ step train K at a time as one vmapped program.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import dataclasses
 import json
 import signal
 import subprocess
@@ -17,10 +19,31 @@ import sys
 import tempfile
 from typing import Any, Sequence
 
+from absl import logging
 from etils import epath
 
 from wae_jax import hyper
 from wae_jax import workdir as workdir_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """A job as an executor runs it: trials (one, or a pack) and their directories, to
+  `num_steps` (None: their own budgets). `flags` are a lone trial's `wae-train` flags after
+  `trainer` (the command; None: `wae-train` in the worker's Python)."""
+  trials: tuple[hyper.Trial, ...]
+  dirs: tuple[str, ...]
+  num_steps: int | None = None
+  flags: tuple[str, ...] = ()
+  trainer: tuple[str, ...] | None = None
+
+
+def run(task: Task) -> list[dict[str, Any]]:
+  """Runs the task's trainer as a subprocess to the trials' final records (Ray's and the
+  local pool's task body)."""
+  if len(task.dirs) > 1:
+    return run_pack(list(zip(task.trials, task.dirs)), task.trainer)
+  return [run_trial(task.flags, task.dirs[0], task.trainer, task.num_steps)]
 
 
 class TrialInterrupted(RuntimeError):
@@ -45,9 +68,7 @@ def run_trial(flags: Sequence[str], trial_dir: str,
   `trainer` defaults to `default_trainer()`. `num_steps` is the step a search's climb ends
   at (the flags say so too): a trial done below it is not finished.
   """
-  record = workdir_lib.read_record(trial_dir)
-  if record.get("status") in workdir_lib.FINAL and not (  # A retry of a finished task.
-      num_steps and record["status"] == workdir_lib.DONE and record.get("step", 0) < num_steps):
+  if _final(record := workdir_lib.read_record(trial_dir), num_steps):  # A finished retry.
     return record
   return _supervise([*(trainer or default_trainer()), *flags], [trial_dir])[0]
 
@@ -121,3 +142,71 @@ def die_with_parent() -> None:
 def resume_step(trial_dir: str) -> int:
   """The step the trainer resumes `trial_dir` from: its latest finalized checkpoint, or 0."""
   return max(workdir_lib.checkpoint_steps(trial_dir), default=0)
+
+
+def run_here(task: Task) -> list[dict[str, Any]]:
+  """Trains the task in this process (a warm worker's body): what `wae-train` does for it,
+  without a process start, imports and compile-cache loads for each climb. A refused config
+  or a crash is recorded as the trainer records it; a stop by a signal (its checkpoint
+  saved) or a trial owned by another trainer raises TrialInterrupted."""
+  # pylint: disable=g-import-not-at-top  # JAX and the trainer: only a warm worker's.
+  from wae_jax import config as config_lib
+  from wae_jax import lock
+  from wae_jax import loop
+  from wae_jax import study
+  if task.trainer:
+    raise ValueError("--trainer: a warm worker trains in its own process, with wae_jax's "
+                     "trainer; use another executor for another trainer")
+  records = [workdir_lib.read_record(d) for d in task.dirs]
+  if all(_final(r, task.num_steps) for r in records):  # A retry of a finished task.
+    return records
+  extra = {} if task.num_steps is None else {"config.num_steps": task.num_steps}
+  with _logging_to(task.dirs):
+    try:
+      configs = [study.trial_config({**t, **extra}) for t in task.trials]
+      hparams = [[k[len("config."):] for k in t if k.startswith("config.")] or None
+                 for t in task.trials]
+      results = loop.train_pack(configs, list(task.dirs), False, hparams)
+    except lock.Busy as e:
+      raise TrialInterrupted(str(e)) from None
+    except (config_lib.ConfigError, hyper.SweepError) as e:  # Refused: nothing was written.
+      results = None
+      error = f"wae-train: error: {str(e).strip().splitlines()[0]}"
+    except Exception as e:  # pylint: disable=broad-except  # Recorded, as the trainer does.
+      results = None
+      error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}"
+      logging.exception("Trial crashed")
+  if results is None:
+    for d in task.dirs:
+      if workdir_lib.read_record(d).get("status") not in workdir_lib.FINAL:
+        workdir_lib.record_failure(d, error)
+  elif any(r.status == workdir_lib.RUNNING for r in results):
+    raise TrialInterrupted("stopped by a signal, checkpoint saved")
+  return [workdir_lib.read_record(d) for d in task.dirs]
+
+
+def _final(record: dict[str, Any], num_steps: int | None) -> bool:
+  """Whether a trial's record ends its task: final, and not done below a climb's end."""
+  return record.get("status") in workdir_lib.FINAL and not (
+      num_steps and record["status"] == workdir_lib.DONE and record.get("step", 0) < num_steps)
+
+
+@contextlib.contextmanager
+def _logging_to(trial_dirs: Sequence[str]):
+  """The trainer's log lines go to the trials' `train.log` for the task, as a trainer
+  subprocess's output does: streamed into the first when it is local, copied to the rest."""
+  paths = [epath.Path(d) for d in trial_dirs]
+  for path in paths:
+    path.mkdir(parents=True, exist_ok=True)
+  local = workdir_lib.is_local(trial_dirs[0])
+  handler = logging.get_absl_handler().python_handler
+  with (open(paths[0] / workdir_lib.LOG, "w+") if local else tempfile.TemporaryFile("w+")) as log:
+    previous = handler.setStream(log)
+    try:
+      yield
+    finally:
+      handler.setStream(previous)
+      log.seek(0)
+      output = log.read()
+      for path in paths[1:] if local else paths:
+        (path / workdir_lib.LOG).write_text(output)

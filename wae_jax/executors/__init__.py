@@ -1,32 +1,33 @@
 """Executors chosen by name: where a sweep's tasks run, and word of when each one ends.
 
-An executor runs a task (a picklable function and its arguments: `supervise.run_trial` or
-`run_pack`) on some worker, retries one that raised `supervise.TrialInterrupted` or lost its
-worker up to `max_retries` times, and reports each ending as a `Done`. It decides nothing:
+An executor runs a task (`supervise.Task`: a trial, or a pack, to a number of steps) on some
+worker, retries one that raised `supervise.TrialInterrupted` or lost its worker up to
+`max_retries` times, and reports each ending as a `Done` with the trials' final records. It decides nothing:
 the runner asks the search what to submit. The built-in executors are modules of this
 package, imported by name on first use (`ray` for a cluster or a laptop, `local` for a
-process pool with no Ray at all); one outside the package is a module on the Python path
+process pool with no Ray at all, `warm` for that pool training in its workers' own processes); one outside the package is a module on the Python path
 that registers itself under its own module name, as searches do.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from wae_jax import registry
+from wae_jax import supervise
 from wae_jax.hyper import SweepError
 
 DEFAULT = "ray"
-_BUILTIN = {"ray": "ray", "local": "local"}
+_BUILTIN = {"ray": "ray", "local": "local", "warm": "warm"}
 _REGISTRY: dict[str, type[Executor]] = {}
 
 
 @dataclasses.dataclass(frozen=True)
 class Done:
-  """A task's end: its function's return value, or why it has none (out of retries)."""
+  """A task's end: its trials' final records, or why there are none (out of retries)."""
   key: int
-  result: Any = None
+  result: list[dict[str, Any]] | None = None
   error: str | None = None
 
 
@@ -44,12 +45,13 @@ class Executor:
     self.max_retries: int = 2 if options.get("max_retries") is None else options["max_retries"]
 
   name = ""
+  default_parallel: float = 1  # Tasks at a time without --parallel.
 
   def start(self) -> None:
     """Brings the workers up (the runner calls it once there is work)."""
 
-  def submit(self, fn: Callable[..., Any], *args: Any) -> int:
-    """Starts `fn(*args)` on a worker; returns the task's key."""
+  def submit(self, task: supervise.Task) -> int:
+    """Starts the task on a worker; returns its key."""
     raise NotImplementedError
 
   def wait(self, timeout: float) -> list[Done]:

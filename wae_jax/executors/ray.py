@@ -8,7 +8,8 @@ retried, as does a task that raised `TrialInterrupted`.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping
+import math
+from typing import Any, Mapping
 
 from wae_jax import executors
 from wae_jax import supervise
@@ -22,6 +23,7 @@ class Ray(executors.Executor):
   def __init__(self, options: Mapping[str, Any]):
     super().__init__(options)
     self.address = options.get("ray_address")
+    self.default_parallel = math.inf if self.address else 1  # A cluster: all it can take.
     resources = options.get("resources") or {"CPU": 1}
     if not isinstance(resources, dict) or not all(
         isinstance(v, (int, float)) and v >= 0 for v in resources.values()):
@@ -30,12 +32,16 @@ class Ray(executors.Executor):
     self.resources = dict(resources)
     self.tasks: dict[Any, int] = {}  # Object refs in flight, to their keys.
     self.submitted = 0
-    self.remotes: dict[Callable, Any] = {}
     self.started_ray = False
 
   def start(self) -> None:
     import ray  # pylint: disable=g-import-not-at-top  # Seconds to import: only when running.
     self.ray = ray
+    resources = dict(self.resources)
+    self.remote = ray.remote(supervise.run).options(
+        num_cpus=resources.pop("CPU", 0), num_gpus=resources.pop("GPU", 0),
+        resources=resources, max_retries=self.max_retries,
+        retry_exceptions=[supervise.TrialInterrupted])
     if ray.is_initialized():  # A test's (or a notebook's) own Ray.
       return
     try:
@@ -46,15 +52,9 @@ class Ray(executors.Executor):
       raise SweepError(f"--ray_address: {str(e).strip().splitlines()[-1]}") from None
     self.started_ray = True
 
-  def submit(self, fn: Callable[..., Any], *args: Any) -> int:
-    if fn not in self.remotes:
-      resources = dict(self.resources)
-      self.remotes[fn] = self.ray.remote(fn).options(
-          num_cpus=resources.pop("CPU", 0), num_gpus=resources.pop("GPU", 0),
-          resources=resources, max_retries=self.max_retries,
-          retry_exceptions=[supervise.TrialInterrupted])
+  def submit(self, task: supervise.Task) -> int:
     key, self.submitted = self.submitted, self.submitted + 1
-    self.tasks[self.remotes[fn].remote(*args)] = key
+    self.tasks[self.remote.remote(task)] = key
     return key
 
   def wait(self, timeout: float) -> list[executors.Done]:

@@ -9,6 +9,7 @@ trains them all (vmapped). K = 1 is an ordinary run.
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any, Callable
 
 import jax
@@ -85,6 +86,25 @@ def setup(configs: list[ml_collections.ConfigDict], ds: data.Dataset, mesh: Mesh
   reuses the program; N = 1 is the step alone, because XLA:CPU runs the convolutions of a
   loop body single-threaded (2.4x slower on two cores for the paper net).
   """
+  key = (json.dumps(signature(configs[0]), sort_keys=True), len(configs), mesh)
+  if key not in _PROGRAMS:
+    while len(_PROGRAMS) >= _KEPT:
+      _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    _PROGRAMS[key] = _programs(configs, ds, mesh)
+  model, init, run_fn = _PROGRAMS[key]
+  return model, state_lib.stack([init(ck) for ck in configs]), run_fn
+
+
+# A process that trains trial after trial (a warm sweep worker) keeps the programs of the
+# last few signatures: they are the same for every trial of a signature, as a pack's are for
+# its members, so the next trial neither traces nor loads them again.
+_PROGRAMS: dict[tuple[Any, ...], tuple[models.AutoEncoder, Callable, Callable]] = {}
+_KEPT = 4
+
+
+def _programs(configs: list[ml_collections.ConfigDict], ds: data.Dataset, mesh: Mesh
+              ) -> tuple[models.AutoEncoder, Callable, Callable]:
+  """`setup`'s model, `init` and jitted loop, for trials of `configs[0]`'s signature."""
   model, step, init = single(configs[0], ds, mesh)
   replicated = NamedSharding(mesh, P())
   batch_rows = NamedSharding(mesh, P(None, "data"))
@@ -111,5 +131,4 @@ def setup(configs: list[ml_collections.ConfigDict], ds: data.Dataset, mesh: Mesh
 
     return jax.lax.fori_loop(0, count, body, (states, rows))
 
-  run_fn = jax.jit(run, donate_argnums=0, out_shardings=(replicated, replicated))
-  return model, state_lib.stack([init(ck) for ck in configs]), run_fn
+  return model, init, jax.jit(run, donate_argnums=0, out_shardings=(replicated, replicated))

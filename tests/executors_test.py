@@ -1,0 +1,79 @@
+"""Executors with the real trainer: the warm pool trains what trainer subprocesses train, bit
+for bit, and survives its driver's SIGKILLs (each trial resumes from its checkpoint)."""
+import json
+import random
+import subprocess
+import sys
+import time
+
+from conftest import REPO, alive, sweep_file
+import pytest
+
+from wae_jax import lock as lock_lib
+from wae_jax import workdir as workdir_lib
+
+TINY = """
+def get_hyper(h):
+  return h.product([
+      h.fixed("config", "mnist_wae_mmd:debug"), h.fixed("config.model.width", 1 / 64),
+      h.fixed("config.num_steps", 40), h.fixed("config.eval_every", 10),
+      h.fixed("config.ckpt_every", 10), h.fixed("config.log_every", 10),
+      h.fixed("config.eval.evaluators", ("heldout",)), h.fixed("config.eval.num_samples", 64),
+      h.fixed("config.data.heldout", 256),
+      h.sweep("config.lam", [1.0, 10.0, 100.0, 1000.0])])
+
+def get_search(arg=None):
+  return {"name": "asha", "min_steps": 10, "eta": 2, "max_steps": 40, "metric": "mmd_heldout"}
+"""
+
+
+def _run(spec, workdir, executor):
+  return subprocess.Popen(
+      [sys.executable, "-m", "wae_jax.cli.sweep", "run", spec, f"--workdir={workdir}",
+       f"--executor={executor}", "--parallel=2", "--optuna="],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _outcome(workdir):
+  """Each trial's search note and final metrics: what a rerun must reproduce."""
+  out = {}
+  for trial in sorted(p for p in workdir.iterdir() if p.is_dir()):
+    record = workdir_lib.read_record(trial)
+    out[trial.name] = (json.loads((trial / workdir_lib.SEARCH).read_text()),
+                       record["status"], record["step"], record["metrics"]["mmd_heldout"])
+  return out
+
+
+def _owners_gone(workdir, deadline_s=120):
+  """Waits until no live process holds a trial's lock (a warm worker checkpoints and leaves
+  after its driver's death)."""
+  deadline = time.time() + deadline_s
+  for path in workdir.glob(f"*/{lock_lib.NAME}"):
+    try:
+      pid = json.loads(path.read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+      continue
+    while alive(pid):
+      assert time.time() < deadline, f"a worker outlived its driver: {pid}"
+      time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_warm_workers_train_what_trainer_subprocesses_train_and_survive_kills(tmp_path):
+  spec = sweep_file(tmp_path, TINY)
+  runs = {}
+  for executor in ("local", "warm"):
+    sweep = _run(spec, tmp_path / executor, executor)
+    assert sweep.wait(timeout=600) == 0, sweep.stdout.read()
+    runs[executor] = _outcome(tmp_path / executor)
+  assert runs["warm"] == runs["local"]  # The same decisions and the same metrics, bit for bit.
+  rng, killed = random.Random(0), tmp_path / "killed"
+  for _ in range(3):
+    sweep = _run(spec, killed, "warm")
+    time.sleep(rng.uniform(4, 12))  # Into the climbs: the start takes a few seconds.
+    sweep.kill()
+    assert sweep.wait() == -9  # Killed before it ended.
+    _owners_gone(killed)
+  sweep = _run(spec, killed, "warm")
+  assert sweep.wait(timeout=600) == 0, sweep.stdout.read()
+  assert _outcome(killed) == runs["local"]

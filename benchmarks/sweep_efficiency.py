@@ -1,13 +1,13 @@
 r"""A sweep's wall-clock model-steps/s against the bare training loop's, and where the rest goes.
 
-  python benchmarks/sweep_efficiency.py [--sweep sweeps/quickstart.py] [--executor local]
+  python benchmarks/sweep_efficiency.py [--sweep sweeps/quickstart.py] [--executors local,warm]
       [--parallel 2] [--workdir runs/efficiency] [--rounds 2] [--bare_steps 2000]
 
-Each round, in turn (A B A B):
+Each round, in turn (the bare loop, then each executor's sweep; A B A B):
 - bare: the training loop alone (`train_step.Dispatched`: the loop's jitted dispatches, the
   training set on the devices) on the sweep's first trial's config, in one process on all
   cores, after its compile: steps/s.
-- sweep: `wae-sweep run` of the sweep from an empty directory with this executor: wall time,
+- sweep: `wae-sweep run` of the sweep from an empty directory with an executor: wall time,
   model-steps (the steps every trial reached), model-steps/s, and their ratio to the bare
   loop's. Where the rest goes: each job's wall time (its launch to its end, from the
   driver's lines) fitted as `fixed + steps / rate`, so `fixed` is what a climb costs besides
@@ -57,11 +57,11 @@ def seconds(stamp: str) -> int:
   return 3600 * h + 60 * m + s
 
 
-def run_sweep(args, workdir: pathlib.Path) -> dict:
+def run_sweep(args, executor: str, workdir: pathlib.Path) -> dict:
   shutil.rmtree(workdir, ignore_errors=True)
   start = time.time()
   out = subprocess.run([sys.executable, "-m", "wae_jax.cli.sweep", "run", args.sweep,
-                        f"--workdir={workdir}", f"--executor={args.executor}",
+                        f"--workdir={workdir}", f"--executor={executor}",
                         f"--parallel={args.parallel}", "--optuna="],
                        capture_output=True, text=True, check=True).stdout
   wall = time.time() - start
@@ -81,24 +81,28 @@ def run_sweep(args, workdir: pathlib.Path) -> dict:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--sweep", default="sweeps/quickstart.py")
-  parser.add_argument("--executor", default="local")
+  parser.add_argument("--executors", default="local,warm")
   parser.add_argument("--parallel", type=int, default=2)
   parser.add_argument("--workdir", default="runs/efficiency")
   parser.add_argument("--rounds", type=int, default=2)
   parser.add_argument("--bare_steps", type=int, default=2000)
   args = parser.parse_args()
-  bare, sweeps = [], []
+  executors = args.executors.split(",")
+  bare, sweeps = [], {e: [] for e in executors}
   for r in range(args.rounds):
     bare.append(bare_steps_per_s(args.sweep, args.bare_steps))
     print(json.dumps({"round": r, "bare_steps_per_s": round(bare[-1], 1)}), flush=True)
-    sweeps.append(run_sweep(args, pathlib.Path(args.workdir)))
-    rate = sweeps[-1]["model_steps"] / sweeps[-1]["wall_s"]
-    print(json.dumps({"round": r, "sweep_wall_s": round(sweeps[-1]["wall_s"], 1),
-                      "model_steps": sweeps[-1]["model_steps"],
-                      "sweep_steps_per_s": round(rate, 1),
-                      "of_bare": round(rate / bare[-1], 3)}), flush=True)
-  print(json.dumps({"sweep": args.sweep, "executor": args.executor, "parallel": args.parallel,
-                    "devices": jax.device_count(), **summary(bare, sweeps)}), flush=True)
+    for executor in executors:
+      sweeps[executor].append(run_sweep(args, executor, pathlib.Path(args.workdir) / executor))
+      last = sweeps[executor][-1]
+      rate = last["model_steps"] / last["wall_s"]
+      print(json.dumps({"round": r, "executor": executor, "sweep_wall_s": round(last["wall_s"], 1),
+                        "model_steps": last["model_steps"], "sweep_steps_per_s": round(rate, 1),
+                        "of_bare": round(rate / bare[-1], 3)}), flush=True)
+  for executor in executors:
+    print(json.dumps({"sweep": args.sweep, "executor": executor, "parallel": args.parallel,
+                      "devices": jax.device_count(), **summary(bare, sweeps[executor])}),
+          flush=True)
 
 
 def summary(bare, sweeps) -> dict:

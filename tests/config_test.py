@@ -44,7 +44,18 @@ def test_paper_hyperparameters():
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("lam", -1.0, "config.lam: must be >= 0"),
+    ("lam", -1.0, "config.lam: must be a finite number >= 0"),
+    # Infinity passes a comparison and diverges at step 1: every number must be finite.
+    ("lam", float("inf"), "config.lam: must be a finite number >= 0, got inf"),
+    ("optim.lr", float("inf"), "config.optim.lr: must be a finite number > 0, got inf"),
+    ("prior_var", float("inf"), "config.prior_var: must be a finite number > 0, got inf"),
+    ("recon.scale", float("inf"), "config.recon.scale: must be a finite number > 0"),
+    ("model.width", float("inf"), "config.model.width: must be a finite number > 0"),
+    ("mmd.scales", (0.5, float("inf")), "config.mmd.scales: must be a non-empty tuple of finite"),
+    ("gan.lr", float("nan"), "config.gan.lr: must be a finite number > 0, got nan"),
+    ("seed", -1, "config.seed: must be an integer >= 0, got -1"),
+    ("optim.decay_factors", (2.0, 0.0), "config.optim.decay_factors: must be finite numbers > 0"),
+    ("eval.num_samples", 0, "config.eval.num_samples: must be an integer >= 1, got 0"),
     ("z_dim", 0, "config.z_dim: must be >= 1"),
     ("mmd.kernel", "gauss", "config.mmd.kernel: unknown value 'gauss'"),
     ("algo", "gan", "config.algo: unknown regulariser 'gan'"),
@@ -52,8 +63,8 @@ def test_paper_hyperparameters():
      "config.eval.final_evaluators: unknown evaluator 'nope'"),
     ("mmd.block_size", 0, "config.mmd.block_size: must be an integer >= 1, got 0"),
     ("sw.num_projections", 0, "config.sw.num_projections: must be an integer >= 1, got 0"),
-    ("sw.p", 0.5, "config.sw.p: must be >= 1, got 0.5"),
-    ("gan.lr", 0.0, "config.gan.lr: must be > 0, got 0.0"),
+    ("sw.p", 0.5, "config.sw.p: must be a finite number >= 1, got 0.5"),
+    ("gan.lr", 0.0, "config.gan.lr: must be a finite number > 0, got 0.0"),
     ("gan.units", 0, "config.gan.units: must be an integer >= 1, got 0"),
     ("data.source", "tfds:cifar10", "config.data.source: unknown tfds dataset 'cifar10'"),
     ("data.source", "s3:x", "config.data.source: unknown source 's3:x'"),
@@ -199,7 +210,8 @@ def _wae_train(*args, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--config=mnist_wae_mmd:debug", "--config.lamda=3"],
      """--config: no field 'lamda'. Did you mean "lam" instead of "lamda"?"""),
-    (["--config=mnist_wae_mmd:debug", "--config.lam=-2"], "config.lam: must be >= 0, got -2"),
+    (["--config=mnist_wae_mmd:debug", "--config.lam=-2"],
+     "config.lam: must be a finite number >= 0, got -2"),
     (["--config=mnist_wae_mmd:debug", "--config.data.source=idx:/nope"],
      "config.data.source: no such directory"),
     (["--config=mnist_wae_mmd:debug", "--config.batch_size=60"],

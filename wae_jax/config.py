@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 from typing import Any, Iterator, Mapping
 
@@ -302,6 +303,16 @@ def integer(c: ml_collections.ConfigDict, field: str, minimum: int) -> None:
         f"must be an integer >= {minimum}, got {value!r}")
 
 
+def number(c: ml_collections.ConfigDict, field: str, minimum: float, *,
+           above: bool = False) -> None:
+  """A finite real number at least (or, `above`, greater than) `minimum`: infinity and NaN
+  would pass the comparison alone, then diverge at the first step."""
+  value = get(c, field)
+  ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+        and math.isfinite(value) and (value > minimum if above else value >= minimum))
+  check(ok, field, f"must be a finite number {'>' if above else '>='} {minimum}, got {value!r}")
+
+
 def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   """Checks every field a run depends on; raises ConfigError naming the first bad one.
 
@@ -314,20 +325,23 @@ def validate(c: ml_collections.ConfigDict, num_devices: int) -> None:
   one_of(c, "model.conv_impl", CONV_IMPLS)
   one_of(c, "recon.cost", RECON_COSTS)
   check(c.z_dim >= 1, "z_dim", f"must be >= 1, got {c.z_dim}")
-  check(c.prior_var > 0, "prior_var", f"must be > 0, got {c.prior_var}")
-  check(c.lam >= 0, "lam", f"must be >= 0, got {c.lam}")
-  check(c.recon.scale > 0, "recon.scale", f"must be > 0, got {c.recon.scale}")
-  check(c.model.width > 0, "model.width", f"must be > 0, got {c.model.width}")
+  integer(c, "seed", 0)
+  for field in ("prior_var", "recon.scale", "model.width", "optim.lr"):
+    number(c, field, 0, above=True)
+  number(c, "lam", 0)
   for field in ("num_steps", "batch_size", "pretrain.batch_size", "steps_per_dispatch",
                 "log_every", "ckpt_every", "eval_every", "keep_ckpts", "model.enc_layers",
                 "model.dec_layers", "model.kernel_size", "eval.batch_size"):
     integer(c, field, 1)
+  integer(c, "eval.num_samples", 1)
   integer(c, "eval.fid_num_samples", 2)
-  check(c.optim.lr > 0, "optim.lr", f"must be > 0, got {c.optim.lr}")
   check(len(c.optim.decay_epochs) == len(c.optim.decay_factors), "optim.decay_factors",
         "needs one factor per entry of optim.decay_epochs")
   check(list(c.optim.decay_epochs) == sorted(c.optim.decay_epochs), "optim.decay_epochs",
         f"must be increasing, got {c.optim.decay_epochs!r}")
+  check(all(isinstance(f, (int, float)) and math.isfinite(f) and f > 0
+            for f in c.optim.decay_factors), "optim.decay_factors",
+        f"must be finite numbers > 0, got {c.optim.decay_factors!r}")
   for part in parts():  # Each section the config has; the parts it names need theirs.
     if part.section in c:
       part.validate(c)

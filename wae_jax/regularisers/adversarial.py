@@ -50,7 +50,7 @@ class Adversarial(regularisers.Regulariser):
 
   @classmethod
   def validate(cls, c):
-    config_lib.check(c.gan.lr > 0, "gan.lr", f"must be > 0, got {c.gan.lr}")
+    config_lib.number(c, "gan.lr", 0, above=True)
     for field in ("gan.layers", "gan.units"):
       config_lib.integer(c, field, 1)
 

@@ -4,6 +4,8 @@ Its section, `config.mmd`, sets the estimator; the held-out MMD of every algorit
 (`evaluators/common.py`) uses the same one, so the section is in every config.
 """
 
+import math
+
 import jax
 import ml_collections
 
@@ -28,8 +30,10 @@ class MMD(regularisers.Regulariser):
   @classmethod
   def validate(cls, c):
     config_lib.one_of(c, "mmd.kernel", mmd.KERNELS)
-    config_lib.check(len(c.mmd.scales) > 0 and all(s > 0 for s in c.mmd.scales), "mmd.scales",
-                     f"must be a non-empty tuple of positive numbers, got {c.mmd.scales!r}")
+    config_lib.check(len(c.mmd.scales) > 0 and all(
+        isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in c.mmd.scales),
+                     "mmd.scales", f"must be a non-empty tuple of finite positive numbers, "
+                     f"got {c.mmd.scales!r}")
     config_lib.integer(c, "mmd.block_size", 1)
 
   def penalty(self, codes, prior, rng, hparams, state):

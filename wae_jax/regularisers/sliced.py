@@ -22,7 +22,7 @@ class SlicedWasserstein(regularisers.Regulariser):
   @classmethod
   def validate(cls, c):
     config_lib.integer(c, "sw.num_projections", 1)
-    config_lib.check(c.sw.p >= 1, "sw.p", f"must be >= 1, got {c.sw.p}")
+    config_lib.number(c, "sw.p", 1)
 
   def penalty(self, codes, prior, rng, hparams, state):
     del hparams, state

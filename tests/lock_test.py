@@ -47,6 +47,27 @@ def test_another_hosts_lock_is_taken_over_only_when_its_heartbeat_is_stale(tmp_p
     pass
 
 
+def test_a_live_pid_with_a_stale_heartbeat_on_this_host_is_taken_over(tmp_path):
+  """A reused pid, or a VM recreated under the same hostname: the pid alone does not keep a
+  lock whose holder stopped beating."""
+  record = {"role": "trainer", "host": os.uname().nodename, "pid": os.getppid(), "since": 0}
+  (tmp_path / lock_lib.NAME).write_text(json.dumps({**record, "heartbeat": time.time()}))
+  with pytest.raises(lock_lib.Busy, match=f"pid {os.getppid()}"):
+    lock_lib.Lock(tmp_path, "trainer").acquire()
+  (tmp_path / lock_lib.NAME).write_text(json.dumps(
+      {**record, "heartbeat": time.time() - lock_lib.STALE_S - 1}))
+  with lock_lib.Lock(tmp_path, "trainer"):
+    pass
+
+
+def test_a_lock_that_is_a_directory_is_one_line_and_left_alone(tmp_path):
+  from wae_jax.errors import TrialError  # pylint: disable=g-import-not-at-top
+  (tmp_path / lock_lib.NAME).mkdir()
+  with pytest.raises(TrialError, match="is a directory, not a lock file; move it aside"):
+    lock_lib.Lock(tmp_path, "trainer").acquire()
+  assert (tmp_path / lock_lib.NAME).is_dir()
+
+
 def test_a_half_written_lock_belongs_to_nobody(tmp_path):
   (tmp_path / lock_lib.NAME).write_text('{"role": "tr')
   with lock_lib.Lock(tmp_path, "trainer"):

@@ -51,3 +51,12 @@ def test_write_json_replaces_the_whole_file(tmp_path):
   workdir_lib.write_json(path, {"long": "x" * 1000})
   workdir_lib.write_json(path, {"short": 1})
   assert json.loads(path.read_text()) == {"short": 1}
+
+
+def test_a_workdir_under_a_file_is_refused_in_one_line(tmp_path):
+  (tmp_path / "f").write_text("")
+  assert workdir_lib.not_a_directory(tmp_path / "f") == (
+      f"--workdir: {tmp_path / 'f'} is a file, not a directory")
+  assert workdir_lib.not_a_directory(tmp_path / "f" / "a" / "b") == (
+      f"--workdir: {tmp_path / 'f'} is a file, so {tmp_path / 'f' / 'a' / 'b'} cannot be a directory")
+  assert workdir_lib.not_a_directory(tmp_path / "new" / "trial") is None

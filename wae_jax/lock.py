@@ -26,6 +26,8 @@ from typing import Any
 from absl import logging
 from etils import epath
 
+from wae_jax.errors import TrialError
+
 from wae_jax import workdir as workdir_lib
 
 NAME = ".lock"
@@ -152,11 +154,14 @@ class Lock:
       return None
     if not isinstance(record, dict):
       return None
-    if record.get("host") == socket.gethostname():
-      return record if _alive(int(record.get("pid", -1))) else None
-    return record if time.time() - float(record.get("heartbeat", 0)) < STALE_S else None
+    fresh = time.time() - float(record.get("heartbeat", 0)) < STALE_S
+    if record.get("host") == socket.gethostname():  # A reused pid, or a recreated VM: stale.
+      return record if fresh and _alive(int(record.get("pid", -1))) else None
+    return record if fresh else None
 
   def acquire(self) -> None:
+    if self.path.is_dir():  # Not ours to remove: a person put it there.
+      raise TrialError(f"{self.path} is a directory, not a lock file; move it aside")
     self._store = _store(self.path)
     if isinstance(self._store, _LocalFile):  # An object store has no directories.
       self.path.parent.mkdir(parents=True, exist_ok=True)

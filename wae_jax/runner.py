@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence, TextIO
 from etils import epath
 
 from wae_jax import curves
+from wae_jax import errors
 from wae_jax import executors
 from wae_jax import hyper
 from wae_jax import lock as lock_lib
@@ -46,6 +47,8 @@ def run_sweep(s: study.Sweep, workdir: epath.PathLike, *, executor: str = execut
     driver.acquire()
   except lock_lib.Busy as e:
     raise hyper.SweepError(f"{e}; one driver a sweep directory") from None
+  except errors.TrialError as e:
+    raise hyper.SweepError(str(e)) from None
   try:
     return _Driver(s, workdir, executors.get(executor)(options or {}), pack, trainer,
                    storage, out or sys.stdout).run()

@@ -71,9 +71,18 @@ def write_json(path: epath.PathLike, obj: Any) -> None:
 
 
 def not_a_directory(path: epath.PathLike) -> str | None:
-  """Why `path` cannot be a trial or sweep directory (it is a file), or None."""
+  """Why `path` cannot be a trial or sweep directory (it, or a local parent, is a file), or
+  None."""
   path = epath.Path(path)
-  return f"--workdir: {path} is a file, not a directory" if path.is_file() else None
+  if path.is_file():
+    return f"--workdir: {path} is a file, not a directory"
+  if is_local(path):
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+      parent = parent.parent
+    if not parent.is_dir():
+      return f"--workdir: {parent} is a file, so {path} cannot be a directory"
+  return None
 
 
 def is_local(path: epath.PathLike) -> bool:

@@ -145,7 +145,7 @@ def _run(argv: list[str]) -> None:
       logging.set_verbosity(logging.WARNING)
   try:
     results = loop.train_pack(configs, workdirs, _RESTART.value, hparams)
-  except config_lib.ConfigError as e:
+  except (config_lib.ConfigError, errors.TrialError) as e:
     common.fail("wae-train", str(e).strip().splitlines()[0])
   except lock.Busy as e:
     common.fail("wae-train", str(e), workdir_lib.EXIT_BUSY)

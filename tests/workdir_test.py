@@ -60,3 +60,15 @@ def test_a_workdir_under_a_file_is_refused_in_one_line(tmp_path):
   assert workdir_lib.not_a_directory(tmp_path / "f" / "a" / "b") == (
       f"--workdir: {tmp_path / 'f'} is a file, so {tmp_path / 'f' / 'a' / 'b'} cannot be a directory")
   assert workdir_lib.not_a_directory(tmp_path / "new" / "trial") is None
+
+
+@pytest.mark.parametrize("text", ['{"sweeps": 3, "trials": {}}', '{"sweeps": {}, "trials": []}',
+                                  '{"sweeps": {}}', '[]', '{"sweeps": {}, "trials": {"a": 1}}'])
+def test_a_ledger_of_the_wrong_shape_is_refused_where_it_is_read_and_set_aside_by_a_run(
+    tmp_path, text):
+  (tmp_path / workdir_lib.LEDGER).write_text(text)
+  with pytest.raises(ValueError, match="sweep.json"):
+    workdir_lib.read_ledger(tmp_path)
+  aside = workdir_lib.add_to_ledger(tmp_path, "s.py", {"t": {"config": "c"}})
+  assert aside.read_text() == text
+  assert workdir_lib.read_ledger(tmp_path)["trials"] == {"t": {"config": "c"}}

@@ -269,7 +269,19 @@ def read_ledger(sweep_dir: epath.PathLike) -> dict[str, Any] | None:
   """The ledger `W/sweep.json`, or None: {"sweeps": {spec: [ids]}, "trials": {id: trial},
   "search": {"name": .., **options}, "proposed": {spec: [ids the search made up]}}."""
   path = epath.Path(sweep_dir) / LEDGER
-  return json.loads(path.read_text()) if path.exists() else None
+  if not path.exists():
+    return None
+  ledger = json.loads(path.read_text())
+  shapes = {"sweeps": dict, "trials": dict, "search": (dict, type(None)),
+            "proposed": dict, "launched_at": (int, float)}
+  if not isinstance(ledger, dict) or not {"sweeps", "trials"} <= set(ledger):
+    raise ValueError(f"{LEDGER} is not a ledger (no 'sweeps' and 'trials')")
+  for field, kind in shapes.items():
+    if field in ledger and not isinstance(ledger[field], kind):
+      raise ValueError(f"{LEDGER} has a malformed {field!r} (got {ledger[field]!r:.60})")
+  if not all(isinstance(t, dict) for t in ledger["trials"].values()):
+    raise ValueError(f"{LEDGER} has a trial that is not a dict")
+  return ledger
 
 
 def add_to_ledger(sweep_dir: epath.PathLike, spec: str, trials: Mapping[str, Any],
@@ -284,9 +296,6 @@ def add_to_ledger(sweep_dir: epath.PathLike, spec: str, trials: Mapping[str, Any
   aside = None
   try:
     ledger = read_ledger(sweep_dir)
-    if ledger is not None and not (isinstance(ledger, dict) and
-                                   {"sweeps", "trials"} <= set(ledger)):
-      raise ValueError("not a ledger")
   except (ValueError, OSError):
     aside = epath.Path(sweep_dir) / f"{LEDGER}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
     (epath.Path(sweep_dir) / LEDGER).rename(aside)

@@ -213,3 +213,16 @@ def test_cli_sigterm_checkpoints_and_a_rerun_finishes(tmp_path):
 def _hparams(workdir) -> set[str]:
   """The HParams a trial wrote for TensorBoard's dashboard."""
   return set(events.read_hparams(workdir)[0])
+
+
+@pytest.mark.parametrize("field,value", [("batch_size", 8000), ("data.heldout", 4990)])
+def test_a_batch_the_training_set_cannot_fill_is_refused_before_anything_is_written(
+    tmp_path, field, value):
+  """Refused after writing, the corrected command would then be refused as another config."""
+  c = config_lib.load("mnist_wae_mmd:debug")
+  head, _, tail = field.rpartition(".")
+  (c[head] if head else c)[tail] = value
+  with pytest.raises(config_lib.ConfigError, match="^config.batch_size: .* exceeds the .* "
+                     "training images that bundled:mnist leaves after config.data.heldout="):
+    loop.train(c, str(tmp_path / "t"))
+  assert not (tmp_path / "t").exists() or not any((tmp_path / "t").iterdir())

@@ -231,6 +231,18 @@ def celeba_crop(image):
   return tf.cast(tf.clip_by_value(tf.round(small), 0, 255), tf.uint8)
 
 
+def check_fits(c, ds: Dataset) -> None:
+  """Refuses, before a trial writes anything, a batch that the training set left after
+  `data.heldout` cannot fill (ConfigError naming the field)."""
+  n = len(ds.train.images)
+  fields = ["batch_size"] + ["pretrain.batch_size"] * (c.pretrain.max_steps > 0)
+  for field in fields:
+    size = c.batch_size if field == "batch_size" else c.pretrain.batch_size
+    if size > n:
+      raise ConfigError(f"config.{field}: {size} exceeds the {n} training images that "
+                        f"{c.data.source} leaves after config.data.heldout={c.data.heldout}")
+
+
 @functools.lru_cache(maxsize=2)
 def _permutation(n: int, seed: int, epoch: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(n)

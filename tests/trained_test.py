@@ -90,3 +90,21 @@ def test_bad_input_is_one_clear_error(workdir, tmp_path):
     model.encode(np.zeros((2, 32, 32, 1), np.uint8))
   with pytest.raises(ValueError, match=rf"codes must be \(N, {model.config.z_dim}\), got \(2, 3\)"):
     model.decode(np.zeros((2, 3)))
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(workdir, tmp_path):
+  """As the trainer does, but the reader moves nothing: it does not own the directory."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  root, _ = workdir
+  copy = tmp_path / "copy"
+  shutil.copytree(root, copy, ignore=shutil.ignore_patterns(".lock"))
+  for f in (copy / "checkpoints" / "10").rglob("*"):
+    if f.is_file() and "ocdbt.process_0" in str(f):
+      f.write_bytes(b"")  # Truncated by a crash.
+  assert wae_jax.load(copy).step == 5
+  assert (copy / "checkpoints" / "10").is_dir()  # Left where it was.
+  with pytest.raises(TrialError, match=r"^no checkpoint of .* restores \(step 10: "):
+    wae_jax.load(copy, step=10)
+  (copy / "config.json").write_text("{not json")
+  with pytest.raises(TrialError, match="config.json: unreadable"):
+    wae_jax.load(copy)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from absl import logging
 from etils import epath
 import jax
 import ml_collections
@@ -26,6 +27,7 @@ import orbax.checkpoint as ocp
 
 from wae_jax import config as config_lib
 from wae_jax import data
+from wae_jax import errors
 from wae_jax import models
 from wae_jax import state as state_lib
 from wae_jax import workdir as workdir_lib
@@ -80,30 +82,46 @@ class TrainedModel:
 
 
 def load(workdir: epath.PathLike, step: int | None = None) -> TrainedModel:
-  """The trial in `workdir` (local or gs://) at `step` (default: its latest checkpoint).
+  """The trial in `workdir` (local or gs://) at `step` (default: its newest checkpoint that
+  restores, as the trainer falls back: a damaged newest one is named in one warning, and
+  left where it is, since a reader does not own the directory).
 
-  Raises TrialError, in one line, for a directory that holds no trial or no checkpoint.
+  Raises TrialError, in one line, for a directory that holds no trial or no checkpoint that
+  restores, or no checkpoint at `step`.
   """
   workdir = epath.Path(workdir)
   if not workdir.is_dir():
     raise TrialError(f"no trial directory {workdir}")
-  c = config_lib.read(workdir)
+  try:
+    c = config_lib.read(workdir)
+  except config_lib.ConfigError as e:
+    raise TrialError(str(e)) from None
   if c is None:
     raise TrialError(f"{workdir} has no {workdir_lib.CONFIG}: not a trial directory")
   manager = state_lib.checkpoint_manager(workdir, c)
   steps = sorted(manager.all_steps())
   if not steps:
     raise TrialError(f"{workdir} has no checkpoint")
-  step = steps[-1] if step is None else step
-  if step not in steps:
+  if step is not None and step not in steps:
     raise TrialError(f"{workdir} has no checkpoint at step {step} (it has "
                      f"{', '.join(map(str, steps))})")
   source = data.parse_source(c.data.source)
   mesh = Mesh(np.array(jax.devices()), ("data",))
   replicated = NamedSharding(mesh, P())
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated),
-                        manager.item_metadata(step))
-  saved = manager.restore(step, args=ocp.args.StandardRestore(target))
+  failures = []
+  for tried in [step] if step is not None else reversed(steps):
+    try:
+      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated),
+                            manager.item_metadata(tried))
+      saved = manager.restore(tried, args=ocp.args.StandardRestore(target))
+      break
+    except Exception as e:  # pylint: disable=broad-except  # Orbax and TensorStore raise many.
+      failures.append(f"step {tried}: {type(e).__name__}: {errors.first_line(e)[:200]}")
+      logging.warning("The checkpoint at step %d of %s does not restore (%s); trying the one "
+                      "before.", tried, workdir, failures[-1])
+  else:
+    raise TrialError(f"no checkpoint of {workdir} restores ({'; '.join(failures)})")
+  step = tried
   model = models.build(c, source.image_shape, source.pixels.symmetric)
   return TrainedModel(c, step, {"params": saved["params"], "batch_stats": saved["batch_stats"]},
                       common.Inference(c, model, mesh, source.pixels))

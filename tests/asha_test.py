@@ -290,3 +290,25 @@ def test_a_lost_note_is_rebuilt_from_the_trials_events_and_record(tmp_path):
   assert restored() == ({"target": 4, "results": {"1": 5.0, "2": 4.0, "4": None}}, [])
   (tmp_path / "w" / tid / workdir_lib.SEARCH).write_text("{not json")  # Damaged: the same.
   assert restored()[0] == {"target": 4, "results": {"1": 5.0, "2": 4.0, "4": None}}
+
+
+def test_climbs_in_flight_with_two_workers():
+  """Two climbs at once: a rung counts only the results that have arrived, a trial in flight
+  is neither promoted nor started again, and its steps count as given out from its start."""
+  s = _scheduler(SEARCH, {"x": list("abcd")})
+  assert [s.next_job(), s.next_job()] == [("a", 1), ("b", 1)]
+  assert s.in_flight() == [("a", 1), ("b", 1)] and s.spent("x") == 2
+  s.record("b", 1, 3.0)  # b first: rung 1 holds [b], whose top half is empty.
+  assert s.next_job() == ("c", 1) and not s.complete("x", 0)
+  s.record("a", 1, 1.0)  # [a, b]: a goes up while c still climbs to rung 1.
+  assert s.next_job() == ("a", 2) and s.in_flight() == [("a", 2), ("c", 1)]
+  assert s.next_job() == ("d", 1)  # a is in flight to 2: not promoted twice; d is new.
+  assert s.next_job() is None  # Three in flight, nothing to decide: the worker waits.
+  s.record("d", 1, 0.5)  # [d, a, b]: the top one, d, goes up.
+  assert s.next_job() == ("d", 2)
+  s.record("c", 1, 2.0)  # [d, a, c, b]: top two d and a, both up already: rung 1 settles.
+  assert s.complete("x", 0) and s.stopped("x", 0) == ["c", "b"]
+  assert s.next_job() is None and s.spent("x") == 2 + 2 + 1 + 1
+  s.record("a", 2, 0.8)
+  s.record("d", 2, 0.4)  # [d, a] at rung 2: d goes to the full budget.
+  assert s.next_job() == ("d", 4) and s.stopped("x", 1) == ["a"]

@@ -77,3 +77,30 @@ def test_warm_workers_train_what_trainer_subprocesses_train_and_survive_kills(tm
   sweep = _run(spec, killed, "warm")
   assert sweep.wait(timeout=600) == 0, sweep.stdout.read()
   assert _outcome(killed) == runs["local"]
+
+
+PACKED = """
+def get_hyper(h):
+  return h.product([
+      h.fixed("config", "mnist_wae_mmd:debug"), h.fixed("config.model.width", 1 / 64),
+      h.fixed("config.num_steps", 20), h.fixed("config.eval_every", 20),
+      h.fixed("config.ckpt_every", 10), h.fixed("config.log_every", 10),
+      h.fixed("config.eval.evaluators", ("heldout",)), h.fixed("config.eval.num_samples", 64),
+      h.sweep("config.lam", [1.0, 10.0, 100.0, 1000.0])])
+"""
+
+
+@pytest.mark.slow
+def test_a_warm_worker_trains_packs_as_trainer_subprocesses_do(tmp_path):
+  spec = sweep_file(tmp_path, PACKED)
+  metrics = {}
+  for executor in ("local", "warm"):
+    sweep = subprocess.run(
+        [sys.executable, "-m", "wae_jax.cli.sweep", "run", spec, f"--workdir={tmp_path / executor}",
+         f"--executor={executor}", "--parallel=1", "--pack=2", "--optuna="],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert sweep.returncode == 0, sweep.stdout + sweep.stderr
+    assert "as 2 packs of <= 2" in sweep.stdout
+    metrics[executor] = {p.name: workdir_lib.read_record(p)["metrics"]
+                         for p in (tmp_path / executor).iterdir() if p.is_dir()}
+  assert len(metrics["warm"]) == 4 and metrics["warm"] == metrics["local"]

@@ -68,9 +68,11 @@ def test_warm_workers_train_what_trainer_subprocesses_train_and_survive_kills(tm
     runs[executor] = _outcome(tmp_path / executor)
   assert runs["warm"] == runs["local"]  # The same decisions and the same metrics, bit for bit.
   rng, killed = random.Random(0), tmp_path / "killed"
-  for _ in range(3):
+  for _ in range(3):  # Each launch killed just after a rung's result: 7 climbs in all.
     sweep = _run(spec, killed, "warm")
-    time.sleep(rng.uniform(4, 12))  # Into the climbs: the start takes a few seconds.
+    while not sweep.stdout.readline().startswith("rung "):
+      assert sweep.poll() is None, "the sweep ended before its kill"
+    time.sleep(rng.uniform(0, 0.2))
     sweep.kill()
     assert sweep.wait() == -9  # Killed before it ended.
     _owners_gone(killed)
@@ -79,15 +81,8 @@ def test_warm_workers_train_what_trainer_subprocesses_train_and_survive_kills(tm
   assert _outcome(killed) == runs["local"]
 
 
-PACKED = """
-def get_hyper(h):
-  return h.product([
-      h.fixed("config", "mnist_wae_mmd:debug"), h.fixed("config.model.width", 1 / 64),
-      h.fixed("config.num_steps", 20), h.fixed("config.eval_every", 20),
-      h.fixed("config.ckpt_every", 10), h.fixed("config.log_every", 10),
-      h.fixed("config.eval.evaluators", ("heldout",)), h.fixed("config.eval.num_samples", 64),
-      h.sweep("config.lam", [1.0, 10.0, 100.0, 1000.0])])
-"""
+# The same trials to their own full budget, two to a pack.
+PACKED = TINY.split("def get_search")[0]
 
 
 @pytest.mark.slow

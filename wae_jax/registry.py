@@ -29,3 +29,26 @@ def load(registry: Mapping[str, T], builtin: Mapping[str, str], package: str, na
                 f"(known: {', '.join(known)}; one outside wae_jax is a module on the Python "
                 "path that registers itself under its module name)")
   return registry[name]
+
+
+class Registry:
+  """Classes of one kind of part by name: `register(name)` decorates a class (and sets its
+  `name`), `get(name)` loads it as `load` does, `names()` lists the known ones."""
+
+  def __init__(self, package: str, builtin: Mapping[str, str], kind: str,
+               error: type[Exception]):
+    self.package, self.builtin, self.kind, self.error = package, builtin, kind, error
+    self.parts: dict[str, type] = {}
+
+  def register(self, name: str):
+    def wrap(cls):
+      cls.name = name
+      self.parts[name] = cls
+      return cls
+    return wrap
+
+  def get(self, name: str):
+    return load(self.parts, self.builtin, self.package, name, self.kind, self.error)
+
+  def names(self) -> list[str]:
+    return sorted(set(self.builtin) | set(self.parts))

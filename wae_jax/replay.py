@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 import math
 from typing import Mapping, Sequence
 
@@ -114,8 +115,7 @@ def table(trials, curves: Mapping[str, Mapping[int, float]], metric: str, search
   the model-steps it would have spent, whether each algorithm (base config) keeps its best
   trial and that trial's rank at each decision step, and each step's rank correlation with
   the final metric, per algorithm and over all."""
-  import itertools  # pylint: disable=g-import-not-at-top
-  import pandas as pd  # pylint: disable=g-import-not-at-top
+  import pandas as pd  # pylint: disable=g-import-not-at-top  # The table only.
   done = trials[trials["status"] == workdir_lib.DONE]
   max_steps = int(done["num_steps"].max()) if len(done) else 0
   if len(done) < len(trials) or (done["num_steps"] != max_steps).any():

@@ -3,7 +3,7 @@
 The trial directories are the sweep's whole state. The runner restores the search from them
 (`searches.Ledger`), asks it for jobs, writes each decision into the trial's `search.json`
 (and each proposed point into the ledger) before its trainer starts, runs the job on the
-executor (`supervise.run_trial` or `run_pack` on a worker), and tells the search how it
+executor (a `supervise.Task` on a worker), and tells the search how it
 ended. So a killed sweep relaunched with the same command skips finished trials, finishes
 the jobs in flight first and takes the same decisions. As it goes it mirrors the trials into
 an Optuna study storage (`mirror.py`) for the live dashboard; nothing is read back from it.
@@ -143,16 +143,9 @@ class _Driver:
     self._write_notes(job.tids)
     if job.note:
       self.report.say(*job.note.splitlines())
-    trials = tuple(self.trials[t] for t in job.tids)
-    flags = ()
-    if len(trials) == 1:
-      trial = trials[0] if job.num_steps is None else {**trials[0],
-                                                       "config.num_steps": job.num_steps}
-      base, *overrides = study.flags_of(trial)
-      flags = (base, f"--workdir={self.workdir / job.tids[0]}", *overrides)
     key = self.executor.submit(supervise.Task(
-        trials, tuple(str(self.workdir / t) for t in job.tids), job.num_steps, flags,
-        tuple(self.trainer) if self.trainer else None))
+        tuple(self.trials[t] for t in job.tids), tuple(str(self.workdir / t) for t in job.tids),
+        job.num_steps, tuple(self.trainer) if self.trainer else None))
     self.running[key] = job
 
   def _finish(self, job: searches.Job, done: executors.Done) -> None:

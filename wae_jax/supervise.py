@@ -29,21 +29,28 @@ from wae_jax import workdir as workdir_lib
 @dataclasses.dataclass(frozen=True)
 class Task:
   """A job as an executor runs it: trials (one, or a pack) and their directories, to
-  `num_steps` (None: their own budgets). `flags` are a lone trial's `wae-train` flags after
-  `trainer` (the command; None: `wae-train` in the worker's Python)."""
+  `num_steps` (None: their own budgets), by `trainer` (the command; None: `wae-train` in
+  the worker's Python)."""
   trials: tuple[hyper.Trial, ...]
   dirs: tuple[str, ...]
   num_steps: int | None = None
-  flags: tuple[str, ...] = ()
   trainer: tuple[str, ...] | None = None
+
+  def configured(self) -> list[hyper.Trial]:
+    """The trials with the task's `num_steps` set (a search's climb)."""
+    extra = {} if self.num_steps is None else {"config.num_steps": self.num_steps}
+    return [{**t, **extra} for t in self.trials]
 
 
 def run(task: Task) -> list[dict[str, Any]]:
   """Runs the task's trainer as a subprocess to the trials' final records (Ray's and the
   local pool's task body)."""
+  from wae_jax import study  # pylint: disable=g-import-not-at-top  # Once a worker.
   if len(task.dirs) > 1:
     return run_pack(list(zip(task.trials, task.dirs)), task.trainer)
-  return [run_trial(task.flags, task.dirs[0], task.trainer, task.num_steps)]
+  base, *overrides = study.flags_of(task.configured()[0])
+  flags = [base, f"--workdir={task.dirs[0]}", *overrides]
+  return [run_trial(flags, task.dirs[0], task.trainer, task.num_steps)]
 
 
 class TrialInterrupted(RuntimeError):
@@ -160,10 +167,9 @@ def run_here(task: Task) -> list[dict[str, Any]]:
   records = [workdir_lib.read_record(d) for d in task.dirs]
   if all(_final(r, task.num_steps) for r in records):  # A retry of a finished task.
     return records
-  extra = {} if task.num_steps is None else {"config.num_steps": task.num_steps}
   with _logging_to(task.dirs):
     try:
-      configs = [study.trial_config({**t, **extra}) for t in task.trials]
+      configs = [study.trial_config(t) for t in task.configured()]
       hparams = [[k[len("config."):] for k in t if k.startswith("config.")] or None
                  for t in task.trials]
       results = loop.train_pack(configs, list(task.dirs), False, hparams)

@@ -19,8 +19,6 @@ from wae_jax import supervise
 from wae_jax.hyper import SweepError
 
 DEFAULT = "ray"
-_BUILTIN = {"ray": "ray", "local": "local", "warm": "warm"}
-_REGISTRY: dict[str, type[Executor]] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,18 +60,7 @@ class Executor:
     """Stops what `start` started; tasks still running are ended."""
 
 
-def register(name: str):
-  """Class decorator: makes the executor available as `--executor=name`."""
-  def wrap(cls: type[Executor]) -> type[Executor]:
-    cls.name = name
-    _REGISTRY[name] = cls
-    return cls
-  return wrap
-
-
-def get(name: str) -> type[Executor]:
-  return registry.load(_REGISTRY, _BUILTIN, __name__, name, "executor", SweepError)
-
-
-def names() -> list[str]:
-  return sorted(set(_BUILTIN) | set(_REGISTRY))
+# Executors by name: `@register(name)` makes one available as `--executor=name`.
+_PARTS = registry.Registry(__name__, {"ray": "ray", "local": "local", "warm": "warm"},
+                           "executor", SweepError)
+register, get, names = _PARTS.register, _PARTS.get, _PARTS.names

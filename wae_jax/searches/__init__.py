@@ -25,8 +25,6 @@ from wae_jax import registry
 from wae_jax.hyper import SweepError
 
 DEFAULT = "random"
-_BUILTIN = {"random": "random", "asha": "asha"}
-_REGISTRY: dict[str, type[Search]] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,23 +123,6 @@ class Search:
     return self.name
 
 
-def register(name: str):
-  """Class decorator: makes the search available as `{"name": name, ...}`."""
-  def wrap(cls: type[Search]) -> type[Search]:
-    cls.name = name
-    _REGISTRY[name] = cls
-    return cls
-  return wrap
-
-
-def get(name: str) -> type[Search]:
-  return registry.load(_REGISTRY, _BUILTIN, __name__, name, "search", SweepError)
-
-
-def names() -> list[str]:
-  return sorted(set(_BUILTIN) | set(_REGISTRY))
-
-
 def parse(spec: Mapping[str, Any] | None) -> Search:
   """A sweep file's `get_search()` (None: random search) as a search; SweepError naming
   the bad option."""
@@ -162,3 +143,9 @@ def parse(spec: Mapping[str, Any] | None) -> Search:
 def spec_of(search: Search) -> dict[str, Any]:
   """The search as the ledger records it: `parse(spec_of(s))` rebuilds it."""
   return {"name": search.name, **search.options()}
+
+
+# Searches by name: `@register(name)` makes one available as `{"name": name, ...}`.
+_PARTS = registry.Registry(__name__, {"random": "random", "asha": "asha"}, "search",
+                           SweepError)
+register, get, names = _PARTS.register, _PARTS.get, _PARTS.names

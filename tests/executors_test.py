@@ -30,7 +30,7 @@ def get_search(arg=None):
 def _run(spec, workdir, executor):
   return subprocess.Popen(
       [sys.executable, "-m", "wae_jax.cli.sweep", "run", spec, f"--workdir={workdir}",
-       f"--executor={executor}", "--parallel=2", "--optuna="],
+       f"--executor={executor}", "--parallel=1", "--optuna="],  # One: ASHA's order is fixed.
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -132,9 +132,16 @@ MIN_REPLICA_SLICE_BYTES = 4 << 20
 
 @functools.cache
 def _use_min_replica_slice() -> None:
-  """Orbax reads its array handler from a process-wide registry only: set it once."""
-  ocp.type_handlers.register_type_handler(jax.Array, ocp.type_handlers.ArrayHandler(
-      min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES), override=True)
+  """Orbax reads its array handler from a process-wide registry only: set it once. The
+  override is ours and intended, so orbax's warning about it is dropped (that one only)."""
+  def ours(record):
+    return not record.getMessage().startswith('Type handler registry type "<class \'jax')
+  logging.get_absl_logger().addFilter(ours)
+  try:
+    ocp.type_handlers.register_type_handler(jax.Array, ocp.type_handlers.ArrayHandler(
+        min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES), override=True)
+  finally:
+    logging.get_absl_logger().removeFilter(ours)
 
 
 def checkpoint_manager(workdir: epath.PathLike, c: ml_collections.ConfigDict,

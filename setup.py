@@ -40,6 +40,8 @@ setuptools.setup(
         "tf": ["tensorflow-cpu>=2.20", "google-cloud-storage"],
         # The README's test command installs both: the tfds tests read through tf.data.
         "test": ["pytest", "pytest-timeout", "pytest-xdist", "POT"],
+        # The docs site (docs/, `sphinx-build -W -b html docs OUT`); CI builds it.
+        "docs": ["sphinx>=7", "myst-parser>=3", "furo"],
     },
     entry_points={
         "console_scripts": [

@@ -1,0 +1,51 @@
+"""Three small full-budget studies that searches are checked on before a study trusts them.
+
+  wae-sweep run sweeps/studies.py:mnist --search=random --workdir=runs/studies/mnist
+  wae-results runs/studies/mnist --replay=asha --replay=curve    # then replay any search
+
+Each is a study of its own, as a new user would set one up: three algorithms, each a
+bracket of `POINTS` random points of bigWAE's debug space (its own points per algorithm),
+`NUM_STEPS` steps of the width-1/64 `:debug` nets at a constant learning rate, ranked by
+domain FID on 2,048 samples, evaluated every 75 steps so that every rung a search may use
+is on the recorded curves (`benchmarks/searches.py` replays every search on them):
+
+- `mnist`: WAE-MMD, WAE-GAN and the VAE on the bundled MNIST digits;
+- `fashion`: the same three on Fashion-MNIST (Debian's `dataset-fashion-mnist`, IDX files);
+- `sliced`: WAE-SW, WAE-MMD and WAE-GAN on the bundled MNIST at other random points.
+
+`get_search` is the study's default search (`wae-sweep run` without `--search`).
+"""
+
+import bigwae
+
+POINTS = 16
+NUM_STEPS = 1200
+STUDIES = {
+    "mnist": ("bundled:mnist", ("wae_mmd", "wae_gan", "vae"), 0),
+    "fashion": ("idx:/usr/share/datasets/fashion-mnist", ("wae_mmd", "wae_gan", "vae"), 10),
+    "sliced": ("bundled:mnist", ("wae_sw", "wae_mmd", "wae_gan"), 20),
+}
+
+
+def get_hyper(h, arg="mnist"):
+  if arg not in STUDIES:
+    raise ValueError(f"unknown argument {arg!r} (known: {', '.join(STUDIES)})")
+  source, algos, seed = STUDIES[arg]
+  return h.chainit([
+      h.product([
+          h.fixed("config", f"mnist_{algo}:debug"), h.fixed("config.data.source", source),
+          h.fixed("config.model.width", 1 / 64), h.fixed("config.gan.units", 16),
+          h.fixed("config.eval.evaluators", ("domain_fid",)),
+          h.fixed("config.num_steps", NUM_STEPS), h.fixed("config.ckpt_every", 150),
+          h.fixed("config.eval.num_samples", 2048), h.fixed("config.eval_every", 75),
+          h.fixed("config.optim.decay_epochs", ()), h.fixed("config.optim.decay_factors", ()),
+          h.random_search(POINTS, bigwae.space(h, algo, debug=True), seed=seed + i),
+      ])
+      for i, algo in enumerate(algos)
+  ])
+
+
+def get_search(arg="mnist"):
+  del arg
+  return {"name": "asha", "min_steps": 300, "eta": 4, "max_steps": NUM_STEPS,
+          "metric": "domain_fid"}

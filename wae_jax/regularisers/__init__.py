@@ -30,7 +30,8 @@ from wae_jax import registry
 from wae_jax.errors import ConfigError
 
 # Built-in regularisers by `config.algo`, imported when first asked for.
-_BUILTIN = {"wae_mmd": "mmd", "wae_sw": "sliced", "wae_gan": "adversarial", "vae": "kl"}
+_BUILTIN = {"wae_mmd": "mmd", "wae_sw": "sliced", "wae_gan": "adversarial", "vae": "kl",
+            "cwae": "cramer_wold", "wae_rf": "random_features"}
 _REGISTRY: dict[str, type[Regulariser]] = {}
 
 

@@ -8,12 +8,13 @@ config's num_steps; `speedup` is that over K = 1's, i.e. over the same trials tr
 after another. The input pipeline is left out (one dispatch's feed, reused).
 `benchmarks/train_step.py` times packs with several steps per dispatch.
 
-`variant` pack is `pack.setup`'s program, one step a dispatch: the trials vmapped on
-accelerators; on XLA:CPU, where vmapping a convolution over per-trial weights makes one
-grouped convolution (feature_group_count = K) that runs far slower per FLOP than K plain ones,
-a loop over the trials (`lax.map`). Two controls: `loop`, the K trials' steps unrolled one
-after another in one jitted program (XLA may run them side by side; K copies to compile),
-and `conv`, one convolution of the net (forward and backward) vmapped against K separate ones.
+Variant `pack` is `pack.setup`'s program, one step a dispatch: for K > 1 the K trials'
+step vmapped over their stacked states, on every platform (K = 1 runs the step unvmapped).
+On XLA:CPU vmapping a convolution over per-trial weights makes one grouped convolution
+(feature_group_count = K), which can run slower per FLOP than K plain ones; the controls say
+how much of a result that explains: `loop`, the K trials' steps unrolled one after another
+in one jitted program (XLA may run them side by side; K copies to compile), and `conv`, one
+convolution of the net (forward and backward) vmapped against K separate ones.
 
 Defaults: the debug net at K in {1, 2, 4, 8, 16}; the paper net (1024 channels, batch 100,
 or 96 over 8 devices) only at K in {1, 2, 4} with 3 timed steps, as it takes seconds a

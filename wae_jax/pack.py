@@ -3,7 +3,8 @@
 Each trial keeps its own seed (initialisation, rngs, data order), hyperparameters,
 checkpoints and metrics, exactly as if it had run alone: its continuous hyperparameters live
 in its state (`state.py`), so the K states stack on a leading axis and one compiled step
-trains them all (vmapped). K = 1 is an ordinary run.
+trains them all (vmapped; K = 1 is an ordinary run, unvmapped). `benchmarks/packing.py`
+measures what that buys.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ def setup(configs: list[ml_collections.ConfigDict], ds: data.Dataset, mesh: Mesh
   config's steps_per_dispatch, N) steps of all K trials in one dispatch, their batches from
   `feed` (`feed.py`), each trial's step rng `fold_in(keys[k], step)`, and every step's
   metrics in row i of (N, K) arrays. For N > 1 it is a while loop, so a shorter count
-  reuses the program; N = 1 is the step alone, because XLA:CPU runs the convolutions of a
-  loop body single-threaded (2.4x slower on two cores for the paper net).
+  reuses the program. N = 1 is the step alone, without a loop: what `model.conv_impl=xla`
+  wants on a CPU, where XLA runs its own convolutions single-threaded inside a loop body.
   """
   key = (json.dumps(signature(configs[0]), sort_keys=True), len(configs), mesh)
   if key not in _PROGRAMS:

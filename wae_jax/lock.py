@@ -140,6 +140,7 @@ class Lock:
     self._stop = threading.Event()
     self._thread: threading.Thread | None = None
     self._version: Any = None
+    self._made = False
 
   def _record(self) -> dict[str, Any]:
     return {"role": self.role, "host": socket.gethostname(), "pid": os.getpid(),
@@ -163,7 +164,10 @@ class Lock:
     if self.path.is_dir():  # Not ours to remove: a person put it there.
       raise TrialError(f"{self.path} is a directory, not a lock file; move it aside")
     self._store = _store(self.path)
-    if isinstance(self._store, _LocalFile):  # An object store has no directories.
+    # An object store has no directories. One made here goes again if the holder leaves it
+    # empty (a config refused once its data were seen): a refusal writes nothing.
+    self._made = isinstance(self._store, _LocalFile) and not self.path.parent.exists()
+    if isinstance(self._store, _LocalFile):
       self.path.parent.mkdir(parents=True, exist_ok=True)
     self._since = time.time()
     for _ in range(3):
@@ -201,6 +205,8 @@ class Lock:
       self._thread.join()
     try:
       self._store.delete(self._version)
+      if self._made and not any(self.path.parent.iterdir()):
+        self.path.parent.rmdir()
     except OSError:
       pass
 

@@ -35,6 +35,7 @@ from wae_jax import data
 from wae_jax import evaluation
 from wae_jax import feed
 from wae_jax import lock as lock_lib
+from wae_jax import memory
 from wae_jax import pack
 from wae_jax import state as state_lib
 from wae_jax import step as step_lib
@@ -177,6 +178,8 @@ def _train_owned(configs: list[ml_collections.ConfigDict], workdirs: list[str],
     raise config_lib.ConfigError(
         f"config.model.dec_layers: {c.model.dec_layers} layers need image sides divisible by "
         f"{f}, but {c.data.source} has {ds.image_shape[0]}x{ds.image_shape[1]} images")
+  target = state_lib.abstract_state(c, ds, mesh)
+  memory.check(configs, ds, mesh, target)
   trials = [Trial(ck, w, h) for ck, w, h in zip(configs, workdirs, hparams)]
   results = {}
   for t in trials:
@@ -185,11 +188,9 @@ def _train_owned(configs: list[ml_collections.ConfigDict], workdirs: list[str],
                    t.previous.get("step", 0))
       results[id(t)] = Result(None, t.previous["status"], t.previous.get("metrics", {}), {})
   by_start = {}
-  if any(not t.finished for t in trials):
-    target = state_lib.abstract_state(c, ds, mesh)
-    for t in trials:
-      if not t.finished:
-        by_start.setdefault(t.open(target), []).append(t)
+  for t in trials:
+    if not t.finished:
+      by_start.setdefault(t.open(target), []).append(t)
   for group in by_start.values():  # One, unless a bad checkpoint set some trials back.
     results.update(_train(group, ds, mesh))
   return [results[id(t)] for t in trials]

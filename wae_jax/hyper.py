@@ -2,8 +2,10 @@
 
 A sweep file's `get_hyper(h, arg=None)` receives `HYPER` as `h`. A (partial) trial is a flat
 dict of keys to values; `product`, `zipit` and `chainit` merge lists of them, and
-`random_search` draws them from `uniform`, `loguniform` and `choice`. Pure Python, so a
-sweep file loads without Ray or JAX.
+`random_search` draws them from `uniform`, `loguniform` and `choice`. `space` leaves them
+undrawn: a template a search that proposes points (`searches/tpe.py`) draws from, through
+each distribution's Optuna counterpart (`Distribution.optuna`). Pure Python, so a sweep
+file loads without Ray or JAX.
 """
 
 from __future__ import annotations
@@ -61,8 +63,23 @@ def chainit(sweeps: Sequence[list[Trial]]) -> list[Trial]:
   return [trial for s in sweeps for trial in s]
 
 
+class Distribution:
+  """A hyperparameter's distribution: `dist(u)` maps u ~ U[0, 1) to a value (what
+  `random_search` draws), `optuna()` is the same space for Optuna's samplers, and `value`
+  rounds a value a sampler proposed as a draw would be."""
+
+  def optuna(self):
+    raise NotImplementedError
+
+  def value(self, x: Any) -> Any:
+    return x
+
+  def __contains__(self, x: Any) -> bool:
+    raise NotImplementedError
+
+
 @dataclasses.dataclass(frozen=True)
-class Uniform:
+class Uniform(Distribution):
   lo: float
   hi: float
   digits: int = 3
@@ -70,23 +87,41 @@ class Uniform:
   def __call__(self, u: float) -> float:
     return _round(self.lo + u * (self.hi - self.lo), self.digits)
 
+  def optuna(self):
+    from optuna import distributions  # pylint: disable=g-import-not-at-top  # Searches only.
+    return distributions.FloatDistribution(self.lo, self.hi)
+
+  def value(self, x: float) -> float:
+    return _round(x, self.digits)
+
+  def __contains__(self, x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and self.lo <= x <= self.hi
+
 
 @dataclasses.dataclass(frozen=True)
-class LogUniform:
-  lo: float
-  hi: float
-  digits: int = 3
+class LogUniform(Uniform):
 
   def __call__(self, u: float) -> float:
     return _round(self.lo * (self.hi / self.lo) ** u, self.digits)
 
+  def optuna(self):
+    from optuna import distributions  # pylint: disable=g-import-not-at-top
+    return distributions.FloatDistribution(self.lo, self.hi, log=True)
+
 
 @dataclasses.dataclass(frozen=True)
-class Choice:
+class Choice(Distribution):
   values: tuple[Any, ...]
 
   def __call__(self, u: float) -> Any:
     return self.values[min(int(u * len(self.values)), len(self.values) - 1)]
+
+  def optuna(self):
+    from optuna import distributions  # pylint: disable=g-import-not-at-top
+    return distributions.CategoricalDistribution(self.values)
+
+  def __contains__(self, x: Any) -> bool:
+    return x in self.values
 
 
 def _round(x: float, digits: int) -> float:
@@ -119,6 +154,20 @@ def random_search(n: int, space: Mapping[str, Callable[[float], Any]], seed: int
   return [{key: dist(streams[key].random()) for key, dist in space.items()} for _ in range(n)]
 
 
+def space(dists: Mapping[str, Distribution]) -> list[Trial]:
+  """A template: a partial trial whose keys keep their distributions, for a search that
+  proposes its own points (its `product` with fixed keys names the bracket and the rest)."""
+  if bad := [k for k, d in dists.items() if not isinstance(d, Distribution)]:
+    raise SweepError(f"space: {bad[0]!r} is not a distribution (h.uniform, h.loguniform, "
+                     "h.choice)")
+  return [dict(dists)]
+
+
+def is_template(trial: Trial) -> bool:
+  return any(isinstance(v, Distribution) for v in trial.values())
+
+
 HYPER = types.SimpleNamespace(
     fixed=fixed, sweep=sweep, product=product, zipit=zipit, chainit=chainit,
-    random_search=random_search, uniform=uniform, loguniform=loguniform, choice=choice)
+    random_search=random_search, space=space, uniform=uniform, loguniform=loguniform,
+    choice=choice)

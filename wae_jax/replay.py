@@ -42,8 +42,9 @@ def replay(search: searches.Search, brackets: Mapping[str, Sequence[str]],
            workers: int = 1) -> Replay:
   """Runs `search` on `curves` ({trial: {step: metric}}) of brackets of trial ids."""
   trials = {t: {"config": b} for b, ids in brackets.items() for t in ids}
+  # The recorded curves whole: a search reads a trial's only up to where it trained it.
   search.restore(searches.Ledger(trials, brackets, {t: {} for t in trials},
-                                 {t: None for t in trials}))
+                                 {t: None for t in trials}, lambda t, m: curves.get(t, {})))
   at = {t: 0 for t in trials}  # Each trial's steps so far: a climb resumes there.
   clock, running, free, order, ended = 0, [], workers, 0, set()
   while True:

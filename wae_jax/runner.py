@@ -71,8 +71,11 @@ def read_ledger(s: study.Sweep, workdir: epath.Path, pack: int = 1) -> searches.
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
       resume = dict(zip(trials, pool.map(lambda t: supervise.resume_step(str(workdir / t)),
                                          trials)))
-  return searches.Ledger(trials, study.brackets(trials), workdir_lib.read_records(workdir, trials),
-                         notes, lambda t, m: curves.read_curve(workdir / t, m), pack, resume)
+  brackets = study.brackets(trials)
+  for b in s.spaces:  # A bracket may be all proposals.
+    brackets.setdefault(b, [])
+  return searches.Ledger(trials, brackets, workdir_lib.read_records(workdir, trials), notes,
+                         lambda t, m: curves.read_curve(workdir / t, m), pack, resume, s.spaces)
 
 
 def _read_note(trial_dir: epath.Path) -> dict[str, Any] | None:

@@ -122,6 +122,8 @@ class Sweep:
   spec: str  # The sweep file and its argument, `path.py[:arg]`.
   trials: dict[str, hyper.Trial]  # By trial id, in the file's order.
   search: searches.Search  # The file's `get_search()`; by default random search.
+  # By base config: the template (`h.space`) a proposing search draws its points from.
+  spaces: dict[str, hyper.Trial] = dataclasses.field(default_factory=dict)
 
 
 def load_sweep(spec: str, check: bool = True, num_devices: int = 1,
@@ -158,27 +160,46 @@ def load_sweep(spec: str, check: bool = True, num_devices: int = 1,
     raise hyper.SweepError(f"{spec}: get_hyper must return a list of dicts (the DSL's "
                            f"h.product(...) and friends), got {type(trials).__name__}"
                            f"{'' if not isinstance(trials, (list, tuple)) else ' of other things'}")
-  by_id = {}
+  by_id, spaces = {}, {}
   for i, trial in enumerate(trials):
+    if hyper.is_template(trial):
+      _check_form(_draw(trial), f"{spec} space #{i}")
+      if trial[BASE] in spaces:
+        raise hyper.SweepError(f"{spec}: space #{i} is a second h.space for {trial[BASE]}; "
+                               "a bracket draws from one")
+      spaces[trial[BASE]] = trial
+      continue
     _check_form(trial, f"{spec} trial #{i}")
     tid = trial_id(trial)
     if tid in by_id:
       raise hyper.SweepError(f"{spec}: trial #{i} repeats an earlier trial ({tid}: "
                              f"{' '.join(flags_of(trial))})")
     by_id[tid] = trial
-  if not by_id:
+  if not by_id and not spaces:
     raise hyper.SweepError(f"{spec} has no trials")
   if search == searches.DEFAULT:  # The same trials to their full budget, for a comparison.
     search_ = searches.parse(None)
+    spaces = {}
   elif search not in (None, search_.name):
     raise hyper.SweepError(f"--search={search}: {spec}'s search is {search_.name} (get_search)"
                            f"; --search=random runs its trials to their full budget")
+  if spaces and not search_.proposes:
+    raise hyper.SweepError(f"{spec}: h.space gives a search space, but the {search_.name} "
+                           "search runs only the file's trials; name a search that proposes "
+                           f"points ({', '.join(searches.proposing())})")
   if check:
     bases = {}
-    configs = {tid: trial_config(trial, bases, tid) for tid, trial in by_id.items()}
-    check_configs(by_id, num_devices, configs)
+    # A space is checked at a draw from its middle: a typo in a key fails here.
+    drawn = {f"space {b}": _draw(t) for b, t in spaces.items()}
+    configs = {tid: trial_config(trial, bases, tid) for tid, trial in {**by_id, **drawn}.items()}
+    check_configs({**by_id, **drawn}, num_devices, configs)
     search_.check(configs)
-  return Sweep(spec, by_id, search_)
+  return Sweep(spec, by_id, search_, spaces)
+
+
+def _draw(template: hyper.Trial, u: float = 0.5) -> hyper.Trial:
+  """The template's point at quantile `u` of every distribution."""
+  return {k: v(u) if isinstance(v, hyper.Distribution) else v for k, v in template.items()}
 
 
 def describe(s: Sweep, out) -> dict[str, int]:
@@ -190,6 +211,10 @@ def describe(s: Sweep, out) -> dict[str, int]:
     per_base[trial[BASE]] = per_base.get(trial[BASE], 0) + 1
   for base, n in per_base.items():
     print(f"# {base}: {n} trials", file=out)
+  for base, template in s.spaces.items():
+    dists = ", ".join(f"{k} ~ {v}" for k, v in template.items()
+                      if isinstance(v, hyper.Distribution))
+    print(f"# {base}: proposed points from {dists}", file=out)
   print(f"# {s.spec}: {len(s.trials)} trials", file=out)
   print(f"# search: {s.search.describe()}", file=out)
   return per_base

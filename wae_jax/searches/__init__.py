@@ -50,6 +50,8 @@ class Ledger:
   curve: Callable[[str, str], Mapping[int, float]] = lambda tid, metric: {}
   pack: int = 1  # Trials a job may train at once as one program (`--pack`).
   resume_steps: Mapping[str, int] = dataclasses.field(default_factory=dict)  # For packs.
+  # By bracket: the sweep file's template (`h.space`) a proposing search draws from.
+  spaces: Mapping[str, hyper.Trial] = dataclasses.field(default_factory=dict)
 
 
 class Search:
@@ -63,6 +65,7 @@ class Search:
   option_names: tuple[str, ...] = ()  # What `get_search` may set besides `name`.
   metric: str | None = None  # What it ranks by, if anything (the results table's default).
   packs: bool = False  # Whether its jobs may train several trials as one pack.
+  proposes: bool = False  # Whether it draws points of its own from the file's `h.space`s.
 
   def __init__(self, options: Mapping[str, Any]):
     if unknown := sorted(set(options) - set(self.option_names)):
@@ -146,6 +149,12 @@ def spec_of(search: Search) -> dict[str, Any]:
 
 
 # Searches by name: `@register(name)` makes one available as `{"name": name, ...}`.
-_PARTS = registry.Registry(__name__, {"random": "random", "asha": "asha"}, "search",
-                           SweepError)
+_PARTS = registry.Registry(
+    __name__, {"random": "random", "asha": "asha", "curve": "curve", "tpe": "tpe"}, "search",
+    SweepError)
 register, get, names = _PARTS.register, _PARTS.get, _PARTS.names
+
+
+def proposing() -> list[str]:
+  """The built-in searches that propose points of their own."""
+  return [n for n in names() if get(n).proposes]

@@ -23,6 +23,9 @@ from wae_jax import searches
 from wae_jax import workdir as workdir_lib
 from wae_jax.hyper import SweepError
 
+OPTIONS = ("min_steps", "eta", "max_steps", "metric")  # What every ASHA variant needs.
+
+
 def rungs_of(min_steps: int, eta: int, max_steps: int) -> tuple[int, ...]:
   """r, r eta, r eta^2, ... while below R, then R."""
   steps = []
@@ -54,12 +57,18 @@ def check_metric(metric: Any, field: str = "search.metric") -> str:
 class Scheduler:
   """The promotion rule over brackets of trial ids (each in the sweep's order), without
   files or time. `next_job` takes a decision: (trial id, rung steps); `record` gives the
-  metric a trial reached at a rung; `restore` puts back what a trial's note says."""
+  metric a trial reached at a rung; `restore` puts back what a trial's note says.
+
+  A rung ranks its trials by `score` (the metric's sort key; a curve-aware search ranks by a
+  prediction instead). A bracket whose trials are proposed as it goes (`add`) has a planned
+  size (`sizes`): its first rung is not complete while trials may still join it.
+  """
 
   def __init__(self, rungs: Sequence[int], eta: int, key,
-               brackets: Mapping[str, Sequence[str]]):
+               brackets: Mapping[str, Sequence[str]], sizes: Mapping[str, int] | None = None):
     self.rungs, self.eta, self.key = tuple(rungs), eta, key
     self.brackets = {b: list(ids) for b, ids in brackets.items()}
+    self.sizes = dict(sizes or {})
     self.order = {tid: i for ids in self.brackets.values() for i, tid in enumerate(ids)}
     self.target: dict[str, int] = {}  # The rung each started trial was sent to last.
     self.results: dict[str, dict[int, float | None]] = {}  # Metric by rung reached.
@@ -71,6 +80,20 @@ class Scheduler:
 
   def record(self, tid: str, steps: int, value: float | None) -> None:
     self.results.setdefault(tid, {})[steps] = value
+
+  def add(self, bracket: str, tid: str) -> None:
+    """A trial joins the bracket (a proposed point), last in its order."""
+    self.order[tid] = len(self.brackets[bracket])
+    self.brackets[bracket].append(tid)
+    self.results[tid] = {}
+
+  def score(self, tid: str, steps: int) -> float:
+    """What rung `steps` ranks the trial by, lower first."""
+    return self.key(self.results[tid][steps])
+
+  def fresh(self, bracket: str) -> str | None:
+    """The bracket's next trial to start (None: none left)."""
+    return next((t for t in self.brackets[bracket] if t not in self.target), None)
 
   def in_flight(self) -> list[tuple[str, int]]:
     """Climbs decided but without a result (at a relaunch: the ones to finish first)."""
@@ -84,7 +107,7 @@ class Scheduler:
   def ranked(self, bracket: str, steps: int) -> list[str]:
     """The bracket's trials with a result at rung `steps`, best first (ties: sweep order)."""
     done = [tid for tid in self.brackets[bracket] if steps in self.results.get(tid, {})]
-    return sorted(done, key=lambda t: (self.key(self.results[t][steps]), self.order[t]))
+    return sorted(done, key=lambda t: (self.score(t, steps), self.order[t]))
 
   def promotable(self, bracket: str, k: int) -> list[str]:
     """Trials of rung k in the top 1/eta of its results so far, not yet sent higher."""
@@ -96,14 +119,14 @@ class Scheduler:
     # to none: each bracket's best of a finite trial set reaches the full budget.
     top = ranked[:len(ranked) // self.eta or int(self._arrived(bracket, k))]
     return [t for t in top if self.target.get(t) == steps
-            and math.isfinite(self.key(self.results[t][steps]))]
+            and math.isfinite(self.score(t, steps))]
 
   def candidate(self, bracket: str) -> tuple[str, int] | None:
     """The bracket's next climb, not yet decided: its best promotion, else a new trial."""
     for k in reversed(range(len(self.rungs) - 1)):  # The highest promotion first.
       if up := self.promotable(bracket, k):
         return up[0], self.rungs[k + 1]
-    fresh = next((t for t in self.brackets[bracket] if t not in self.target), None)
+    fresh = self.fresh(bracket)
     return None if fresh is None else (fresh, self.rungs[0])
 
   def next_job(self) -> tuple[str, int] | None:
@@ -122,6 +145,8 @@ class Scheduler:
     """Whether rung k of the bracket can get no further result."""
     steps = self.rungs[k]
     if k > 0 and not self.complete(bracket, k - 1):
+      return False
+    if len(self.brackets[bracket]) < self.sizes.get(bracket, 0):  # More are to join it.
       return False
     return all(steps in self.results.get(t, {}) for t in self.brackets[bracket]
                if k == 0 or self.target.get(t, 0) >= steps)
@@ -160,12 +185,12 @@ def rung_value(metric: str, record: Mapping[str, Any], steps: int) -> float | No
 class Asha(searches.Search):
   """Options: min_steps (r, the first rung), eta (1/eta of a rung goes up, with eta times
   the steps), max_steps (R, every trial's full budget), metric (a declared score)."""
-  option_names = ("min_steps", "eta", "max_steps", "metric")
+  option_names = OPTIONS
 
   def __init__(self, options: Mapping[str, Any]):
     super().__init__(options)
-    if missing := [f for f in self.option_names if f not in options]:
-      raise SweepError(f"search.{missing[0]}: an asha search needs it")
+    if missing := [f for f in OPTIONS if f not in options]:
+      raise SweepError(f"search.{missing[0]}: an {self.name} search needs it")
     for field, lowest in (("min_steps", 1), ("eta", 2), ("max_steps", 1)):
       value = options[field]
       if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
@@ -179,7 +204,7 @@ class Asha(searches.Search):
     self.key = sort_key(self.metric)
 
   def options(self) -> dict[str, Any]:
-    return {f: getattr(self, f) for f in self.option_names}
+    return {f: getattr(self, f) for f in OPTIONS}
 
   def describe(self) -> str:
     return (f"asha by {self.metric} over rungs {', '.join(map(str, self.rungs))} "
@@ -199,8 +224,12 @@ class Asha(searches.Search):
 
   # --- Driven by the runner (and the replay).
 
+  def scheduler_for(self, ledger: searches.Ledger) -> Scheduler:
+    """The promotion rule over the ledger's brackets (a variant's own rule here)."""
+    return Scheduler(self.rungs, self.eta, self.key, ledger.brackets)
+
   def restore(self, ledger: searches.Ledger) -> list[str]:
-    self.scheduler = Scheduler(self.rungs, self.eta, self.key, ledger.brackets)
+    self.scheduler = self.scheduler_for(ledger)
     self.bracket = {t: b for b, ids in ledger.brackets.items() for t in ids}
     for tid in ledger.trials:
       target, results = _from_note(ledger.notes.get(tid))
@@ -307,7 +336,7 @@ class Asha(searches.Search):
     return lines
 
   def summary(self) -> list[str]:
-    lines = [f"ASHA: {self._share()} given out"]
+    lines = [f"{self.name}: {self._share()} given out"]
     for b in self.scheduler.brackets:
       best = self.scheduler.best(b)
       reached = collections.Counter(self.scheduler.reached(t) for t in self.scheduler.brackets[b])

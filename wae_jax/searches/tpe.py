@@ -1,0 +1,153 @@
+"""ASHA whose new trials are proposed by a model of the results so far (BOHB's idea).
+
+BOHB (Falkner et al., ICML 2018) keeps successive halving's early stopping but draws each
+new point from a Tree-structured Parzen Estimator fitted on the results at the highest
+budget that has enough of them, instead of at random. Here the ladder, the brackets (an
+algorithm each) and the equal compute per algorithm are ASHA's; a bracket starts from the
+sweep file's points of it (a random initial design, `h.random_search`) and then grows to
+`trials` points, each proposed by Optuna's `TPESampler` (multivariate) through
+ask-and-tell, over the bracket's `h.space` (the DSL's distributions as Optuna's,
+`hyper.Distribution.optuna`). Until a rung has `startup` results a proposal is a seeded
+random draw from the same space.
+
+A proposal is decided by the bracket's state and a seed of its own (the search's seed, the
+bracket, its index); the runner writes it into the ledger before its trainer starts, so a
+relaunch finds every proposal made and proposes only the ones still missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import random
+import warnings
+from typing import Any, Mapping
+
+from wae_jax import hyper
+from wae_jax import searches
+from wae_jax import study
+from wae_jax.hyper import SweepError
+from wae_jax.searches import asha
+
+TRIES = 16  # Asks before a proposal that repeats a point gives way to a random draw.
+
+
+class ProposingScheduler(asha.Scheduler):
+  """ASHA's rule, with a bracket's next trial proposed (`propose(bracket)`) once the file's
+  are all started and the bracket is below its size."""
+
+  def __init__(self, *args, propose, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.propose = propose
+
+  def fresh(self, bracket: str) -> str | None:
+    tid = super().fresh(bracket)
+    if tid is None and len(self.brackets[bracket]) < self.sizes.get(bracket, 0):
+      tid = self.propose(bracket)
+      self.add(bracket, tid)
+    return tid
+
+
+@searches.register("tpe")
+class Tpe(asha.Asha):
+  """Options: ASHA's (min_steps, eta, max_steps, metric); trials (points per bracket, the
+  file's included); startup (results a rung needs before TPE models it; default 6); seed
+  (default 0)."""
+  option_names = (*asha.OPTIONS, "trials", "startup", "seed")
+  proposes = True
+
+  def __init__(self, options: Mapping[str, Any]):
+    super().__init__(options)
+    own = {"trials": None, "startup": 6, "seed": 0} | {
+        k: v for k, v in options.items() if k in ("trials", "startup", "seed")}
+    for field, lowest in (("trials", 1), ("startup", 2), ("seed", 0)):
+      value = own[field]
+      if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+        raise SweepError(f"search.{field}: must be an integer >= {lowest}, got {value!r}")
+    self.trials, self.startup, self.seed = own["trials"], own["startup"], own["seed"]
+
+  def options(self) -> dict[str, Any]:
+    return {**super().options(), "trials": self.trials, "startup": self.startup,
+            "seed": self.seed}
+
+  def describe(self) -> str:
+    return (f"tpe: {self.trials} points a bracket, proposed by TPE once a rung has "
+            f"{self.startup} results, climbing by {self.metric} over rungs "
+            f"{', '.join(map(str, self.rungs))} (eta {self.eta})")
+
+  def scheduler_for(self, ledger: searches.Ledger) -> asha.Scheduler:
+    if missing := sorted(set(ledger.brackets) - set(ledger.spaces)):
+      raise SweepError(f"search: the tpe search proposes points from each bracket's h.space;"
+                       f" {missing[0]} has none")
+    for b, ids in ledger.brackets.items():
+      for tid in ids:
+        for key, dist in ledger.spaces[b].items():
+          if isinstance(dist, hyper.Distribution) and ledger.trials[tid].get(key) not in dist:
+            raise SweepError(f"search: trial {tid} of {b} has {key}="
+                             f"{ledger.trials[tid].get(key)!r}, outside its h.space ({dist})")
+    self.spaces, self.trial_dicts = ledger.spaces, dict(ledger.trials)
+    self.proposed: dict[str, hyper.Trial] = {}  # This launch's, until their job is out.
+    sizes = {b: max(self.trials, len(ids)) for b, ids in ledger.brackets.items()}
+    return ProposingScheduler(self.rungs, self.eta, self.key, ledger.brackets, sizes,
+                              propose=self._propose)
+
+  def restore(self, ledger: searches.Ledger) -> list[str]:
+    lines = super().restore(ledger)
+    planned = sum(self.scheduler.sizes.values())
+    return [f"{lines[0]}; {len(ledger.trials)} of {planned} points drawn"]
+
+  def next(self) -> searches.Job | None:
+    job = super().next()
+    if job and job.tids[0] in self.proposed:
+      tid = job.tids[0]
+      return dataclasses.replace(job, proposed={tid: self.proposed.pop(tid)})
+    return job
+
+  def _propose(self, bracket: str) -> str:
+    index = len(self.scheduler.brackets[bracket])
+    seed = int(hashlib.sha256(f"{self.seed}:{bracket}:{index}".encode()).hexdigest()[:8], 16)
+    template = self.spaces[bracket]
+    dists = {k: v for k, v in template.items() if isinstance(v, hyper.Distribution)}
+    told = self._told(bracket, dists)
+    rng = random.Random(seed)
+    for attempt in range(TRIES + 1):
+      if told and attempt < TRIES:
+        params = _ask(dists, told, seed + attempt)
+      else:
+        params = {k: d(rng.random()) for k, d in dists.items()}
+      trial = {**template, **params}
+      if (tid := study.trial_id(trial)) not in self.trial_dicts:
+        break
+    self.trial_dicts[tid] = self.proposed[tid] = trial
+    self.bracket[tid] = bracket
+    return tid
+
+  def _told(self, bracket: str, dists) -> list[tuple[dict[str, Any], float]]:
+    """(point, sort key) of the bracket's trials at its highest rung with `startup`
+    results; a trial that diverged there ranks below every finite one."""
+    for steps in reversed(self.rungs):
+      ids = [t for t in self.scheduler.brackets[bracket]
+             if steps in self.scheduler.results.get(t, {})]
+      if len(ids) >= self.startup:
+        values = [self.key(self.scheduler.results[t][steps]) for t in ids]
+        finite = [v for v in values if math.isfinite(v)]
+        worst = max(finite, default=0.0) + abs(max(finite, default=0.0)) + 1.0
+        return [({k: self.trial_dicts[t][k] for k in dists}, v if math.isfinite(v) else worst)
+                for t, v in zip(ids, values)]
+    return []
+
+
+def _ask(dists: Mapping[str, hyper.Distribution], told, seed: int) -> dict[str, Any]:
+  """One point from a TPE fitted on `told` (ask-and-tell on a study in memory)."""
+  import optuna  # pylint: disable=g-import-not-at-top  # Seconds to import: proposals only.
+  optuna.logging.set_verbosity(optuna.logging.WARNING)
+  spaces = {k: d.optuna() for k, d in dists.items()}
+  with warnings.catch_warnings():  # `multivariate` is marked experimental; it is the point.
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=0)
+  s = optuna.create_study(sampler=sampler, direction="minimize")
+  for params, value in told:
+    s.add_trial(optuna.trial.create_trial(params=params, distributions=spaces, value=value))
+  trial = s.ask(spaces)
+  return {k: dists[k].value(v) for k, v in trial.params.items()}

@@ -1,8 +1,8 @@
 """What `wae-eval` reports for a trained model: the config's final evaluators.
 
 During training the loop runs `config.eval.evaluators` (held-out reconstruction and MMD,
-sharpness). `final_metrics` runs `config.eval.final_evaluators` on thousands of prior
-samples, adding the sample-quality metrics that take minutes: the domain FID (datasets with
+sharpness). `final_metrics` runs `config.eval.final_evaluators` on thousands of samples
+(from the prior, or from a latent sampler fitted on the codes: `wae_jax/samplers/`), adding the sample-quality metrics that take minutes: the domain FID (datasets with
 class labels) and the Inception FID (when pytorch-fid's weights are at hand). `evaluate`
 does so for the latest checkpoint of a trial directory and merges the numbers into its
 `metrics.json`.
@@ -11,7 +11,7 @@ does so for the latest checkpoint of a trial directory and merges the numbers in
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from absl import logging
 from etils import epath
@@ -22,14 +22,17 @@ from wae_jax import classifier
 from wae_jax import data
 from wae_jax import evaluators
 from wae_jax import inception
+from wae_jax import images
 from wae_jax import inception_weights
+from wae_jax import samplers
 from wae_jax import state as state_lib
 from wae_jax import trained
 from wae_jax import workdir as workdir_lib
 from wae_jax.evaluators import common
 
-# How many samples the final metrics saw: part of their protocol, not a score.
-evaluators.declare(evaluators.Metric("eval_num_samples", higher_is_better=None))
+# How many samples the final metrics saw (per sampler): part of their protocol, not a score.
+evaluators.declare(*(evaluators.Metric(evaluators.suffixed("eval_num_samples", s),
+                                       higher_is_better=None) for s in samplers.names()))
 
 
 def default_cache_dir() -> str:
@@ -59,34 +62,44 @@ def load_inception(path: str | None = None) -> tuple[Any, str] | None:
 def final_metrics(c: ml_collections.ConfigDict, variables, ds: data.Dataset,
                   inference: common.Inference, rng: jax.Array, *, num_samples: int,
                   cache_dir: str = "", inception_params: tuple[Any, str] | None = None,
-                  classifier_steps: int = classifier.STEPS
+                  classifier_steps: int = classifier.STEPS,
+                  sampler: samplers.Sampler | None = None
                   ) -> tuple[dict[str, float], dict[str, Any]]:
-  """The final evaluators' metrics on `num_samples` prior samples, and the top-level fields
-  that go with them (the Inception weights' hash). Classifiers and the training split's
+  """The final evaluators' metrics on `num_samples` samples of `sampler` (default: the
+  prior; another's are named `<metric>/<sampler>`), and the top-level fields that go with
+  them (the Inception weights' hash, the protocols). Classifiers and the training split's
   statistics are cached in `cache_dir`."""
-  logging.info("Sampling %d images; held-out metrics of %d images.", num_samples,
-               len(ds.test.images))
-  context = common.Context(inference, variables, ds, rng, c, num_samples,
+  context = common.Context(inference, variables, ds, rng, c, num_samples, sampler,
                            cache_dir=cache_dir or default_cache_dir(), classifier_steps=classifier_steps,
                            inception_params=inception_params)
+  logging.info("Sampling %d images (%s sampler)%s.", num_samples, context.sampler.name,
+               f"; held-out metrics of {len(ds.test.images)} images" * context.with_data)
   metrics, fields = common.run(c.eval.final_evaluators, context)
-  return {**metrics, "eval_num_samples": num_samples}, fields
+  count = evaluators.suffixed("eval_num_samples", context.sampler.name)
+  return {**metrics, count: num_samples}, fields
 
 
 def evaluate(workdir: epath.PathLike, *, num_samples: int | None = None,
              weights: str | None = None, cache_dir: str = "",
-             classifier_steps: int = classifier.STEPS) -> dict[str, float]:
-  """`final_metrics` of the latest checkpoint of a trial directory, merged into its
-  `metrics.json` (status, step and config stay); returns them.
+             classifier_steps: int = classifier.STEPS,
+             sampler_names: Sequence[str] = (samplers.PRIOR,), refit: bool = False
+             ) -> dict[str, float]:
+  """`final_metrics` of the latest checkpoint of a trial directory under each of
+  `sampler_names`, merged into its `metrics.json` (status, step and config stay), with a
+  grid of 64 samples per sampler (`samples_<sampler>.png`); returns them.
 
   `num_samples` and `cache_dir` default to the trial's own `eval.fid_num_samples` and
-  `eval.cache_dir`; `weights` is the Inception weights file (see `load_inception`).
+  `eval.cache_dir`; `weights` is the Inception weights file (see `load_inception`). A fitted
+  sampler is read from the trial directory where it was fitted at this step (unless
+  `refit`), else fitted and saved there.
 
-  Raises EvalError or TrialError (no trial directory, config.json, metrics.json or
-  checkpoint) and WeightsError before any expensive work.
+  Raises EvalError, ConfigError (an unknown sampler) or TrialError (no trial directory,
+  config.json, metrics.json or checkpoint) and WeightsError before any expensive work.
   """
   if num_samples is not None and num_samples < 2:
     raise EvalError(f"num_samples must be >= 2 (FID fits a covariance), got {num_samples}")
+  for name in sampler_names:
+    samplers.get(name)
   inception_params = load_inception(weights)  # Checks the file: before the restore.
   model = trained.load(workdir)
   record, error = workdir_lib.load_record(workdir)
@@ -96,14 +109,33 @@ def evaluate(workdir: epath.PathLike, *, num_samples: int | None = None,
     logging.warning("%s is %s; evaluating its latest checkpoint.", workdir, record["status"])
   logging.info("Evaluating %s at step %d.", workdir, model.step)
   c = model.config
-  metrics, fields = final_metrics(
-      c, model.variables, data.load(c.data.source, c.data.heldout), model.inference,
-      state_lib.trial_keys(c)[1], num_samples=num_samples or c.eval.fid_num_samples,
-      cache_dir=cache_dir or c.eval.cache_dir,
-      inception_params=inception_params, classifier_steps=classifier_steps)
-  stale = tuple(m.name for name in c.eval.final_evaluators
-                for m in evaluators.get(name).metrics) + evaluators.fields()
-  workdir_lib.update_metrics(workdir, metrics, fields, drop=stale)
+  ds = data.load(c.data.source, c.data.heldout)
+  metrics, fields, stale = {}, {}, []
+  for name in sampler_names:
+    sampler = model.sampler(name, refit)
+    m, f = final_metrics(
+        c, model.variables, ds, model.inference, state_lib.trial_keys(c)[1],
+        num_samples=num_samples or c.eval.fid_num_samples, cache_dir=cache_dir or c.eval.cache_dir,
+        inception_params=inception_params, classifier_steps=classifier_steps, sampler=sampler)
+    metrics.update(m)
+    fields.update(f)
+    stale += _recorded(c, name)
+    images.save_png(epath.Path(workdir) / f"samples_{name}.png", images.grid(
+        model.decode(sampler.sample(64, jax.random.key(0)))))
+  workdir_lib.update_metrics(workdir, metrics, fields, drop=tuple(stale))
   logging.info("Wrote %s: %s", epath.Path(workdir) / workdir_lib.METRICS,
                ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
   return metrics
+
+
+def _recorded(c: ml_collections.ConfigDict, sampler: str) -> list[str]:
+  """What an evaluation under `sampler` writes: its older values are dropped first."""
+  prior = sampler == samplers.PRIOR
+  out = []
+  for name in c.eval.final_evaluators:
+    evaluator = evaluators.get(name)
+    if prior or evaluator.on_samples:
+      out += [evaluators.suffixed(m.name, sampler) for m in evaluator.metrics
+              if prior or m.per_sampler]
+      out += [evaluators.suffixed(f, sampler) for f in evaluator.fields]
+  return out

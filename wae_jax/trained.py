@@ -2,6 +2,7 @@
 
     model = wae_jax.load("/tmp/wae")         # or gs://..., trained on any number of devices
     x = model.sample(16, seed=0)             # (16, H, W, C) floats in [0, 1]
+    x = model.sample(16, sampler="gmm")      # from a mixture fitted on the training codes
     z = model.encode(images)                 # uint8, or floats in [0, 1]
     x_hat = model.reconstruct(images)
 
@@ -29,6 +30,8 @@ from wae_jax import config as config_lib
 from wae_jax import data
 from wae_jax import errors
 from wae_jax import models
+from wae_jax import noise
+from wae_jax import samplers
 from wae_jax import state as state_lib
 from wae_jax import workdir as workdir_lib
 from wae_jax.errors import TrialError
@@ -43,15 +46,29 @@ class TrainedModel:
   step: int
   variables: Any
   inference: common.Inference
+  workdir: epath.Path | None = None  # Where fitted samplers are kept (None: not kept).
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
     return data.parse_source(self.config.data.source).image_shape
 
-  def sample(self, n: int, seed: int = 0) -> np.ndarray:
-    """Decoded draws from the prior N(0, prior_var I)."""
-    return self.decode(np.sqrt(self.config.prior_var) * np.asarray(
-        jax.random.normal(jax.random.key(seed), (n, self.config.z_dim))))
+  def sample(self, n: int, seed: int = 0, sampler: str = samplers.PRIOR,
+             refit: bool = False) -> np.ndarray:
+    """Decoded draws of the latent sampler `sampler` (`samplers.names()`; the prior
+    N(0, prior_var I) by default), fitted on first use (or again, `refit`)."""
+    return self.decode(self.sampler(sampler, refit).sample(n, jax.random.key(seed)))
+
+  def sampler(self, name: str, refit: bool = False) -> samplers.Sampler:
+    """The latent sampler `name` of this checkpoint: read from the trial directory where it
+    was fitted before, else fitted on the training split's codes and saved there."""
+    return samplers.fitted(name, z_dim=self.config.z_dim, prior_var=self.config.prior_var,
+                           workdir=self.workdir, step=self.step, codes=self.training_codes,
+                           refit=refit)
+
+  def training_codes(self) -> np.ndarray:
+    """The codes of the training split (what the auto-encoder was trained on)."""
+    c = self.config
+    return self.encode(data.load(c.data.source, c.data.heldout).train.images)
 
   def encode(self, images: np.ndarray) -> np.ndarray:
     """The codes (for a Gaussian encoder, its means)."""
@@ -109,6 +126,7 @@ def load(workdir: epath.PathLike, step: int | None = None) -> TrainedModel:
   mesh = Mesh(np.array(jax.devices()), ("data",))
   replicated = NamedSharding(mesh, P())
   failures = []
+  noise.quiet()  # Before: a failing read's noise can come before its exception.
   for tried in [step] if step is not None else reversed(steps):
     try:
       target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated),
@@ -124,4 +142,4 @@ def load(workdir: epath.PathLike, step: int | None = None) -> TrainedModel:
   step = tried
   model = models.build(c, source.image_shape, source.pixels.symmetric)
   return TrainedModel(c, step, {"params": saved["params"], "batch_stats": saved["batch_stats"]},
-                      common.Inference(c, model, mesh, source.pixels))
+                      common.Inference(c, model, mesh, source.pixels), workdir)

@@ -1,6 +1,10 @@
 r"""wae-eval: the final metrics of a trial directory's latest checkpoint, into metrics.json.
 
   wae-eval --workdir=W [--num_samples=50000] [--inception_weights=PATH] [--cache_dir=DIR]
+           [--sampler=prior,gmm,flow] [--refit_sampler]
+
+Metrics of samples from a sampler other than the prior are recorded as `<metric>/<sampler>`
+(domain_fid/gmm); a fitted sampler is kept in the trial directory and reused.
 
 JAX and the evaluation load after the flags parse: `--help` and a bad flag are instant.
 """
@@ -30,6 +34,11 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--cache_dir", default="",
                       help="domain classifiers and reference statistics (default: the "
                            "trial's eval.cache_dir, else ~/.cache/wae_jax)")
+  parser.add_argument("--sampler", default="prior",
+                      help="latent samplers whose samples are measured, comma-separated "
+                           "(prior, gmm, flow; default prior)")
+  parser.add_argument("--refit_sampler", action="store_true",
+                      help="fit the samplers again even where the trial directory has them")
   args = parser.parse_args(argv)
   app.run(lambda _: _run(args), argv=[parser.prog])
 
@@ -40,7 +49,9 @@ def _run(args: argparse.Namespace) -> None:
   common.use_compilation_cache()
   try:
     evaluation.evaluate(args.workdir, num_samples=args.num_samples,
-                        weights=args.inception_weights, cache_dir=args.cache_dir)
+                        weights=args.inception_weights, cache_dir=args.cache_dir,
+                        sampler_names=tuple(n for n in args.sampler.split(",") if n),
+                        refit=args.refit_sampler)
   except (evaluation.EvalError, inception_weights.WeightsError, ConfigError, TrialError) as e:
     common.fail("wae-eval", str(e))
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 import ml_collections
 
 from wae_jax import registry
+from wae_jax import samplers
 from wae_jax.errors import ConfigError
 
 # Built-in evaluators (name: module of this package), imported when first asked for by name.
@@ -38,6 +39,9 @@ class Metric:
   # The metric of the same measurement on held-out real images: the results table's data
   # row, the value a perfect model would reach (sharpness_mean -> sharpness_data).
   data: str | None = None
+  # Measured on samples: under a sampler other than the prior it is recorded as
+  # `<name>/<sampler>` (domain_fid/gmm), declared for every sampler.
+  per_sampler: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +54,11 @@ class Evaluator:
   section: str | None = None  # `config.<section>` holds its settings; None: it has none.
   defaults: Callable[[], ml_collections.ConfigDict] = ml_collections.ConfigDict
   validate: Callable[[ml_collections.ConfigDict], None] = lambda c: None  # (config) checks.
+
+  @property
+  def on_samples(self) -> bool:
+    """Whether it measures samples: then its fields (protocols) are per sampler too."""
+    return any(m.per_sampler for m in self.metrics)
 
 
 _REGISTRY: dict[str, Evaluator] = {}
@@ -90,11 +99,22 @@ def loaded() -> list[Evaluator]:
   return builtin + [e for name, e in _REGISTRY.items() if name not in _BUILTIN]
 
 
+def suffixed(name: str, sampler: str) -> str:
+  """What a metric or field measured on samples is called under `sampler`."""
+  return name if sampler == samplers.PRIOR else f"{name}/{sampler}"
+
+
 def metrics() -> dict[str, Metric]:
-  """Every declared metric by name (loads the built-in evaluators)."""
+  """Every declared metric by name (loads the built-in evaluators), with the per-sampler
+  names of those measured on samples (ranked only when asked for by name)."""
   out = dict(_DECLARED)
   for evaluator in loaded():
-    out.update({m.name: m for m in evaluator.metrics})
+    for m in evaluator.metrics:
+      out[m.name] = m
+      if m.per_sampler:
+        out.update({suffixed(m.name, s): dataclasses.replace(m, name=suffixed(m.name, s),
+                                                             table_rank=None)
+                    for s in samplers.names() if s != samplers.PRIOR})
   return out
 
 
@@ -105,5 +125,8 @@ def ranking() -> list[str]:
 
 
 def fields() -> tuple[str, ...]:
-  """Top-level metrics.json fields that evaluators write beside their metrics."""
-  return tuple(f for e in loaded() for f in e.fields)
+  """Top-level metrics.json fields that evaluators write beside their metrics, their
+  per-sampler names included."""
+  return tuple(f for e in loaded() for f in e.fields) + tuple(
+      suffixed(f, s) for e in loaded() if e.on_samples for f in e.fields
+      for s in samplers.names() if s != samplers.PRIOR)

@@ -26,6 +26,7 @@ from wae_jax import images
 from wae_jax import losses
 from wae_jax import mmd
 from wae_jax import models
+from wae_jax import samplers
 
 
 class Inference:
@@ -71,13 +72,16 @@ class Context:
   """One model at one step, as its evaluators see it.
 
   `options` carries what some evaluators need from outside: `cache_dir`,
-  `classifier_steps`, `inception_params`.
+  `classifier_steps`, `inception_params`. `sampler` draws the codes that samples decode
+  (default: the prior).
   """
 
   def __init__(self, inference: Inference, variables, dataset: data.Dataset, rng: jax.Array,
-               c: ml_collections.ConfigDict, num_samples: int, **options: Any):
+               c: ml_collections.ConfigDict, num_samples: int,
+               sampler: samplers.Sampler | None = None, **options: Any):
     self.inference, self.variables, self.dataset, self.c = inference, variables, dataset, c
     self.num_samples, self.options = num_samples, options
+    self.sampler = sampler or samplers.get(samplers.PRIOR)(c.z_dim, c.prior_var)
     self._code_rng, self._prior_rng, self._sample_rng = jax.random.split(rng, 3)
 
   @functools.cached_property
@@ -107,11 +111,15 @@ class Context:
     se = float(np.std(per_fold, ddof=1) / np.sqrt(folds)) if per_fold else float("nan")
     return float(self.inference.mmd(x, y)), se
 
+  @property
+  def with_data(self) -> bool:
+    """Whether to measure the real images too: once, under the prior; not again per sampler."""
+    return self.sampler.name == samplers.PRIOR
+
   @functools.cached_property
   def samples(self) -> np.ndarray:
-    """`num_samples` decoded prior draws, in [0, 1]."""
-    z = np.sqrt(self.c.prior_var) * np.asarray(
-        jax.random.normal(self._sample_rng, (self.num_samples, self.c.z_dim)))
+    """`num_samples` decoded draws of the sampler, in [0, 1]."""
+    z = self.sampler.sample(self.num_samples, self._sample_rng)
     return self.inference.pixels.to_unit(self.inference.map(self.inference.decode,
                                                             self.variables, z))
 
@@ -132,10 +140,18 @@ class Context:
 
 
 def run(names: tuple[str, ...], context: Context) -> tuple[dict[str, float], dict[str, Any]]:
-  """The named evaluators' metrics, and the top-level metrics.json fields they return."""
+  """The named evaluators' metrics, and the top-level metrics.json fields they return.
+
+  Under a sampler other than the prior only the evaluators of samples run, and their
+  metrics and protocols take per-sampler names (`domain_fid/gmm`); the rest does not
+  depend on the sampler, and real images are measured once (`Context.with_data`).
+  """
+  sampler = context.sampler.name
   metrics, fields = {}, {}
   for name in names:
     evaluator = evaluators.get(name)
+    if sampler != samplers.PRIOR and not evaluator.on_samples:
+      continue
     for key, value in evaluator.fn(context).items():
-      (fields if key in evaluator.fields else metrics)[key] = value
+      (fields if key in evaluator.fields else metrics)[evaluators.suffixed(key, sampler)] = value
   return metrics, fields

@@ -15,7 +15,7 @@ from wae_jax.evaluators.common import Context
 
 
 @evaluators.register("domain_fid", metrics=(
-    evaluators.Metric("domain_fid", table_rank=1, data="domain_fid_data"),
+    evaluators.Metric("domain_fid", table_rank=1, data="domain_fid_data", per_sampler=True),
     evaluators.Metric("domain_fid_classifier_acc", higher_is_better=True),
     evaluators.Metric("domain_fid_data", higher_is_better=None)), fields=("domain_fid_protocol",))
 def evaluate(context: Context):
@@ -27,6 +27,8 @@ def evaluate(context: Context):
   clf = classifier.get_or_train(
       ds, cache_dir, steps=context.options.get("classifier_steps", classifier.STEPS))
   value, protocol = fid.domain_fid(context.samples, ds, cache_dir, clf)
-  return {"domain_fid": value, "domain_fid_classifier_acc": clf.test_accuracy,
-          "domain_fid_data": fid.domain_fid(context.real, ds, cache_dir, clf)[0],
-          "domain_fid_protocol": protocol}
+  out = {"domain_fid": value, "domain_fid_protocol": {**protocol, **context.sampler.protocol}}
+  if context.with_data:
+    out.update(domain_fid_classifier_acc=clf.test_accuracy,
+               domain_fid_data=fid.domain_fid(context.real, ds, cache_dir, clf)[0])
+  return out

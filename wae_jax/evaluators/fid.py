@@ -17,7 +17,7 @@ from wae_jax.evaluators.common import Context
 
 
 @evaluators.register("fid", metrics=(
-    evaluators.Metric("fid", table_rank=0, data="fid_data"),
+    evaluators.Metric("fid", table_rank=0, data="fid_data", per_sampler=True),
     evaluators.Metric("fid_data", higher_is_better=None)), fields=("fid_protocol",))
 def evaluate(context: Context):
   if context.options.get("inception_params") is None:
@@ -29,4 +29,7 @@ def evaluate(context: Context):
                                cache_dir=context.options["cache_dir"], variables=variables,
                                weights_sha256=sha256, mesh=context.inference.mesh)
   value, protocol = distance(context.samples)
-  return {"fid": value, "fid_data": distance(context.real)[0], "fid_protocol": protocol}
+  out = {"fid": value, "fid_protocol": {**protocol, **context.sampler.protocol}}
+  if context.with_data:
+    out["fid_data"] = distance(context.real)[0]
+  return out

@@ -20,13 +20,16 @@ def sharpness(images: np.ndarray) -> np.ndarray:
 
 
 @evaluators.register("sharpness", metrics=(
-    evaluators.Metric("sharpness_mean", higher_is_better=True, data="sharpness_data"),
-    evaluators.Metric("sharpness_min", higher_is_better=True),
+    evaluators.Metric("sharpness_mean", higher_is_better=True, data="sharpness_data",
+                      per_sampler=True),
+    evaluators.Metric("sharpness_min", higher_is_better=True, per_sampler=True),
     evaluators.Metric("sharpness_data", higher_is_better=None)))  # The reference.
 def evaluate(context: Context):
   # The paper's convention: images in the model's range. The Laplacian is linear, so on
   # [-1, 1] (CelebA) the variance is 4x that on [0, 1].
   scale = 4.0 if context.inference.pixels.symmetric else 1.0
   sharp = scale * sharpness(context.samples)
-  return {"sharpness_mean": float(sharp.mean()), "sharpness_min": float(sharp.min()),
-          "sharpness_data": scale * float(sharpness(context.real).mean())}
+  out = {"sharpness_mean": float(sharp.mean()), "sharpness_min": float(sharp.min())}
+  if context.with_data:
+    out["sharpness_data"] = scale * float(sharpness(context.real).mean())
+  return out

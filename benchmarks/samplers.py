@@ -1,0 +1,113 @@
+"""The sampler table: domain FID of each algorithm's samples from the prior and from the
+ex-post samplers (wae_jax/samplers/), mean +- sd over seeds, on MNIST and Fashion-MNIST.
+
+  python benchmarks/samplers.py --out=/tmp/samplers [--steps=600] [--seeds=0,1,2]
+
+Each trial is trained by `wae-train` (the `:debug` config: width 1/16, batch 64) and scored
+by `wae-eval --sampler=prior,gmm,flow`, each in its own process; rows go to
+`<out>/samplers.jsonl` as they come (a rerun skips trials already scored) and the markdown
+table to `<out>/samplers.md`. Seeds are the outer loop, so a run cut short still fills
+every cell.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ALGOS = {"WAE-MMD": "mnist_wae_mmd", "WAE-GAN": "mnist_wae_gan", "VAE": "mnist_vae",
+         "CWAE": "mnist_cwae", "RF-WAE": "mnist_wae_rf"}
+DATASETS = {"MNIST": [], "Fashion-MNIST": ["--config.data.source=idx:/usr/share/datasets/"
+                                           "fashion-mnist"]}
+SAMPLERS = ("prior", "gmm", "flow")
+
+
+def _run(cmd, log):
+  with open(log, "a") as f:
+    return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
+
+
+def trial(out, dataset, algo, seed, steps, num_samples):
+  """Trains and scores one trial; its rows (one per sampler)."""
+  workdir = os.path.join(out, f"{dataset}-{algo}-{seed}")
+  log = workdir + ".log"
+  start = time.time()
+  rc = _run([sys.executable, "-m", "wae_jax.cli.train", f"--config={ALGOS[algo]}:debug",
+             f"--workdir={workdir}", f"--config.num_steps={steps}", f"--config.seed={seed}",
+             *DATASETS[dataset]], log)
+  trained = time.time()
+  rc = rc or _run([sys.executable, "-m", "wae_jax.cli.evaluate", f"--workdir={workdir}",
+                   f"--sampler={','.join(SAMPLERS)}", f"--num_samples={num_samples}"], log)
+  if rc:
+    return [{"dataset": dataset, "algo": algo, "seed": seed, "error": f"exit {rc}, see {log}"}]
+  metrics = json.load(open(os.path.join(workdir, "metrics.json")))["metrics"]
+  rows = []
+  for s in SAMPLERS:
+    suffix = "" if s == "prior" else f"/{s}"
+    fit = {}
+    if s != "prior":
+      fit = json.load(open(os.path.join(workdir, "samplers", str(steps), s, "sampler.json")))
+    rows.append({"dataset": dataset, "algo": algo, "seed": seed, "sampler": s, "steps": steps,
+                 "domain_fid": metrics.get("domain_fid" + suffix),
+                 "domain_fid_data": metrics.get("domain_fid_data"),
+                 "sharpness_mean": metrics.get("sharpness_mean" + suffix),
+                 "fit_seconds": fit.get("fit_seconds"), "codes": fit.get("codes"),
+                 "fit": {k: v for k, v in fit.get("summary", {}).items() if "curve" not in k},
+                 "train_seconds": trained - start, "eval_seconds": time.time() - trained})
+  return rows
+
+
+def table(rows):
+  """Markdown: algorithm by (dataset, sampler), domain FID mean +- sd over seeds."""
+  cells = {}
+  for r in rows:
+    if r.get("domain_fid") is not None:
+      cells.setdefault((r["algo"], r["dataset"], r["sampler"]), []).append(r["domain_fid"])
+  cols = [(d, s) for d in DATASETS for s in SAMPLERS]
+  lines = ["| | " + " | ".join(f"{d} {s}" for d, s in cols) + " |",
+           "|---" * (len(cols) + 1) + "|"]
+  for algo in ALGOS:
+    out = []
+    for d, s in cols:
+      v = cells.get((algo, d, s), [])
+      out.append(f"{np.mean(v):.1f} ± {np.std(v, ddof=1) if len(v) > 1 else float('nan'):.1f} "
+                 f"(n={len(v)})" if v else "-")
+    lines.append(f"| {algo} | " + " | ".join(out) + " |")
+  floors = {d: [r["domain_fid_data"] for r in rows if r["dataset"] == d and r.get("domain_fid_data")]
+            for d in DATASETS}
+  lines.append("| held-out data | " + " | ".join(
+      f"{np.mean(floors[d]):.1f}" if floors[d] else "-" for d, _ in cols) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", required=True)
+  parser.add_argument("--steps", type=int, default=600)
+  parser.add_argument("--seeds", default="0,1,2")
+  parser.add_argument("--num_samples", type=int, default=2048)
+  args = parser.parse_args()
+  os.makedirs(args.out, exist_ok=True)
+  path = os.path.join(args.out, "samplers.jsonl")
+  rows = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
+  done = {(r["dataset"], r["algo"], r["seed"]) for r in rows if "error" not in r}
+  for seed in map(int, args.seeds.split(",")):
+    for dataset in DATASETS:
+      for algo in ALGOS:
+        if (dataset, algo, seed) in done:
+          continue
+        new = trial(args.out, dataset, algo, seed, args.steps, args.num_samples)
+        rows += new
+        with open(path, "a") as f:
+          f.writelines(json.dumps(r) + "\n" for r in new)
+        with open(os.path.join(args.out, "samplers.md"), "w") as f:
+          f.write(table(rows))
+        print(json.dumps(new), flush=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -24,13 +24,11 @@ copyright = "the wae-jax authors"  # pylint: disable=redefined-builtin
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
-    "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
-templates_path = ["_templates"]
 
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
@@ -38,7 +36,6 @@ myst_heading_anchors = 3
 # The docstrings quote code in single backticks: a name that Sphinx knows becomes a link,
 # anything else reads as code.
 default_role = "py:obj"
-autosummary_generate = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
@@ -97,27 +94,68 @@ def plain_docstring(app, what, name, obj, options, lines):  # pylint: disable=un
   lines[:] = out
 
 
-class Parts(SphinxDirective):
-  """`{parts} wae_jax.searches`: the package's modules, each linked to its API page with its
-  docstring's first paragraph, so that a part added to the package is listed here without an
-  edit to the pages."""
-  required_arguments = 1
+# The API reference: a page per module of these packages, written at each build into _api/
+# (not committed), so a module added to the package gets its page without an edit here.
+API_PACKAGES = ("wae_jax", "wae_jax.launch")
+
+
+def _modules(package_name: str, recursive: bool) -> list[str]:
+  package = importlib.import_module(package_name)
+  walk = pkgutil.walk_packages if recursive else pkgutil.iter_modules
+  return sorted(m.name if recursive else f"{package_name}.{m.name}"
+                for m in walk(package.__path__, prefix=f"{package_name}." if recursive else ""))
+
+
+def api_modules() -> list[str]:
+  names = set()
+  for package in API_PACKAGES:
+    names |= {package, *_modules(package, recursive=True)}
+  return sorted(names)
+
+
+def write_api_pages(app):
+  out = os.path.join(app.srcdir, "_api")
+  os.makedirs(out, exist_ok=True)
+  pages = {f"{name}.rst": f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n"
+                          "   :members:\n   :show-inheritance:\n" for name in api_modules()}
+  for stale in set(os.listdir(out)) - set(pages):
+    os.remove(os.path.join(out, stale))
+  for name, text in pages.items():
+    path = os.path.join(out, name)
+    if not os.path.exists(path) or open(path).read() != text:  # Unchanged: not rebuilt.
+      with open(path, "w") as f:
+        f.write(text)
+
+
+def _summary(name: str) -> str:
+  doc = (importlib.import_module(name).__doc__ or "").strip().split("\n\n")[0]
+  return " ".join(doc.split())
+
+
+class Modules(SphinxDirective):
+  """`{modules} wae_jax.searches`: the package's modules (a part each), linked to their API
+  pages with their docstrings' first paragraphs; no argument: every module of the API. A
+  module added to a package is listed without an edit to the pages."""
+  optional_arguments = 1
 
   def run(self):
-    package = importlib.import_module(self.arguments[0])
+    if self.arguments:
+      names = [n for n in _modules(self.arguments[0], recursive=False)
+               if not n.rsplit(".", 1)[1].startswith("_")
+               and not n.endswith(".common")]  # Shared code, not a part.
+    else:
+      names = api_modules()
     items = nodes.bullet_list()
-    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-      if module.name.startswith("_") or module.name == "common":  # Shared code, not a part.
-        continue
-      name = f"{package.__name__}.{module.name}"
-      doc = (importlib.import_module(name).__doc__ or "").strip().split("\n\n")[0]
-      ref = addnodes.pending_xref("", nodes.literal(module.name, module.name), refdomain="py",
+    for name in names:
+      label = name.rsplit(".", 1)[1] if self.arguments else name
+      ref = addnodes.pending_xref("", nodes.literal(label, label), refdomain="py",
                                   reftype="mod", reftarget=name, refexplicit=True)
       items += nodes.list_item("", nodes.paragraph("", "", ref,
-                                                   nodes.Text(": " + " ".join(doc.split()))))
+                                                   nodes.Text(": " + _summary(name))))
     return [items]
 
 
 def setup(app):
   app.connect("autodoc-process-docstring", plain_docstring)
-  app.add_directive("parts", Parts)
+  app.connect("builder-inited", write_api_pages)
+  app.add_directive("modules", Modules)

@@ -28,6 +28,7 @@ from wae_jax import config as config_lib
 from wae_jax import data
 from wae_jax import errors
 from wae_jax import models
+from wae_jax import noise
 from wae_jax import regularisers
 from wae_jax import workdir as workdir_lib
 
@@ -173,6 +174,7 @@ def restore_latest(manager: ocp.CheckpointManager, target: TrainState,
   One that fails (truncated or missing files after a crash) is moved to the trial's
   `aside/`, kept for a look, with one line logged; the next older one is tried.
   """
+  noise.quiet()  # Before: a failing read's noise can come before its exception.
   for step in sorted(manager.all_steps(), reverse=True):
     try:
       return restore(manager, step, target), step

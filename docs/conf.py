@@ -140,6 +140,12 @@ class Modules(SphinxDirective):
 
   def run(self):
     if self.arguments:
+      try:
+        importlib.import_module(self.arguments[0])
+      except ModuleNotFoundError as e:  # A registry not in this checkout: nothing to list.
+        if e.name != self.arguments[0]:
+          raise
+        return []
       names = [n for n in _modules(self.arguments[0], recursive=False)
                if not n.rsplit(".", 1)[1].startswith("_")
                and not n.endswith(".common")]  # Shared code, not a part.
@@ -150,8 +156,9 @@ class Modules(SphinxDirective):
       label = name.rsplit(".", 1)[1] if self.arguments else name
       ref = addnodes.pending_xref("", nodes.literal(label, label), refdomain="py",
                                   reftype="mod", reftarget=name, refexplicit=True)
-      items += nodes.list_item("", nodes.paragraph("", "", ref,
-                                                   nodes.Text(": " + _summary(name))))
+      text = [nodes.literal(part[1:-1], part[1:-1]) if part.startswith("`") else
+              nodes.Text(part) for part in re.split(r"(`[^`]+`)", ": " + _summary(name)) if part]
+      items += nodes.list_item("", nodes.paragraph("", "", ref, *text))
     return [items]
 
 

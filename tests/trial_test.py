@@ -52,14 +52,26 @@ def test_restart_moves_the_old_trial_aside(tmp_path):
   assert [p.name for p in tmp_path.iterdir()] == [workdir_lib.ASIDE]
 
 
-@pytest.mark.parametrize("content,match", [
-    ('{"lam": 1', r"config.json: unreadable"),
-    ('[1, 2]', r"config.json: unreadable"),
-])
-def test_an_unreadable_config_json_is_one_line(tmp_path, content, match):
+@pytest.mark.parametrize("content", ['{"lam": 1', '[1, 2]'])
+def test_an_unreadable_config_json_with_nothing_to_rebuild_it_is_damaged(tmp_path, content):
+  """Not a bad config (a sweep would mark it failed): a trial a person must look at."""
   (tmp_path / workdir_lib.CONFIG).write_text(content)
-  with pytest.raises(config_lib.ConfigError, match=match):
+  (tmp_path / workdir_lib.METRICS).write_text('{"status": "runn')
+  with pytest.raises(trial_lib.Damaged, match=r"config.json: unreadable .*, and metrics.json "
+                     r"has no config to rebuild it from \(metrics.json unreadable"):
     trial_lib.check_directory(config_lib.load("mnist_wae_mmd:debug"), tmp_path)
+
+
+def test_an_unreadable_config_json_is_rebuilt_from_metrics_json(tmp_path):
+  c = _trained(tmp_path, lam=3.0, **{"optim.decay_factors": (2.0, 4.0)})
+  workdir_lib.write_json(tmp_path / workdir_lib.METRICS, {
+      "status": "running", "step": 5, "config": config_lib.flatten(c)})
+  (tmp_path / workdir_lib.CONFIG).write_text('{"lam": 3.')
+  trial_lib.check_directory(c, tmp_path)  # The same config: it goes on.
+  other = c.copy_and_resolve_references()
+  other.optim.decay_factors = (2.0, 5.0)
+  with pytest.raises(config_lib.ConfigError, match=r"optim.decay_factors \[2.0, 4.0\] -> "):
+    trial_lib.check_directory(other, tmp_path)
 
 
 def test_a_file_is_not_a_trial_directory(tmp_path):

@@ -107,7 +107,9 @@ def _supervise(command: Sequence[str], trial_dirs: Sequence[str]) -> list[dict[s
   The trainer's output goes to every trial's `train.log`. A trainer that exits with an
   error leaves each trial it did not finish `failed` with its last output line (a bad
   config is refused before anything is written; a crash may leave `running` behind); one
-  stopped by a signal raises TrialInterrupted, so the executor retries it and it resumes.
+  stopped by a signal raises TrialInterrupted, so the executor retries it and it resumes. One
+  that a person must look at (EXIT_DAMAGED) is left `damaged`: not final, named again at
+  each launch.
   """
   paths = [epath.Path(d) for d in trial_dirs]
   for path in paths:
@@ -130,8 +132,10 @@ def _supervise(command: Sequence[str], trial_dirs: Sequence[str]) -> list[dict[s
   if rc in (workdir_lib.EXIT_OK, workdir_lib.EXIT_BUSY) or rc < 0 or rc > 128:
     raise TrialInterrupted(f"trainer exited with code {rc} at step "
                            f"{records[unfinished[0]].get('step', 0)}")
+  status = workdir_lib.DAMAGED if rc == workdir_lib.EXIT_DAMAGED else workdir_lib.FAILED
   for i in unfinished:
-    workdir_lib.record_failure(paths[i], output.strip() or f"trainer exited with code {rc}")
+    workdir_lib.record_failure(paths[i], output.strip() or f"trainer exited with code {rc}",
+                               status=status)
     records[i] = workdir_lib.read_record(paths[i])
   return records
 
@@ -161,6 +165,7 @@ def run_here(task: Task) -> list[dict[str, Any]]:
   from wae_jax import lock
   from wae_jax import loop
   from wae_jax import study
+  from wae_jax import trial as trial_lib
   if task.trainer:
     raise ValueError("--trainer: a warm worker trains in its own process, with wae_jax's "
                      "trainer; use another executor for another trainer")
@@ -175,17 +180,18 @@ def run_here(task: Task) -> list[dict[str, Any]]:
       results = loop.train_pack(configs, list(task.dirs), False, hparams)
     except lock.Busy as e:
       raise TrialInterrupted(str(e)) from None
-    except (config_lib.ConfigError, hyper.SweepError) as e:  # Refused: nothing was written.
+    except (config_lib.ConfigError, hyper.SweepError, trial_lib.Damaged) as e:  # Refused.
       results = None
+      status = workdir_lib.DAMAGED if isinstance(e, trial_lib.Damaged) else workdir_lib.FAILED
       error = f"wae-train: error: {str(e).strip().splitlines()[0]}"
     except Exception as e:  # pylint: disable=broad-except  # Recorded, as the trainer does.
-      results = None
+      results, status = None, workdir_lib.FAILED
       error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}"
       logging.exception("Trial crashed")
   if results is None:
     for d in task.dirs:
       if workdir_lib.read_record(d).get("status") not in workdir_lib.FINAL:
-        workdir_lib.record_failure(d, error)
+        workdir_lib.record_failure(d, error, status=status)
   elif any(r.status == workdir_lib.RUNNING for r in results):
     raise TrialInterrupted("stopped by a signal, checkpoint saved")
   return [workdir_lib.read_record(d) for d in task.dirs]

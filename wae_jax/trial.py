@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from wae_jax import config as config_lib
+from wae_jax import errors
 from wae_jax import evaluators
 from wae_jax import events
 from wae_jax import images
@@ -52,7 +53,7 @@ def check_directory(c: ml_collections.ConfigDict, workdir: epath.PathLike,
   try:
     saved = config_lib.read(workdir)
   except config_lib.ConfigError as e:
-    raise config_lib.ConfigError(f"{e}; rerun with --restart to start the trial over") from None
+    saved = _config_of_record(workdir, e)
   if saved is None:
     return
   saved = config_lib.flatten(saved)
@@ -70,6 +71,32 @@ def check_directory(c: ml_collections.ConfigDict, workdir: epath.PathLike,
   raise config_lib.ConfigError(
       f"{workdir} holds a trial of another config ({diff}{more}); rerun with its own "
       "config, or with --restart to start it over (its files are moved aside)")
+
+
+class Damaged(errors.TrialError):
+  """A trial directory a person must look at before it can go on (`workdir.DAMAGED`)."""
+
+
+def _config_of_record(workdir: epath.Path, error: config_lib.ConfigError
+                      ) -> ml_collections.ConfigDict:
+  """The config of a trial whose config.json cannot be read, rebuilt from the flat copy in
+  its metrics.json (which `Trial.open` then writes back as config.json); Damaged if that
+  cannot be read either: the trial may resume, but not on a guess."""
+  record, problem = workdir_lib.load_record(workdir)
+  flat = (record or {}).get("config")
+  if not flat:
+    raise Damaged(f"{error}, and {workdir_lib.METRICS} has no config to rebuild it from "
+                  f"({problem or 'none there'}); restore it, or rerun with --restart to start "
+                  "the trial over")
+  nested = {}
+  for key, value in flat.items():
+    *heads, last = key.split(".")
+    node = nested
+    for head in heads:
+      node = node.setdefault(head, {})
+    node[last] = value
+  logging.warning("%s; rebuilt from %s.", error, workdir_lib.METRICS)
+  return config_lib.from_dict(nested)
 
 
 class Trial:

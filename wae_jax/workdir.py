@@ -30,7 +30,10 @@ ASIDE = "aside"  # What a trial directory set aside (a restart's files, bad chec
 
 # What a trainer writes into metrics.json.
 RUNNING, DONE, DIVERGED, FAILED = "running", "done", "diverged", "failed"
-STATUSES = (RUNNING, DONE, DIVERGED, FAILED)
+# ...or the sweep runner, of a trial a person must look at (its config.json unreadable, with
+# nothing to rebuild it from): not final, so each launch tries it again and names it.
+DAMAGED = "damaged"
+STATUSES = (RUNNING, DONE, DIVERGED, FAILED, DAMAGED)
 FINAL = (DONE, DIVERGED, FAILED)  # A sweep never reruns these.
 # What a reader may see besides: no metrics.json yet, or one it cannot read; and a trial
 # whose task the sweep runner gave up on this launch (it resumes on the next).
@@ -43,6 +46,7 @@ EXIT_CRASHED = 1  # The error is the output's last line and in metrics.json.
 EXIT_USAGE = 2  # A refused flag or config: one line on stderr, nothing written.
 EXIT_STOPPED = 143  # Stopped by a signal with a checkpoint saved: rerun to resume.
 EXIT_BUSY = 75  # A trial directory is owned by another live trainer; nothing done.
+EXIT_DAMAGED = 65  # A trial directory a person must look at (DAMAGED); nothing done.
 
 TRAIN = "train"  # The top-level field of the last logged training means, by name.
 
@@ -161,14 +165,15 @@ def update_metrics(workdir: epath.PathLike, metrics: Mapping[str, float],
 
 def record_failure(workdir: epath.PathLike, error: str, *,
                    config: Mapping[str, Any] | None = None,
-                   num_steps: int | None = None) -> None:
-  """Marks the trial `failed` with a one-line `error`; the rest of its record stays.
+                   num_steps: int | None = None, status: str = FAILED) -> None:
+  """Marks the trial `failed` (or `status`: DAMAGED) with a one-line `error`; the rest of
+  its record stays.
 
   The one place a failure is written, by the trainer's crash handler and by a sweep whose
   trainer exited without saying why (then `config` and `num_steps` may be unknown).
   """
   record = read_record(workdir)
-  record.update(status=FAILED, error=error.strip().splitlines()[-1] if error.strip() else error)
+  record.update(status=status, error=error.strip().splitlines()[-1] if error.strip() else error)
   record.setdefault("step", 0)
   if config is not None:
     record["config"] = dict(config)

@@ -10,7 +10,8 @@ imports it before the config file loads, so its section is there for
 
 Exit codes (workdir.EXIT_*): 0 finished; 2 a refused flag or config, one line, nothing
 written; 143 stopped by a signal with a checkpoint saved (run it again to resume); 75 a
-trial directory owned by another live trainer (nothing done); 1 a
+trial directory owned by another live trainer (nothing done); 65 a trial directory to look
+at (its config.json unreadable, nothing to rebuild it from; nothing done); 1 a
 crash, recorded as `failed` in each unfinished trial's metrics.json, the error the last line.
 """
 
@@ -134,6 +135,7 @@ def _run(argv: list[str]) -> None:
   from wae_jax import hyper
   from wae_jax import lock
   from wae_jax import loop
+  from wae_jax import trial as trial_lib
   common.use_compilation_cache()
   try:
     configs, workdirs, hparams = _members()
@@ -145,6 +147,8 @@ def _run(argv: list[str]) -> None:
       logging.set_verbosity(logging.WARNING)
   try:
     results = loop.train_pack(configs, workdirs, _RESTART.value, hparams)
+  except trial_lib.Damaged as e:
+    common.fail("wae-train", str(e), workdir_lib.EXIT_DAMAGED)
   except (config_lib.ConfigError, errors.TrialError) as e:
     common.fail("wae-train", str(e).strip().splitlines()[0])
   except lock.Busy as e:

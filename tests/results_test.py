@@ -148,6 +148,24 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("wae-results: error:") and err.count("\n") == 1
 
 
+def test_another_sweeps_ledger_is_named_not_a_table_without_these_trials(tmp_path, capsys):
+  sweep = tmp_path / "w"
+  shutil.copytree(FIXTURE, sweep)
+  ledger = json.loads((sweep / "sweep.json").read_text())
+  ledger["trials"] = {"other-0": {"config": "mnist_wae_mmd"}}
+  ledger["search"] = {"name": "asha", "metric": "recon"}
+  (sweep / "sweep.json").write_text(json.dumps(ledger))
+  with pytest.raises(SystemExit) as e:
+    results_cli.main([str(sweep)])
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err.count("\n") == 1, err
+  assert err.startswith(f"wae-results: error: {sweep / 'sweep.json'} names 1 trials, none of "
+                        "them here, and the 9 trial directories here are not in it")
+  ledger["trials"][DIVERGED] = {"config": "mnist_wae_mmd"}  # One of its own: a sweep.
+  (sweep / "sweep.json").write_text(json.dumps(ledger))
+  assert len(results_lib.read_results(sweep).trials) == 2
+
+
 def test_plot(tmp_path):
   path = tmp_path / "p.png"
   results_cli.main([FIXTURE, f"--out={tmp_path / 't.md'}", f"--plot={path}"])

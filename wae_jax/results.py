@@ -94,6 +94,7 @@ def read_results(workdir: epath.PathLike) -> Results:
   search_metric = ((ledger or {}).get("search") or {}).get("metric")
   if ledger:
     trials = ledger["trials"]
+    _check_ledger_is_here(workdir, trials)
   else:
     trials = {p.name: None for p in sorted(workdir.iterdir()) if p.is_dir()}
   with concurrent.futures.ThreadPoolExecutor(32) as pool:
@@ -102,6 +103,16 @@ def read_results(workdir: epath.PathLike) -> Results:
   hyperparameters = sorted(set().union(*(h for _, h, _ in rows)))
   return Results(table, errors + [e for _, _, e in rows if e], hyperparameters, search_metric,
                  ledger)
+
+
+def _check_ledger_is_here(workdir: epath.Path, trials: dict[str, Any]) -> None:
+  """ValueError for a sweep.json that names none of the trial directories there while others
+  are (another sweep's, copied or written over): its table would hide them all."""
+  here = [p.name for p in workdir.iterdir() if (p / workdir_lib.METRICS).exists()]
+  if trials and here and not set(trials) & set(here):
+    raise ValueError(f"{workdir / workdir_lib.LEDGER} names {len(trials)} trials, none of "
+                     f"them here, and the {len(here)} trial directories here are not in it "
+                     "(another sweep's sweep.json?); move it aside to read them")
 
 
 def table_metric(trials: pd.DataFrame, metric: str | None = None) -> str:

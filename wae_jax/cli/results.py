@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> None:
       raise ValueError("--format=parquet needs --out")
     results = results_lib.read_results(args.workdir)
     if results.trials.empty:
-      raise ValueError(f"no trials in {args.workdir}")
+      why = f" ({results.errors[0]})" if results.errors else ""
+      raise ValueError(f"no trials in {args.workdir}{why}")
     # By default the search's metric (an ASHA sweep's), else the table's best available.
     metric = args.metric or results.search_metric
     metric = metric and results_lib.table_metric(results.trials, metric)

@@ -1,11 +1,8 @@
 """ASHA: the promotion rule on hand-checked curves, equal compute per bracket, the search's
 validation, replay, and sweeps that climb (killed and relaunched) with a fake trainer."""
-import random
-import subprocess
 import sys
-import time
 
-from conftest import FAKE_TRAINER, REPO, kill_sweep, log_counts, sweep_file
+from conftest import FAKE_TRAINER, kill_and_relaunch, log_counts, sweep_file
 import pytest
 
 from wae_jax import hyper
@@ -247,17 +244,7 @@ def test_a_killed_asha_sweep_relaunched_takes_the_same_decisions(tmp_path, execu
   command = [sys.executable, "-m", "wae_jax.cli.sweep", "run", spec, f"--workdir={workdir}",
              "--parallel=1", "--nocheck", f"--executor={executor}", "--optuna=",
              f"--trainer={sys.executable} {FAKE_TRAINER} --log={log}"]
-  rng = random.Random(0)
-  for kill_at in (2, 5, 8):  # Starts seen (resumed climbs included) before each kill.
-    sweep = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while log.read_text().count("start") < kill_at:
-      assert sweep.poll() is None and time.time() < deadline
-      time.sleep(0.05)
-    time.sleep(rng.uniform(0, 0.4))
-    kill_sweep(sweep, log)
-  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+  done = kill_and_relaunch(command, log)
   assert done.returncode == 0, done.stderr
   assert _decisions(s, workdir) == _expected(s)
   _, dones = log_counts(log)

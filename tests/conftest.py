@@ -5,7 +5,9 @@ subprocesses it starts: most tests train the same tiny nets, which then compile 
 """
 import collections
 import os
+import random
 import signal
+import subprocess
 import textwrap
 import time
 
@@ -60,6 +62,23 @@ def kill_sweep(sweep, log):
   while any(alive(p) for p in pids):
     assert time.time() < deadline, "trainers outlived the killed sweep"
     time.sleep(0.2)
+
+
+def kill_and_relaunch(command, log, kill_at=(2, 5, 8), seed=0):
+  """Starts the sweep `command` and SIGKILLs it once the fake trainer's log holds each of
+  `kill_at` starts (then after 0 to 0.4 s more), relaunching in between; then runs it to
+  its end and returns that run (`subprocess.CompletedProcess`)."""
+  rng = random.Random(seed)
+  for starts in kill_at:
+    sweep = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while log.read_text().count("start") < starts:
+      assert sweep.poll() is None and time.time() < deadline
+      time.sleep(0.05)
+    time.sleep(rng.uniform(0, 0.4))
+    kill_sweep(sweep, log)
+  return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 def alive(pid):

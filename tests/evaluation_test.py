@@ -21,9 +21,11 @@ from wae_jax import inception
 from wae_jax import inception_weights
 from wae_jax import loop
 from wae_jax import models
+from wae_jax import results as results_lib
 from wae_jax import trained
 from wae_jax.cli import evaluate as evaluate_cli
 from wae_jax.evaluators import common
+from wae_jax.samplers import gmm
 from wae_jax import workdir as workdir_lib
 from loop_test import tiny
 
@@ -107,8 +109,32 @@ def _wae_eval_merges_the_same_metrics_into_metrics_json(workdir, cache_dir, resu
   assert real.shape == samples.shape and (variables, sha) == ({"w": "w.pth"}, "ab" * 32)
   m = workdir_lib.read_metrics(workdir)
   assert m["metrics"]["fid"] == got["fid"] == 13.5 and m["metrics"]["fid_data"] == 14.5
-  assert m["fid_protocol"] == {"n": 1}
+  assert m["fid_protocol"] == {"n": 1, "sampler": "prior"}
   assert m["metrics"]["domain_fid"] == pytest.approx(result.metrics["domain_fid"], rel=1e-5)
+  _wae_eval_per_sampler(workdir, cache_dir, monkeypatch, m)
+
+
+def _wae_eval_per_sampler(workdir, cache_dir, monkeypatch, before):
+  """`wae-eval --sampler=gmm`: its metrics and protocols beside the prior's, a grid of its
+  samples, and a results table that ranks by them."""
+  monkeypatch.setattr(inception, "load_params", lambda path: None)  # No FID this time.
+  monkeypatch.setattr(gmm.GMM, "settings", {**gmm.GMM.settings, "components": [1, 2]})
+  monkeypatch.setattr(evaluation, "final_metrics", functools.partial(
+      evaluation.final_metrics, classifier_steps=CLASSIFIER_STEPS))
+  evaluate_cli.main([f"--workdir={workdir}", f"--num_samples={NUM_SAMPLES}",
+                     f"--cache_dir={cache_dir}", "--sampler=gmm"])
+  m = workdir_lib.read_metrics(workdir)
+  assert {k: v for k, v in m["metrics"].items() if "/" not in k} == before["metrics"]
+  assert {k for k in m["metrics"] if "/" in k} == {
+      "domain_fid/gmm", "sharpness_mean/gmm", "sharpness_min/gmm", "eval_num_samples/gmm"}
+  assert m["metrics"]["domain_fid/gmm"] > 0
+  protocol = m["domain_fid_protocol/gmm"]
+  assert protocol["sampler"] == "gmm" and protocol["sampler_fit"]["codes_step"] == 10
+  assert protocol["sampler_fit"]["components"] in (1, 2)
+  assert (workdir / "samples_gmm.png").exists()
+  assert (workdir / "samplers" / "10" / "gmm" / "sampler.json").exists()
+  trials = results_lib.read_results(workdir.parent).trials
+  assert results_lib.table_metric(trials, "domain_fid/gmm") == "domain_fid/gmm"
 
 
 def _cli_error(argv, capsys) -> str:

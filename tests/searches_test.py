@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import FAKE_TRAINER, REPO, sweep_file
+from conftest import FAKE_TRAINER, REPO, kill_and_relaunch, log_counts, sweep_file
 import pytest
 
 from wae_jax import executors
@@ -94,3 +94,52 @@ def test_an_outside_search_replays(tmp_path):
   rows = [l for l in out.stdout.splitlines() if l.startswith("| 2 ") or l.startswith("| 4 ")]
   assert [r.split("|")[3].strip() for r in rows] == ["20", "24"]
   assert all("| yes |" in r for r in rows)
+
+
+# Two brackets of two points each; tpe grows each to 4 points from its space.
+PROPOSING = """
+def get_hyper(h):
+  space = {"config.quality": h.uniform(0, 10)}
+  return h.chainit([h.product([h.fixed("config", b), h.fixed("config.num_steps", 8),
+                               h.fixed("config.step_s", 0.03),
+                               h.chainit([h.random_search(2, space, seed=i), h.space(space)])])
+                    for i, b in enumerate(["fa", "fb"])])
+
+def get_search(arg=None):
+  return {"name": "%s", "min_steps": 2, "eta": 2, "max_steps": 8, "metric": "domain_fid",
+          **%r}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, options", [("curve", {}), ("tpe", {"trials": 4, "startup": 2})])
+def test_a_killed_sweep_relaunched_keeps_every_decision_and_proposal(tmp_path, name, options):
+  """Three SIGKILLs of the driver; the end is the uninterrupted run's: the same points
+  proposed (none lost, none twice), the same decisions, each climb trained once."""
+  body = PROPOSING % (name, options)
+  if name == "curve":  # It proposes nothing: the file's points alone.
+    body = body.replace("h.chainit([h.random_search(2, space, seed=i), h.space(space)])",
+                        "h.random_search(4, space, seed=i)")
+  spec = sweep_file(tmp_path, body)
+  ends = []
+  for kills in ((), (2, 5, 8)):
+    log, workdir = tmp_path / f"log{len(kills)}", tmp_path / f"w{len(kills)}"
+    log.touch()
+    command = ["-m", "wae_jax.cli.sweep", "run", spec, f"--workdir={workdir}", "--parallel=1",
+               "--nocheck", "--executor=local", "--optuna=",
+               f"--trainer={sys.executable} {FAKE_TRAINER} --log={log}"]
+    if kills:
+      done = kill_and_relaunch([sys.executable, *command], log, kills)
+    else:
+      done = _run(*command)
+    assert done.returncode == 0, done.stderr
+    ledger = workdir_lib.read_ledger(workdir)
+    trials = list(ledger["trials"])  # The proposals among them.
+    notes = {t: workdir_lib.read_json(workdir / t / workdir_lib.SEARCH) for t in trials}
+    _, dones = log_counts(log)
+    ends.append((ledger.get("proposed"), notes, dones))
+  assert ends[1] == ends[0]
+  proposed, notes, dones = ends[0]
+  assert sum(map(len, (proposed or {}).values())) == (4 if name == "tpe" else 0)
+  # Each climb completed once: a done line per rung a trial reached.
+  assert dones == {t: len(n["results"]) for t, n in notes.items()}

@@ -7,8 +7,9 @@ algorithm each) and the equal compute per algorithm are ASHA's; a bracket starts
 sweep file's points of it (a random initial design, `h.random_search`) and then grows to
 `trials` points, each proposed by Optuna's `TPESampler` (multivariate) through
 ask-and-tell, over the bracket's `h.space` (the DSL's distributions as Optuna's,
-`hyper.Distribution.optuna`). Until a rung has `startup` results a proposal is a seeded
-random draw from the same space.
+`hyper.Distribution.optuna`), told the bracket's trials ranked as successive halving ranks
+them (`_told`). Until `startup` trials have a result a proposal is a seeded random draw
+from the same space.
 
 A proposal is decided by the bracket's state and a seed of its own (the search's seed, the
 bracket, its index); the runner writes it into the ledger before its trainer starts, so a
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import random
 import warnings
 from typing import Any, Mapping
@@ -52,7 +52,7 @@ class ProposingScheduler(asha.Scheduler):
 @searches.register("tpe")
 class Tpe(asha.Asha):
   """Options: ASHA's (min_steps, eta, max_steps, metric); trials (points per bracket, the
-  file's included); startup (results a rung needs before TPE models it; default 6); seed
+  file's included); startup (trials with a result before TPE models them; default 6); seed
   (default 0)."""
   option_names = (*asha.OPTIONS, "trials", "startup", "seed")
   proposes = True
@@ -124,18 +124,21 @@ class Tpe(asha.Asha):
     return tid
 
   def _told(self, bracket: str, dists) -> list[tuple[dict[str, Any], float]]:
-    """(point, sort key) of the bracket's trials at its highest rung with `startup`
-    results; a trial that diverged there ranks below every finite one."""
-    for steps in reversed(self.rungs):
-      ids = [t for t in self.scheduler.brackets[bracket]
-             if steps in self.scheduler.results.get(t, {})]
-      if len(ids) >= self.startup:
-        values = [self.key(self.scheduler.results[t][steps]) for t in ids]
-        finite = [v for v in values if math.isfinite(v)]
-        worst = max(finite, default=0.0) + abs(max(finite, default=0.0)) + 1.0
-        return [({k: self.trial_dicts[t][k] for k in dists}, v if math.isfinite(v) else worst)
-                for t, v in zip(ids, values)]
-    return []
+    """(point, rank) of the bracket's trials with a result, once `startup` have one. A trial
+    promoted higher ranks above every trial stopped below it (successive halving's own
+    verdict), then by its value at its highest rung; a diverged one ranks last. (Told the
+    values at one rung alone, TPE sees only the promoted trials there, all good, and
+    proposes away from them.)"""
+    reached = []
+    for tid in self.scheduler.brackets[bracket]:
+      results = self.scheduler.results.get(tid, {})
+      if results:
+        top = max(results)
+        reached.append((-self.rungs.index(top), self.key(results[top]), tid))
+    if len(reached) < self.startup:
+      return []
+    return [({k: self.trial_dicts[tid][k] for k in dists}, float(rank))
+            for rank, (*_, tid) in enumerate(sorted(reached))]
 
 
 def _ask(dists: Mapping[str, hyper.Distribution], told, seed: int) -> dict[str, Any]:

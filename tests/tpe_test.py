@@ -1,0 +1,76 @@
+"""The tpe search: its proposals come from the bracket's h.space, fill each bracket to its
+size at equal compute, concentrate where the results are good, and refuse points outside."""
+import statistics
+
+import pytest
+
+from wae_jax import hyper
+from wae_jax import searches
+from wae_jax import study
+
+SPACE = {"config.quality": hyper.uniform(0, 10)}
+BEST = 7.0  # Where the toy objective below is lowest.
+
+
+def _search(**options):
+  return searches.parse({"name": "tpe", "min_steps": 1, "eta": 3, "max_steps": 3,
+                         "metric": "domain_fid", "trials": 40, "startup": 6, **options})
+
+
+def _run(search, brackets=("f",)):
+  """Drives the search serially on the objective |quality - BEST| (+ 1 / steps), from 6
+  random points a bracket; returns every trial it made, by id."""
+  trials = {study.trial_id(t): t for b in brackets for t in hyper.product([
+      hyper.fixed("config", b), hyper.random_search(6, SPACE, seed=0)])}
+  spaces = {b: {"config": b, **SPACE} for b in brackets}
+  ledger = searches.Ledger(trials, study.brackets(trials), {t: {} for t in trials},
+                           {t: None for t in trials}, spaces=spaces)
+  search.restore(ledger)
+  while job := search.next():
+    trials.update(job.proposed)
+    (tid,) = job.tids
+    value = abs(trials[tid]["config.quality"] - BEST) + 1 / job.num_steps
+    search.finished(job, [{"status": "done", "step": job.num_steps, "num_steps": job.num_steps,
+                           "metrics": {"domain_fid": value}}])
+  return trials
+
+
+def test_proposals_fill_each_bracket_from_its_space_at_equal_compute():
+  search = _search(trials=12)
+  trials = _run(search, brackets=("f", "g"))
+  assert len(trials) == 24 and len(set(map(study.trial_id, trials.values()))) == 24
+  assert all(t["config.quality"] in SPACE["config.quality"] for t in trials.values())
+  assert search.scheduler.spent("f") == search.scheduler.spent("g")
+  assert all(search.scheduler.best(b) for b in ("f", "g"))
+
+
+def test_tpe_proposes_near_the_best_results_random_draws_do_not():
+  trials = list(_run(_search()).values())
+  proposed = [abs(t["config.quality"] - BEST) for t in trials[6:]]
+  drawn = [abs(t["config.quality"] - BEST)
+           for t in hyper.random_search(34, SPACE, seed=1)]
+  assert statistics.median(proposed) < 0.5 * statistics.median(drawn)
+
+
+def test_the_same_state_and_seed_propose_the_same_points():
+  assert _run(_search(seed=3)) == _run(_search(seed=3)) != _run(_search(seed=4))
+
+
+def test_a_point_outside_its_space_or_a_bracket_without_one_is_refused():
+  trials = {"a": {"config": "f", "config.quality": 12.0}}
+  ledger = searches.Ledger(trials, {"f": ["a"]}, {"a": {}}, {"a": None},
+                           spaces={"f": {"config": "f", **SPACE}})
+  with pytest.raises(hyper.SweepError, match="config.quality=12.0, outside its h.space"):
+    _search().restore(ledger)
+  with pytest.raises(hyper.SweepError, match="f has none"):
+    _search().restore(searches.Ledger(trials, {"f": ["a"]}, {"a": {}}, {"a": None}))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"trials": 0}, "search.trials: must be an integer >= 1"),
+    ({"startup": 1}, "search.startup: must be an integer >= 2"),
+    ({"seed": -1}, "search.seed: must be an integer >= 0"),
+])
+def test_bad_options_name_the_field(options, message):
+  with pytest.raises(hyper.SweepError, match=message):
+    _search(**options)

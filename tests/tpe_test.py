@@ -62,8 +62,35 @@ def test_a_point_outside_its_space_or_a_bracket_without_one_is_refused():
                            spaces={"f": {"config": "f", **SPACE}})
   with pytest.raises(hyper.SweepError, match="config.quality=12.0, outside its h.space"):
     _search().restore(ledger)
-  with pytest.raises(hyper.SweepError, match="f has none"):
-    _search().restore(searches.Ledger(trials, {"f": ["a"]}, {"a": {}}, {"a": None}))
+
+
+SWEEP = """
+def get_hyper(h):
+  space = {"config.lam": h.loguniform(1, 100)}
+  return h.chainit([
+      h.product([h.fixed("config", "mnist_wae_mmd:debug"),
+                 h.chainit([h.random_search(2, space, 0), h.space(space)])]),
+      h.product([h.fixed("config", "mnist_wae_gan:debug"), h.%s]),
+  ])
+def get_search(arg=None):
+  return {"min_steps": 100, "eta": 3, "max_steps": 1200, "metric": "mmd_heldout", %s}
+"""
+
+
+TPE = "'name': 'tpe', 'trials': 4"
+
+
+@pytest.mark.parametrize("sweep, message", [
+    (("random_search(2, space, 1)", TPE), "mnist_wae_gan:debug has none"),
+    (("space(space)", "'name': 'asha'"), "the asha search runs only the file's trials"),
+    (("space({'config.lamb': h.uniform(0, 1)})", TPE), "config.lamb: no such field"),
+])
+def test_a_sweep_file_with_spaces_is_checked(tmp_path, sweep, message):
+  spec = tmp_path / "s.py"
+  spec.write_text(SWEEP % sweep)
+  with pytest.raises(hyper.SweepError, match=message):
+    study.load_sweep(str(spec))
+
 
 
 @pytest.mark.parametrize("options, message", [

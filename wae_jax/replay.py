@@ -26,6 +26,7 @@ from wae_jax.searches import asha
 class Replay:
   steps: int  # Model-steps the search would have spent.
   full_steps: int  # Those the full-budget study spent.
+  share: dict[str, float]  # Per bracket: its model-steps over the full study's.
   decisions: tuple[int, ...]  # The steps below the full budget at which jobs ended.
   best_kept: dict[str, bool]  # Per bracket: does the search's best equal the study's best?
   best: dict[str, tuple[float | None, float | None]]  # Per bracket: (the search's, the study's).
@@ -35,6 +36,9 @@ class Replay:
   # Per bracket, and over all brackets (key None): Spearman's rho of the metric at each
   # decision step with the final one.
   rank_corr: dict[str | None, dict[int, float]]
+  # Per bracket, as the search went: (model-steps given to the bracket, its best metric at
+  # the full budget so far), a point each time it improved.
+  best_so_far: dict[str, list[tuple[int, float]]]
 
 
 def replay(search: searches.Search, brackets: Mapping[str, Sequence[str]],
@@ -46,7 +50,10 @@ def replay(search: searches.Search, brackets: Mapping[str, Sequence[str]],
   search.restore(searches.Ledger(trials, brackets, {t: {} for t in trials},
                                  {t: None for t in trials}, lambda t, m: curves.get(t, {})))
   at = {t: 0 for t in trials}  # Each trial's steps so far: a climb resumes there.
+  bracket = {t: b for b, ids in brackets.items() for t in ids}
+  key = asha.sort_key(metric)
   clock, running, free, order, ended = 0, [], workers, 0, set()
+  best_so_far = {b: [] for b in brackets}
   while True:
     while free and (job := search.next()):
       if job.proposed:
@@ -70,7 +77,11 @@ def replay(search: searches.Search, brackets: Mapping[str, Sequence[str]],
     search.finished(job, records)
     ended.add(steps)
     free += 1
-  key = asha.sort_key(metric)
+    for tid in job.tids:
+      trace, value = best_so_far[bracket[tid]], curves[tid][steps]
+      if steps == max_steps and math.isfinite(key(value)) and (
+          not trace or key(value) < key(trace[-1][1])):
+        trace.append((sum(at[t] for t in brackets[bracket[tid]]), value))
   decisions = tuple(sorted(s for s in ended if s < max_steps))
   final = {b: _best(key, ids, curves, max_steps) for b, ids in brackets.items()}
   kept = {b: _best(key, [t for t in ids if at[t] >= max_steps], curves, max_steps)
@@ -80,10 +91,11 @@ def replay(search: searches.Search, brackets: Mapping[str, Sequence[str]],
   value = lambda t: None if t is None else curves[t].get(max_steps)
   return Replay(
       steps=sum(at.values()), full_steps=max_steps * len(trials), decisions=decisions,
+      share={b: sum(at[t] for t in ids) / (max_steps * len(ids)) for b, ids in brackets.items()},
       best_kept={b: kept[b] == final[b] for b in brackets},
       best={b: (value(kept[b]), value(final[b])) for b in brackets},
       best_rank={b: _ranks(key, brackets[b], curves, final[b], decisions) for b in brackets},
-      rank_corr=corr)
+      rank_corr=corr, best_so_far=best_so_far)
 
 
 def _spearman(key, ids, curves, decisions, max_steps) -> dict[int, float]:
@@ -140,9 +152,10 @@ def table(trials, curves: Mapping[str, Mapping[int, float]], metric: str, search
            "of random search": f"{100 * result.steps / result.full_steps:.0f}%"}
     for b in brackets:
       kept, best = result.best[b]
+      row[f"{b} model-steps"] = f"{100 * result.share[b]:.0f}%"
       row[f"{b} best kept"] = ("yes" if result.best_kept[b]
-                               else f"no ({kept:.4g} vs {best:.4g})" if kept is not None
-                               else "no")
+                               else f"no ({kept:.4g} vs {best:.4g}: {kept / best:.3f}x)"
+                               if kept is not None else "no")
       row[f"{b} best's rank"] = ", ".join(f"{steps}: {rank}"
                                           for steps, rank in result.best_rank[b].items())
       row[f"{b} rank corr."] = _corr(result.rank_corr[b])

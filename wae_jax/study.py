@@ -183,6 +183,9 @@ def load_sweep(spec: str, check: bool = True, num_devices: int = 1,
   elif search not in (None, search_.name):
     raise hyper.SweepError(f"--search={search}: {spec}'s search is {search_.name} (get_search)"
                            f"; --search=random runs its trials to their full budget")
+  if search_.proposes and (bare := [t[BASE] for t in by_id.values() if t[BASE] not in spaces]):
+    raise hyper.SweepError(f"{spec}: the {search_.name} search proposes points from each "
+                           f"bracket's h.space; {bare[0]} has none")
   if spaces and not search_.proposes:
     raise hyper.SweepError(f"{spec}: h.space gives a search space, but the {search_.name} "
                            "search runs only the file's trials; name a search that proposes "

@@ -61,6 +61,9 @@ class Tpe(asha.Asha):
     super().__init__(options)
     own = {"trials": None, "startup": 6, "seed": 0} | {
         k: v for k, v in options.items() if k in ("trials", "startup", "seed")}
+    if own["trials"] is None:
+      raise SweepError("search.trials: a tpe search needs it (points a bracket, the file's "
+                       "included)")
     for field, lowest in (("trials", 1), ("startup", 2), ("seed", 0)):
       value = own[field]
       if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
@@ -77,18 +80,17 @@ class Tpe(asha.Asha):
             f"{', '.join(map(str, self.rungs))} (eta {self.eta})")
 
   def scheduler_for(self, ledger: searches.Ledger) -> asha.Scheduler:
-    if missing := sorted(set(ledger.brackets) - set(ledger.spaces)):
-      raise SweepError(f"search: the tpe search proposes points from each bracket's h.space;"
-                       f" {missing[0]} has none")
     for b, ids in ledger.brackets.items():
       for tid in ids:
-        for key, dist in ledger.spaces[b].items():
+        for key, dist in ledger.spaces.get(b, {}).items():
           if isinstance(dist, hyper.Distribution) and ledger.trials[tid].get(key) not in dist:
             raise SweepError(f"search: trial {tid} of {b} has {key}="
                              f"{ledger.trials[tid].get(key)!r}, outside its h.space ({dist})")
     self.spaces, self.trial_dicts = ledger.spaces, dict(ledger.trials)
     self.proposed: dict[str, hyper.Trial] = {}  # This launch's, until their job is out.
-    sizes = {b: max(self.trials, len(ids)) for b, ids in ledger.brackets.items()}
+    # A bracket without its space (a ledger read without the sweep file) proposes nothing.
+    sizes = {b: max(self.trials, len(ids)) if b in self.spaces else len(ids)
+             for b, ids in ledger.brackets.items()}
     return ProposingScheduler(self.rungs, self.eta, self.key, ledger.brackets, sizes,
                               propose=self._propose)
 

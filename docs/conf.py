@@ -56,13 +56,14 @@ _ITEM = re.compile(r"^(- |\* |\d+\. )")
 
 def _escape(text: str) -> str:
   text = text.replace("\\", "\\\\").replace("*", "\\*").replace("|", "\\|")
+  text = text.replace("`", "\\`")  # A lone backtick (a pair is code, split off before).
   return re.sub(r"(?<=\w)_(?=\W|$)", r"\\_", text)
 
 
 def _inline(line: str) -> str:
   """Escapes RST markup outside backtick-quoted code; code touching a letter is split off
   with RST's escaped space, which renders as nothing."""
-  parts = re.split(r"(`[^`]+`)", line)
+  parts = re.split(r"(`[^`\s](?:[^`]*[^`\s])?`)", line)
   for i in range(0, len(parts), 2):
     parts[i] = _escape(parts[i])
   for i in range(1, len(parts), 2):

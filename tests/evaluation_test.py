@@ -119,10 +119,8 @@ def _wae_eval_per_sampler(workdir, cache_dir, monkeypatch, before):
   samples, and a results table that ranks by them."""
   monkeypatch.setattr(inception, "load_params", lambda path: None)  # No FID this time.
   monkeypatch.setattr(gmm.GMM, "settings", {**gmm.GMM.settings, "components": [1, 2]})
-  monkeypatch.setattr(evaluation, "final_metrics", functools.partial(
-      evaluation.final_metrics, classifier_steps=CLASSIFIER_STEPS))
-  evaluate_cli.main([f"--workdir={workdir}", f"--num_samples={NUM_SAMPLES}",
-                     f"--cache_dir={cache_dir}", "--sampler=gmm"])
+  evaluation.evaluate(workdir, num_samples=NUM_SAMPLES, cache_dir=cache_dir,
+                      classifier_steps=CLASSIFIER_STEPS, sampler_names=("gmm",))
   m = workdir_lib.read_metrics(workdir)
   assert {k: v for k, v in m["metrics"].items() if "/" not in k} == before["metrics"]
   assert {k for k in m["metrics"] if "/" in k} == {
@@ -148,6 +146,8 @@ def _cli_error(argv, capsys) -> str:
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
   assert "no trial directory" in _cli_error([f"--workdir={tmp_path / 'nowhere'}"], capsys)
+  assert "unknown sampler 'gm'; did you mean 'gmm'?" in _cli_error(
+      [f"--workdir={tmp_path}", "--sampler=prior,gm"], capsys)
   assert "config.json" in _cli_error([f"--workdir={tmp_path}"], capsys)
   (tmp_path / workdir_lib.CONFIG).write_text(json.dumps(tiny().to_dict()))
   assert "no checkpoint" in _cli_error([f"--workdir={tmp_path}"], capsys)

@@ -13,12 +13,15 @@ is on the recorded curves (`benchmarks/searches.py` replays every search on them
 - `fashion`: the same three on Fashion-MNIST (Debian's `dataset-fashion-mnist`, IDX files);
 - `sliced`: WAE-SW, WAE-MMD and WAE-GAN on the bundled MNIST at other random points.
 
-`get_search` is the study's default search (`wae-sweep run` without `--search`).
+`get_search` is the study's default search (`wae-sweep run` without `--search`);
+`:<study>-tpe<seed>` is the same study under the tpe search, its first 6 points a bracket
+the study's own and the other 10 proposed from the same space.
 """
 
 import bigwae
 
 POINTS = 16
+STARTUP = 6  # The tpe variant's random points before TPE models a bracket.
 NUM_STEPS = 1200
 STUDIES = {
     "mnist": ("bundled:mnist", ("wae_mmd", "wae_gan", "vae"), 0),
@@ -27,10 +30,25 @@ STUDIES = {
 }
 
 
+def _parse(arg):
+  """`study` (its random points), or `study-tpe<seed>` (the tpe search over its space)."""
+  name, _, tpe = arg.partition("-tpe")
+  if name not in STUDIES or (tpe and not tpe.isdigit()):
+    raise ValueError(f"unknown argument {arg!r} (known: {', '.join(STUDIES)}, each "
+                     "optionally -tpe<seed>)")
+  return name, int(tpe) if tpe else None
+
+
 def get_hyper(h, arg="mnist"):
-  if arg not in STUDIES:
-    raise ValueError(f"unknown argument {arg!r} (known: {', '.join(STUDIES)})")
-  source, algos, seed = STUDIES[arg]
+  name, tpe = _parse(arg)
+  source, algos, seed = STUDIES[name]
+
+  def points(space, i):
+    if tpe is None:
+      return h.random_search(POINTS, space, seed=seed + i)
+    # The study's first STARTUP points (the same draws), then TPE's proposals.
+    return h.chainit([h.random_search(STARTUP, space, seed=seed + i), h.space(space)])
+
   return h.chainit([
       h.product([
           h.fixed("config", f"mnist_{algo}:debug"), h.fixed("config.data.source", source),
@@ -39,13 +57,15 @@ def get_hyper(h, arg="mnist"):
           h.fixed("config.num_steps", NUM_STEPS), h.fixed("config.ckpt_every", 150),
           h.fixed("config.eval.num_samples", 2048), h.fixed("config.eval_every", 75),
           h.fixed("config.optim.decay_epochs", ()), h.fixed("config.optim.decay_factors", ()),
-          h.random_search(POINTS, bigwae.space(h, algo, debug=True), seed=seed + i),
+          points(bigwae.space(h, algo, debug=True), i),
       ])
       for i, algo in enumerate(algos)
   ])
 
 
 def get_search(arg="mnist"):
-  del arg
-  return {"name": "asha", "min_steps": 300, "eta": 4, "max_steps": NUM_STEPS,
-          "metric": "domain_fid"}
+  _, tpe = _parse(arg)
+  ladder = {"min_steps": 150, "eta": 4, "max_steps": NUM_STEPS, "metric": "domain_fid"}
+  if tpe is not None:
+    return {"name": "tpe", **ladder, "trials": POINTS, "startup": STARTUP, "seed": tpe}
+  return {"name": "asha", **ladder}

@@ -7,6 +7,7 @@ import pytest
 
 from wae_jax import curves as curves_lib
 from wae_jax import replay
+from wae_jax import results as results_lib
 from wae_jax import runner
 from wae_jax import searches
 from wae_jax import study
@@ -39,6 +40,8 @@ def test_replay_decides_as_the_live_driver(tmp_path):
   full = study.load_sweep(spec, check=False, search="random")
   assert run(full, "full") == {"done": 12}
   curves = {t: curves_lib.read_curve(tmp_path / "full" / t, "domain_fid") for t in full.trials}
+  # `wae-results --replay` takes the trials in the sweep file's order, as the driver does.
+  assert list(results_lib.read_results(tmp_path / "full").trials["trial"]) == list(full.trials)
   for i, search in enumerate(SEARCHES):
     s = study.load_sweep(sweep_file(tmp_path, SWEEP % search, f"s{i}.py"), check=False)
     assert run(s, f"live{i}") == {"done": 12}

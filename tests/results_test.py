@@ -267,7 +267,7 @@ def test_replay_of_a_full_budget_study(tmp_path, capsys):
   assert (row["min_steps"], row["eta"], row["model-steps"], row["of random search"]) == (
       1, 2, 11, "55%")
   assert row["a best kept"] == "yes"
-  assert row["b best kept"] == "no (5 vs 0.5)"  # b1 led early and b2 was never promoted.
+  assert row["b best kept"] == "no (5 vs 0.5: 10.000x)"  # b1 led early; b2 never went up.
   assert (row["a best's rank"], row["b best's rank"]) == ("1: 1, 2: 1", "1: 2, 2: 1")
   # Spearman by hand: rung 1 ranks (a1..b2) 5 3 4 1 2 against the final 4 2 3 5 1, sum of
   # squared differences 20, rho = 1 - 6 * 20 / (5 * 24) = 0; rung 2 ranks 5 2 3.5 3.5 1

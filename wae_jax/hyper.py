@@ -97,6 +97,9 @@ class Uniform(Distribution):
   def __contains__(self, x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and self.lo <= x <= self.hi
 
+  def __str__(self) -> str:  # As the sweep file writes it.
+    return f"{type(self).__name__.lower()}({self.lo:g}, {self.hi:g})"
+
 
 @dataclasses.dataclass(frozen=True)
 class LogUniform(Uniform):
@@ -122,6 +125,9 @@ class Choice(Distribution):
 
   def __contains__(self, x: Any) -> bool:
     return x in self.values
+
+  def __str__(self) -> str:
+    return f"choice({list(self.values)})"
 
 
 def _round(x: float, digits: int) -> float:

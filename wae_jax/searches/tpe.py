@@ -75,8 +75,8 @@ class Tpe(asha.Asha):
             "seed": self.seed}
 
   def describe(self) -> str:
-    return (f"tpe: {self.trials} points a bracket, proposed by TPE once a rung has "
-            f"{self.startup} results, climbing by {self.metric} over rungs "
+    return (f"tpe: {self.trials} points a bracket, proposed by TPE once {self.startup} "
+            f"have a result, climbing by {self.metric} over rungs "
             f"{', '.join(map(str, self.rungs))} (eta {self.eta})")
 
   def scheduler_for(self, ledger: searches.Ledger) -> asha.Scheduler:

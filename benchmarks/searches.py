@@ -1,0 +1,197 @@
+r"""Every search checked on full-budget studies: replayed on their curves, or run live.
+
+  python benchmarks/searches.py runs/studies/mnist runs/studies/fashion ... \
+      [--live mnist=runs/searches/mnist-tpe0 ...] [--plot runs/searches/best.png]
+
+Each positional argument is a finished random-search study (`sweeps/studies.py`, run with
+`--search=random`). On each, every search of `SEARCHES` is replayed (`wae_jax.replay`, one
+worker, the live driver's order): per algorithm, its share of random search's model-steps,
+its best final metric over random search's (`ratio`; <= 1.05 is "within 5%"), and the
+model-steps (given to that algorithm) it took to get within 5% of random search's best.
+`--live STUDY=DIR` adds a live run of a search that proposes points (`sweeps/studies.py:
+<study>-tpe<seed>`), read from its trial directories: the same figures, its model-steps
+counted from the evaluations' wall-clock order. One JSON line per (study, search,
+algorithm); then a markdown table per study, and the best-so-far plot.
+"""
+
+import argparse
+import collections
+import glob
+import json
+import math
+import pathlib
+
+from tensorboard.backend.event_processing import event_file_loader
+
+from wae_jax import curves as curves_lib
+from wae_jax import replay as replay_lib
+from wae_jax import results as results_lib
+from wae_jax import searches
+
+METRIC = "domain_fid"
+WITHIN = 1.05  # "Within 5% of random search's best" (a lower-is-better metric).
+LADDER = {"min_steps": 150, "eta": 4, "metric": METRIC}
+SEARCHES = {
+    "asha r150 eta4": {"name": "asha", **LADDER},
+    "asha r300 eta4": {"name": "asha", **LADDER, "min_steps": 300},
+    "curve optimism 0": {"name": "curve", **LADDER, "optimism": 0},
+    "curve optimism 1": {"name": "curve", **LADDER, "optimism": 1},
+    "curve optimism 2": {"name": "curve", **LADDER, "optimism": 2},
+}
+
+
+def study(workdir: str):
+  """(brackets in the sweep's order, curves, full budget) of a finished full-budget study."""
+  results = results_lib.read_results(workdir)
+  trials = results.trials
+  done = trials[trials["status"] == "done"]
+  if len(done) < len(trials):
+    raise SystemExit(f"{workdir}: {len(trials) - len(done)} of {len(trials)} trials not done")
+  brackets = {b: list(g["trial"]) for b, g in done.groupby("base", sort=False)}
+  return brackets, curves_lib.read_curves(workdir, done, METRIC), int(done["num_steps"].max())
+
+
+def reach(trace, target: float) -> int | None:
+  """Model-steps at which a best-so-far trace first got within WITHIN of `target`."""
+  return next((steps for steps, value in trace if value <= WITHIN * target), None)
+
+
+def random_trace(ids, curves, max_steps):
+  """Random search's best-so-far, trial after trial in the sweep's order."""
+  trace, best = [], math.inf
+  for i, tid in enumerate(ids):
+    value = curves[tid].get(max_steps, math.inf)
+    if value < best:
+      best = value
+      trace.append(((i + 1) * max_steps, value))
+  return trace
+
+
+def live_traces(workdir: str, max_steps: int) -> dict[str, list[tuple[int, float]]]:
+  """A live run's best-so-far per algorithm: its evaluations in wall-clock order, each
+  trial's steps counted up to its latest evaluation."""
+  ledger = json.loads(pathlib.Path(workdir, "sweep.json").read_text())
+  base = {tid: t["config"] for tid, t in ledger["trials"].items()}
+  evals = []
+  for tid in base:
+    for path in glob.glob(f"{workdir}/{tid}/events.out.tfevents.*"):
+      for e in event_file_loader.EventFileLoader(path).Load():
+        for v in e.summary.value:
+          if v.tag == f"eval/{METRIC}":
+            evals.append((e.wall_time, tid, e.step, v.simple_value))
+  steps, traces = collections.Counter(), {b: [] for b in base.values()}
+  at = {}
+  for _, tid, step, value in sorted(evals):
+    b = base[tid]
+    steps[b] += max(0, step - at.get(tid, 0))
+    at[tid] = max(at.get(tid, 0), step)
+    if step == max_steps and (not traces[b] or value < traces[b][-1][1]):
+      traces[b].append((steps[b], value))
+  return traces
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("studies", nargs="+")
+  parser.add_argument("--live", action="append", default=[], metavar="STUDY=DIR")
+  parser.add_argument("--plot", default="")
+  args = parser.parse_args()
+  live = collections.defaultdict(list)
+  for item in args.live:
+    name, _, workdir = item.partition("=")
+    live[name].append(workdir)
+  panels = {}
+  for workdir in args.studies:
+    name = pathlib.Path(workdir).name
+    brackets, curves, max_steps = study(workdir)
+    randoms = {b: random_trace(ids, curves, max_steps) for b, ids in brackets.items()}
+    best = {b: t[-1][1] for b, t in randoms.items()}
+    rows = []
+    for b in brackets:
+      rows.append({"study": name, "search": "random", "algo": b, "share": 1.0, "ratio": 1.0,
+                   "reach": reach(randoms[b], best[b])})
+      panels[(name, b)] = {"random": randoms[b]}
+    for label, spec in SEARCHES.items():
+      search = searches.parse({**spec, "max_steps": max_steps})
+      r = replay_lib.replay(search, brackets, curves, METRIC, max_steps)
+      for b in brackets:
+        mine = r.best[b][0]
+        rows.append({"study": name, "search": label, "algo": b, "share": r.share[b],
+                     "ratio": None if mine is None else mine / best[b],
+                     "reach": reach(r.best_so_far[b], best[b])})
+        panels[(name, b)][label] = r.best_so_far[b]
+    for run in live.get(name, []):
+      label = f"live {pathlib.Path(run).name}"
+      for b, trace in live_traces(run, max_steps).items():
+        rows.append({"study": name, "search": label, "algo": b,
+                     "share": _live_steps(run, b) / (max_steps * len(brackets[b])),
+                     "ratio": trace[-1][1] / best[b] if trace else None,
+                     "reach": reach(trace, best[b])})
+        panels[(name, b)][label] = trace
+    for row in rows:
+      print(json.dumps(row))
+    print(_table(name, rows, {b: max_steps * len(ids) for b, ids in brackets.items()}))
+  if args.plot:
+    _plot(panels, best_of={k: v["random"][-1][1] for k, v in panels.items()}, path=args.plot)
+
+
+def _live_steps(workdir: str, bracket: str) -> int:
+  """Model-steps a live run gave a bracket: each trial's highest rung from its note."""
+  ledger = json.loads(pathlib.Path(workdir, "sweep.json").read_text())
+  total = 0
+  for tid, trial in ledger["trials"].items():
+    note = pathlib.Path(workdir, tid, "search.json")
+    if trial["config"] == bracket and note.exists():
+      total += json.loads(note.read_text())["target"]
+  return total
+
+
+def _table(name, rows, full) -> str:
+  algos = list(dict.fromkeys(r["algo"] for r in rows))
+  lines = [f"\n### {name}: best / random search's best, share of its model-steps, "
+           f"model-steps to within 5%\n", "| search | " + " | ".join(algos) + " |",
+           "|---" * (len(algos) + 1) + "|"]
+  for label in dict.fromkeys(r["search"] for r in rows):
+    cells = []
+    for a in algos:
+      r = next(r for r in rows if r["search"] == label and r["algo"] == a)
+      ratio = "lost" if r["ratio"] is None else f"{r['ratio']:.3f}"
+      got = "never" if r["reach"] is None else f"{r['reach']:,}"
+      cells.append(f"{ratio} at {100 * r['share']:.0f}%; {got}")
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def _plot(panels, best_of, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  rows = collections.defaultdict(list)  # A row of panels per study, one per algorithm.
+  for s, b in panels:
+    rows[s].append(b)
+  cols = max(map(len, rows.values()))
+  fig, axes = plt.subplots(len(rows), cols, figsize=(4.6 * cols, 3.4 * len(rows)),
+                           squeeze=False)
+  for ax in axes.flat:
+    ax.set_visible(False)
+  for (s, b), ax in ((k, axes[r][c]) for r, (s_, bs) in enumerate(rows.items())
+                     for c, k in enumerate((s_, b_) for b_ in bs)):
+    ax.set_visible(True)
+    for i, (label, trace) in enumerate(panels[(s, b)].items()):
+      if trace:
+        xs, ys = zip(*trace)
+        ax.step([*xs, xs[-1] * 1.5], [*ys, ys[-1]], where="post", label=label, color=f"C{i}",
+                lw=2 if label.startswith("live") else 1.2,
+                ls="--" if label == "random" else "-")
+    ax.axhline(WITHIN * best_of[(s, b)], color="grey", lw=0.8, ls=":")
+    ax.set(title=f"{s}: {b}", xlabel="model-steps given to the algorithm",
+           ylabel=f"best {METRIC} so far", xscale="log")
+    ax.grid(alpha=0.3)
+  axes.flat[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+  main()

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from wae_jax.cli import common
+from wae_jax.executors import ray as ray_executor
 
 from . import gcloud
 from . import remote
@@ -66,6 +67,7 @@ def setup(args: argparse.Namespace, cloud: gcloud.Cloud, sh: Shell) -> None:
   # token in every VM's env file lets them join one another.
   variables.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
   hidden["RAY_AUTH_TOKEN"] = REDACTED
+  variables.update(ray_executor.RAY_ENV)  # A dead worker's trainer saves its stop checkpoint.
   sh.hide(variables["RAY_AUTH_TOKEN"])
   env_text = remote.env_file(variables)
   shown = remote.env_file({**variables, **hidden})

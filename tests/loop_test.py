@@ -3,6 +3,7 @@ divergence, the CLI."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -208,6 +209,42 @@ def test_cli_sigterm_checkpoints_and_a_rerun_finishes(tmp_path):
   logged = [l for l in lines if re.fullmatch(r"\d\d:\d\d:\d\d \S+  step \d+/\d+  loss .*", l)]
   assert len(logged) >= 2 and all("steps/s  ETA" in l for l in logged[1:]), done.stderr[-3000:]
   assert not any(re.match(r"[IW]\d{4} ", l) or "Hyperparameters" in l for l in lines), lines
+
+
+@pytest.mark.slow
+def test_after_a_sigkill_metrics_json_names_no_step_past_the_newest_checkpoint(tmp_path):
+  """A log step's record is written before its checkpoint, or with none due: it names the
+  step the trainer resumes from, not the one it logged."""
+  cmd = [sys.executable, "-m", "wae_jax.cli.train", "--config=mnist_wae_mmd:debug",
+         f"--workdir={tmp_path}", "--config.num_steps=100000", "--config.log_every=1",
+         "--config.ckpt_every=7", "--config.steps_per_dispatch=1", "--config.model.width=0.015625",
+         "--config.batch_size=8"]
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          env=dict(os.environ, JAX_NUM_CPU_DEVICES="1"))
+  try:
+    deadline = time.time() + 240
+    while time.time() < deadline and len(workdir_lib.checkpoint_steps(tmp_path)) < 2:
+      time.sleep(0.2)
+    time.sleep(0.5)  # Some log steps past the second checkpoint.
+  finally:
+    proc.kill()
+    proc.wait()
+  m, saved = workdir_lib.read_metrics(tmp_path), workdir_lib.checkpoint_steps(tmp_path)
+  assert len(saved) >= 2 and m["status"] == "running"
+  assert m["step"] <= saved[-1] and m["train"]["loss"] > 0
+
+
+def test_a_kill_in_the_final_window_leaves_no_checkpoint_past_keep_ckpts(tmp_path):
+  c = tiny(num_steps=30, ckpt_every=10, eval_every=30, keep_ckpts=2)
+  loop.train(c, str(tmp_path))
+  checkpoints = tmp_path / "checkpoints"
+  assert workdir_lib.checkpoint_steps(tmp_path) == [20, 30]
+  # A kill after the final save, before orbax removed the oldest (and before `done`):
+  shutil.copytree(checkpoints / "20", checkpoints / "10")
+  workdir_lib.write_json(tmp_path / workdir_lib.METRICS, {
+      **workdir_lib.read_metrics(tmp_path), "status": "running"})
+  assert loop.train(c, str(tmp_path)).status == "done"
+  assert workdir_lib.checkpoint_steps(tmp_path) == [20, 30]
 
 
 def _hparams(workdir) -> set[str]:

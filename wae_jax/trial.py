@@ -130,9 +130,14 @@ class Trial:
     readable checkpoint (into `self.restored`, laid out as `target`); returns its step."""
     self.ckpt = state_lib.checkpoint_manager(self.workdir, self.c, create=True)
     self.restored, self.start = state_lib.restore_latest(self.ckpt, target, self.workdir)
+    self.saved = self.start
     if self.start > self.c.num_steps:
       raise config_lib.ConfigError(f"config.num_steps: {self.c.num_steps} is below the step "
                                    f"{self.start} that {self.workdir} has trained to")
+    # A kill after a save but before orbax removed the oldest leaves one too many; at the
+    # last step no save comes to remove it.
+    for old in sorted(self.ckpt.all_steps())[:-self.c.keep_ckpts]:
+      self.ckpt.delete(old)
     if self.lead:
       workdir_lib.write_json(self.workdir / workdir_lib.CONFIG, self.c.to_dict())
       self.writer = events.Writer(self.workdir)
@@ -149,6 +154,13 @@ class Trial:
     c = self.c
     return min(c.num_steps, *((step // every + 1) * every
                               for every in (c.log_every, c.eval_every, c.ckpt_every)))
+
+  def saved_step(self) -> int:
+    """The newest checkpoint's step once its save is complete (until then, the one before):
+    the step a running record names, so it never runs ahead of what a kill leaves."""
+    if not self.ckpt.is_saving_in_progress():
+      self.saved = self.ckpt.latest_step() or 0
+    return self.saved
 
   def write_status(self, status: str, step: int, error: str | None = None) -> None:
     if self.lead:
@@ -179,7 +191,8 @@ class Trial:
     self.history[step] = means
     self.fields[workdir_lib.TRAIN] = means
     self._report(step, means)
-    self.write_status(workdir_lib.RUNNING, step)  # What `wae-sweep run` shows while it runs.
+    # What `wae-sweep run` shows while it runs: the means of `step`, at the step it resumes.
+    self.write_status(workdir_lib.RUNNING, self.saved_step())
     return True
 
   def _report(self, step: int, means: dict[str, float]) -> None:

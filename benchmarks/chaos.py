@@ -38,6 +38,7 @@ import textwrap
 import time
 
 from wae_jax import workdir as workdir_lib
+from wae_jax.executors import ray as executors_ray
 
 NUM_STEPS = 60  # Each trial's; --steps sets it.
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")  # This environment's CLI.
@@ -102,6 +103,8 @@ class Cluster:
     # Ray (2.59+) authenticates every node and driver of a cluster that `ray start` makes:
     # one token for all, in the environment, as `wae-launch setup` gives TPU VMs.
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    # As `wae-launch setup` sets it: a dead worker's trainer gets its stop checkpoint.
+    os.environ.update(executors_ray.RAY_ENV)
     with socket.socket() as s:
       s.bind(("127.0.0.1", 0))
       port = s.getsockname()[1]

@@ -116,9 +116,12 @@ def _supervise(command: Sequence[str], trial_dirs: Sequence[str]) -> list[dict[s
     path.mkdir(parents=True, exist_ok=True)
   local = workdir_lib.is_local(trial_dirs[0])  # Stream the log into a trial dir; else upload.
   with (open(paths[0] / workdir_lib.LOG, "w+b") if local else tempfile.TemporaryFile()) as log:
+    # In a session of its own where the parent-death signal exists (Linux), so that Ray's
+    # SIGKILL of a dying driver's workers, sent to their process groups, leaves the trainer
+    # the SIGTERM that saves its stop checkpoint.
     rc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log,
-                        stderr=subprocess.STDOUT, check=False,
-                        preexec_fn=die_with_parent).returncode
+                        stderr=subprocess.STDOUT, check=False, preexec_fn=die_with_parent,
+                        start_new_session=sys.platform.startswith("linux")).returncode
     log.seek(0)
     output = log.read().decode(errors="replace")
   for path in paths[1:] if local else paths:

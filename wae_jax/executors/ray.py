@@ -16,6 +16,14 @@ from wae_jax import supervise
 from wae_jax.hyper import SweepError
 
 
+# A dead worker's trainer is left to the parent-death signal (`supervise.die_with_parent`):
+# its SIGTERM lets the trainer save its stop checkpoint, where Ray's own clean-up of a dead
+# worker's children is a SIGKILL. A Ray this executor starts takes it as its system config;
+# a cluster's nodes as this variable in their environment (`wae-launch setup` sets it).
+SYSTEM_CONFIG = {"kill_child_processes_on_worker_exit": False}
+RAY_ENV = {"RAY_kill_child_processes_on_worker_exit": "0"}
+
+
 @executors.register("ray")
 class Ray(executors.Executor):
   takes = ("parallel", "max_retries", "ray_address", "resources")
@@ -47,7 +55,8 @@ class Ray(executors.Executor):
     try:
       ray.init(address=self.address or "local",  # "local": a new instance, never a stale one.
                num_cpus=None if self.address else (self.parallel or 1),
-               include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+               include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+               _system_config=None if self.address else SYSTEM_CONFIG)
     except ConnectionError as e:
       raise SweepError(f"--ray_address: {str(e).strip().splitlines()[-1]}") from None
     self.started_ray = True

@@ -99,3 +99,37 @@ def test_a_warm_worker_trains_packs_as_trainer_subprocesses_do(tmp_path):
     metrics[executor] = {p.name: workdir_lib.read_record(p)["metrics"]
                          for p in (tmp_path / executor).iterdir() if p.is_dir()}
   assert len(metrics["warm"]) == 4 and metrics["warm"] == metrics["local"]
+
+
+LONG = """
+def get_hyper(h):
+  return h.product([
+      h.fixed("config", "mnist_wae_mmd:debug"), h.fixed("config.model.width", 1 / 64),
+      h.fixed("config.num_steps", 100000), h.fixed("config.ckpt_every", 100000),
+      h.fixed("config.log_every", 10), h.fixed("config.batch_size", 32),
+      h.sweep("config.seed", [0])])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_a_killed_drivers_trainer_saves_its_stop_checkpoint(tmp_path, executor):
+  """The runner's promise: the trainer of a SIGKILLed driver checkpoints the step it reached
+  (no checkpoint is due for 100,000 steps), so a relaunch redoes nothing."""
+  driver = _run(sweep_file(tmp_path, LONG), tmp_path / "w", executor)
+  try:
+    deadline = time.time() + 180
+    while not [l for l in (tmp_path / "w").glob(f"*/{workdir_lib.LOG}")
+               if " step 20/" in l.read_text()]:
+      assert time.time() < deadline and driver.poll() is None, "no trainer got going"
+      time.sleep(0.5)
+  finally:
+    driver.kill()
+    driver.wait()
+  _owners_gone(tmp_path / "w")
+  [trial] = [p for p in (tmp_path / "w").iterdir() if p.is_dir()]
+  reached = [int(l.split("Stopped at step ")[1].split(";")[0])
+             for l in (trial / workdir_lib.LOG).read_text().splitlines() if "Stopped at" in l]
+  assert reached and reached[0] >= 20, (trial / workdir_lib.LOG).read_text()[-2000:]
+  assert workdir_lib.checkpoint_steps(trial) == reached
+  assert workdir_lib.read_record(trial)["step"] == reached[0]

@@ -9,6 +9,7 @@ and a trial that has not started counts the mean `num_steps` of those that have.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any, Mapping, Sequence, TextIO
 from etils import epath
 import numpy as np
 
+from wae_jax import searches
 from wae_jax import workdir as workdir_lib
 
 SHOWN = 4  # Running trials named on a line.
@@ -110,18 +112,27 @@ def status(s, workdir: epath.PathLike, out: TextIO | None = None) -> dict[str, i
   from wae_jax import runner  # pylint: disable=g-import-not-at-top  # Restores the search.
   out = out or sys.stdout
   workdir = epath.Path(workdir)
+  try:
+    recorded = workdir_lib.read_ledger(workdir) or {}
+  except (ValueError, OSError):  # Unreadable: `run` starts a new one.
+    recorded = {}
+  search, by_file = s.search, s.search.name
+  if (spec := recorded.get("search")) and spec.get("name") != by_file:
+    # Run with another search than the file's (`--search=random`): that one's view.
+    search = searches.parse(spec)
+    s = dataclasses.replace(s, search=search, spaces={})
   ledger = runner.read_ledger(s, workdir)
   states = workdir_lib.read_states(workdir, ledger.trials)
   c = counts(states)
   print(f"{s.spec} in {workdir}: {len(states)} trials  " + format_counts(c), file=out)
-  s.search.restore(ledger)
-  if lines := s.search.status():
+  if search.name != by_file:
+    print(f"  run by the {search.name} search (--search={search.name}), not the file's "
+          f"{by_file}", file=out)
+  search.restore(ledger)
+  if lines := search.status():
     print(*lines, sep="\n", file=out)
   final = [st for st in states.values() if st.status in workdir_lib.FINAL]
-  try:
-    launched = (workdir_lib.read_ledger(workdir) or {}).get("launched_at")
-  except (ValueError, OSError, AttributeError):  # Unreadable: `run` starts a new one.
-    launched = None
+  launched = recorded.get("launched_at")
   recent = sum(1 for st in final if launched and st.mtime and st.mtime >= launched)
   rate = recent / (time.time() - launched) if recent else 0.0
   left = len(states) - len(final)

@@ -8,7 +8,7 @@ the same codes and prior draws, in standard errors of that mean, for each of the
 alone and for their sum. `speed`: one training step's work on the penalty (value and
 gradient w.r.t. the codes) at m codes and m prior draws, d_z = 8, exact and RF interleaved
 A B A B, median seconds; memory is XLA's buffer plan for the compiled step (temporaries plus
-arguments and outputs). An exact step slower than --max_exact_s is not run at the next
+arguments and outputs); each is compiled ahead of the timed calls. An exact step slower than --max_exact_s is not run at the next
 size: the report says so. One JSON line per result.
 """
 
@@ -80,19 +80,17 @@ def speed(sizes, reps, num_features, max_exact_s):
                         f"one step took {exact_too_slow:.1f} s at the previous size"}), flush=True)
       steps.pop("exact")
     times = {name: [] for name in steps}
-    memory = {name: _memory(fn.lower(*args).compile()) for name, (fn, args) in steps.items()}
-    for name, (fn, args) in steps.items():  # Compile and warm.
-      jax.block_until_ready(fn(*args))
+    compiled = {name: fn.lower(*args).compile() for name, (fn, args) in steps.items()}
     for _ in range(reps):
-      for name, (fn, args) in steps.items():  # A B A B.
+      for name, (_, args) in steps.items():  # A B A B.
         start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
+        jax.block_until_ready(compiled[name](*args))
         times[name].append(time.perf_counter() - start)
     for name in steps:
       print(json.dumps({"bench": "speed", "m": m, "estimator": name, "reps": reps,
                         "num_features": num_features if name == "rf" else None,
                         "median_s": statistics.median(times[name]), "times_s": times[name],
-                        "memory_bytes": memory[name]}), flush=True)
+                        "memory_bytes": _memory(compiled[name])}), flush=True)
     if "exact" in times and min(times["exact"]) * 16 > max_exact_s:
       exact_too_slow = min(times["exact"])
 

@@ -46,7 +46,7 @@ def rf_mmd(x, y, w, *, num_scales: int, prior_var=None):
   """The random-feature MMD of codes x (n, d) against prior draws y (m, d), given frequencies
   w; with `prior_var` (the prior's variance in these units) y is not used and the prior's
   side is exact."""
-  n, per_width = len(x), w.shape[1] / num_scales
+  n, per_width = float(len(x)), w.shape[1] / num_scales  # n(n - 1) overflows int32 past 46k.
   k0 = float(num_scales)
   xc, xs = _embedding_sum(x, w)
   within_x = (jnp.sum(xc * xc + xs * xs) / per_width - n * k0) / (n * (n - 1))
@@ -55,7 +55,7 @@ def rf_mmd(x, y, w, *, num_scales: int, prior_var=None):
     within_y = jnp.sum(mean_cos * mean_cos) / per_width
     cross = jnp.sum(xc * mean_cos) / (per_width * n)
   else:
-    m = len(y)
+    m = float(len(y))
     yc, ys = _embedding_sum(y, w)
     within_y = (jnp.sum(yc * yc + ys * ys) / per_width - m * k0) / (m * (m - 1))
     cross = jnp.sum(xc * yc + xs * ys) / (per_width * n * m)

@@ -94,10 +94,26 @@ def trainer_pids(workdir: str) -> dict[int, str]:
   return out
 
 
+def _parent(pid: int) -> int | None:
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return int(f.read().rsplit(")", 1)[1].split()[1])
+  except (OSError, ValueError, IndexError):
+    return None
+
+
+def _is_wrapper(pid: int) -> bool:
+  try:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+      return any(a.startswith(b"--wrap=") for a in f.read().split(b"\0"))
+  except OSError:
+    return False
+
+
 class Cluster:
   """A Ray cluster on this machine: a head without CPUs (it only schedules, like a
   coordinator VM) and one worker node (a TPU VM) at a time. Each node is a `ray start
-  --block` in its own process group, so a preemption is one killpg."""
+  --block` in its own process group; a preemption kills it, and the trainers of its tasks."""
 
   def __init__(self, log: str):
     # Ray (2.59+) authenticates every node and driver of a cluster that `ray start` makes:
@@ -131,9 +147,17 @@ class Cluster:
     """A worker node: two CPUs, so two trials at a time, as `--parallel=2`."""
     return self._start(f"--address={self.address}", "--num-cpus=2")
 
-  def preempt(self) -> None:
-    """The worker node's VM goes: every process on it at once; a replacement joins."""
+  def preempt(self, workdir: str) -> None:
+    """The worker node's VM goes: every process on it at once (the trainers, in sessions of
+    their own, and their wrappers too); a replacement joins."""
+    trainers = list(trainer_pids(workdir))
+    wrappers = [ppid for ppid in map(_parent, trainers) if ppid and _is_wrapper(ppid)]
     os.killpg(self.node.pid, signal.SIGKILL)
+    for pid in wrappers + trainers:
+      try:
+        os.kill(pid, signal.SIGKILL)
+      except ProcessLookupError:
+        pass
     self.node.wait()
     self.node = self._join()
 
@@ -261,7 +285,7 @@ def chaos(spec: str, workdir: str, log: str, args, rng: random.Random,
       emit(event="kill_driver", orphans=len(orphans))
       d = driver(spec, workdir, log, cluster)
     elif choice == "node" and pids and counts["node_kills"] < args.node_kills:
-      cluster.preempt()
+      cluster.preempt(workdir)
       counts["node_kills"] += 1
       emit(event="preempt_node", trials=sorted(pids.values()))
     elif choice == "corrupt" and counts["corruptions"] < args.corruptions:

@@ -49,14 +49,16 @@ def plot_curves(trials: pd.DataFrame, curves: dict[str, dict[int, float]],
                            squeeze=False)
   values = [v for c in curves.values() for v in c.values() if math.isfinite(v)]
   for ax, (base, group) in zip(axes[0], groups):
-    top = group["num_steps"].max()
-    for tid in group["trial"]:
+    top = int(group["num_steps"].max())
+    reached = sum(bool(curves.get(t)) and max(curves[t]) == top for t in group["trial"])
+    if reached == len(group):  # Nothing stopped early (random search): a colour per trial.
+      _by_final_rank(ax, plt, [curves.get(t, {}) for t in group["trial"]], top, metric)
+    for tid in group["trial"] if reached < len(group) else ():
       steps, ys = zip(*sorted(curves[tid].items())) if curves.get(tid) else ((), ())
       full = bool(steps) and steps[-1] == top
       ax.plot(steps, ys, lw=1.2 if full else 0.7, alpha=0.9 if full else 0.5,
               color="C3" if full else "grey", marker="o", ms=2.5 if full else 2,
               label="to the full budget" if full else "stopped before")
-    reached = sum(bool(curves.get(t)) and max(curves[t]) == top for t in group["trial"])
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -64,7 +66,7 @@ def plot_curves(trials: pd.DataFrame, curves: dict[str, dict[int, float]],
     # (under ASHA its rungs, each marked by a line: the cuts).
     ticks = sorted({n for t in group["trial"] for n in curves.get(t, {})})
     ends = sorted({max(curves[t]) for t in group["trial"] if curves.get(t)})
-    ax.set_xticks(ticks if len(ticks) <= 8 else sorted({ticks[0], *ends}))
+    ax.set_xticks(ticks if len(ticks) <= 8 else sorted({*_doubling(ticks), *ends}))
     for end in ends[:-1]:
       ax.axvline(end, color="grey", lw=0.6, ls=":")
     handles, labels = ax.get_legend_handles_labels()
@@ -80,3 +82,30 @@ def plot_curves(trials: pd.DataFrame, curves: dict[str, dict[int, float]],
   fig.savefig(buf, format="png", dpi=110)
   plt.close(fig)
   epath.Path(path).write_bytes(buf.getvalue())
+
+
+def _doubling(steps: list[int]) -> list[int]:
+  """The first step, then each at least twice the last kept, and the last: ticks a log
+  axis can hold."""
+  kept = [steps[0]]
+  for n in steps[1:]:
+    if n >= 2 * kept[-1]:
+      kept.append(n)
+  return sorted({*kept, steps[-1]})
+
+
+def _by_final_rank(ax, plt, trial_curves, top: int, metric: str) -> None:
+  """Each trial's line coloured by its rank at the full budget (dark: best), the best one
+  labelled: a full-budget study's picture, where late bloomers cross the others."""
+  from wae_jax import evaluators  # pylint: disable=g-import-not-at-top
+  declared = evaluators.metrics().get(metric)
+  sign = -1 if declared is not None and declared.higher_is_better else 1
+  final = [sign * c.get(top, math.inf) for c in trial_curves]
+  order = sorted(range(len(final)), key=lambda i: (not math.isfinite(final[i]), final[i]))
+  colours = plt.get_cmap("viridis")
+  for rank, i in enumerate(order):
+    steps, ys = zip(*sorted(trial_curves[i].items())) if trial_curves[i] else ((), ())
+    ax.plot(steps, ys, lw=1.6 if rank == 0 else 0.9, marker="o", ms=2,
+            color=colours(0.9 * rank / max(len(order) - 1, 1)), zorder=len(order) - rank,
+            label="best at the full budget" if rank == 0 else
+            "worst" if rank == len(order) - 1 else None)

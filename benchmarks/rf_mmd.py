@@ -8,8 +8,8 @@ the same codes and prior draws, in standard errors of that mean, for each of the
 alone and for their sum. `speed`: one training step's work on the penalty (value and
 gradient w.r.t. the codes) at m codes and m prior draws, d_z = 8, exact and RF interleaved
 A B A B, median seconds; memory is XLA's buffer plan for the compiled step (temporaries plus
-arguments and outputs); each is compiled ahead of the timed calls. An exact step slower than --max_exact_s is not run at the next
-size: the report says so. One JSON line per result.
+arguments and outputs); each is compiled ahead of the timed calls. An exact step too slow
+for --max_exact_s at the next size is not run there: the report says so. One JSON line per result.
 """
 
 import argparse

@@ -63,8 +63,9 @@ def trial(out, dataset, algo, seed, steps, num_samples):
 
 def table(rows):
   """Markdown: algorithm by (dataset, sampler), domain FID mean +- sd over seeds."""
+  latest = {(r["dataset"], r["algo"], r["seed"], r.get("sampler")): r for r in rows}
   cells = {}
-  for r in rows:
+  for r in latest.values():
     if r.get("domain_fid") is not None:
       cells.setdefault((r["algo"], r["dataset"], r["sampler"]), []).append(r["domain_fid"])
   cols = [(d, s) for d in DATASETS for s in SAMPLERS]
@@ -77,8 +78,8 @@ def table(rows):
       out.append(f"{np.mean(v):.1f} ± {np.std(v, ddof=1) if len(v) > 1 else float('nan'):.1f} "
                  f"(n={len(v)})" if v else "-")
     lines.append(f"| {algo} | " + " | ".join(out) + " |")
-  floors = {d: [r["domain_fid_data"] for r in rows if r["dataset"] == d and r.get("domain_fid_data")]
-            for d in DATASETS}
+  floors = {d: [r["domain_fid_data"] for r in rows
+                if r["dataset"] == d and r.get("domain_fid_data")] for d in DATASETS}
   lines.append("| held-out data | " + " | ".join(
       f"{np.mean(floors[d]):.1f}" if floors[d] else "-" for d, _ in cols) + " |")
   return "\n".join(lines) + "\n"

@@ -8,8 +8,10 @@ import pytest
 from scipy import integrate
 
 from wae_jax import config as config_lib
+from wae_jax import hyper
 from wae_jax import mmd
 from wae_jax import regularisers
+from wae_jax import study
 from wae_jax.regularisers import cramer_wold
 from wae_jax.regularisers import random_features
 
@@ -122,3 +124,20 @@ def test_rf_config_is_checked():
   c.cw.gamma = -1.0
   with pytest.raises(config_lib.ConfigError, match="^config.cw.gamma: must be a finite number"):
     config_lib.validate(c, 1)
+
+
+def test_cwae_and_rf_wae_are_algos_of_a_sweep():
+  """Chosen by `config.algo` on any base config, their sections' fields set by the sweep."""
+  trials = hyper.chainit([
+      hyper.product([hyper.fixed("config", "mnist_wae_mmd:debug"),
+                     hyper.fixed("config.algo", "cwae"),
+                     hyper.sweep("config.cw.gamma", [0.0, 0.5])]),
+      hyper.product([hyper.fixed("config", "mnist_wae_mmd:debug"),
+                     hyper.fixed("config.algo", "wae_rf"),
+                     hyper.sweep("config.rf.num_features", [64, 0])])])
+  by_id = {study.trial_id(t): t for t in trials}
+  configs = {tid: study.trial_config(t) for tid, t in by_id.items()}
+  assert sorted((c.algo, c.cw.gamma, c.rf.num_features) for c in configs.values()) == [
+      ("cwae", 0.0, 256), ("cwae", 0.5, 256), ("wae_rf", 0.0, 0), ("wae_rf", 0.0, 64)]
+  with pytest.raises(hyper.SweepError, match="config.rf.num_features: must be an integer >= 1"):
+    study.check_configs(by_id)

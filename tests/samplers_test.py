@@ -65,7 +65,8 @@ def test_flow_learns_the_mixture_density_and_round_trips():
   nearest = np.argmin(np.sum((z[:, None] - MEANS[None]) ** 2, -1), 1)
   np.testing.assert_allclose(np.bincount(nearest, minlength=5) / len(z), WEIGHTS, atol=0.05)
   again = samplers.get("flow")(2, 1.0, flow.arrays, flow.summary)
-  np.testing.assert_allclose(again.sample(50, jax.random.key(3)), flow.sample(50, jax.random.key(3)),
+  key = jax.random.key(3)
+  np.testing.assert_allclose(again.sample(50, key), flow.sample(50, key),
                              rtol=1e-6)
 
 
@@ -88,7 +89,8 @@ def test_metrics_of_samples_are_named_per_sampler():
   # Under a fitted sampler only the evaluators of samples run, their metrics suffixed.
   seen = []
   fake = types.SimpleNamespace(pixels=data.Pixels(symmetric=False), decode="decode",
-                               map=lambda fn, variables, z: seen.append(z) or np.zeros((len(z), 5, 5, 1)))
+                               map=lambda fn, variables, z: seen.append(z) or np.zeros(
+                                   (len(z), 5, 5, 1)))
   c = config_lib.load("mnist_wae_mmd:debug")
   gmm = samplers.get("gmm")(2, 1.0, {"weights": np.ones(1), "means": np.full((1, 8), 3.0),
                                      "chol": np.eye(8)[None]})

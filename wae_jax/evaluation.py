@@ -2,8 +2,9 @@
 
 During training the loop runs `config.eval.evaluators` (held-out reconstruction and MMD,
 sharpness). `final_metrics` runs `config.eval.final_evaluators` on thousands of samples
-(from the prior, or from a latent sampler fitted on the codes: `wae_jax/samplers/`), adding the sample-quality metrics that take minutes: the domain FID (datasets with
-class labels) and the Inception FID (when pytorch-fid's weights are at hand). `evaluate`
+(from the prior, or from a latent sampler fitted on the codes: `wae_jax/samplers/`),
+adding the sample-quality metrics that take minutes: the domain FID (datasets with class
+labels) and the Inception FID (when pytorch-fid's weights are at hand). `evaluate`
 does so for the latest checkpoint of a trial directory and merges the numbers into its
 `metrics.json`.
 """
@@ -70,7 +71,8 @@ def final_metrics(c: ml_collections.ConfigDict, variables, ds: data.Dataset,
   them (the Inception weights' hash, the protocols). Classifiers and the training split's
   statistics are cached in `cache_dir`."""
   context = common.Context(inference, variables, ds, rng, c, num_samples, sampler,
-                           cache_dir=cache_dir or default_cache_dir(), classifier_steps=classifier_steps,
+                           cache_dir=cache_dir or default_cache_dir(),
+                           classifier_steps=classifier_steps,
                            inception_params=inception_params)
   logging.info("Sampling %d images (%s sampler)%s.", num_samples, context.sampler.name,
                f"; held-out metrics of {len(ds.test.images)} images" * context.with_data)

@@ -6,7 +6,7 @@ direction, and the squared L2 distance of their projections, averaged over direc
 
   d_cw^2 = 1 / (2 n^2 sqrt(pi)) * [ sum_ij phi_D(|x_i - x_j|^2 / (4 gamma)) / sqrt(gamma)
                                     + n^2 / sqrt(1 + gamma)
-                                    - 2 n / sqrt(gamma + 1/2) * mean_i phi_D(|x_i|^2 / (2 + 4 gamma)) ]
+                                    - 2 n sum_i phi_D(|x_i|^2 / (2 + 4 gamma)) / sqrt(gamma + 1/2) ]
 
 with phi_D(s) = 1F1(1/2; D/2; -s), which the paper replaces by (1 + 4 s / (2D - 3))^(-1/2)
 (its Eq. 9, accurate for D >= 20; gmum/cwae-pytorch uses it at D = 8 too, as here), and gamma
@@ -58,7 +58,8 @@ class CramerWold(regularisers.Regulariser):
   @classmethod
   def validate(cls, c):
     config_lib.number(c, "cw.gamma", 0)
-    config_lib.check(isinstance(c.cw.log, bool), "cw.log", f"must be true or false, got {c.cw.log!r}")
+    config_lib.check(isinstance(c.cw.log, bool), "cw.log",
+                     f"must be true or false, got {c.cw.log!r}")
 
   def penalty(self, codes, prior, rng, hparams, state):
     del prior, rng, state

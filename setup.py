@@ -30,7 +30,7 @@ setuptools.setup(
         "ray>=2.40",  # The sweep runner's fan-out, on a laptop and on a TPU cluster.
         "optuna>=5.0",  # A sweep's mirror as Optuna studies (wae_jax/mirror.py).
         "optuna-dashboard>=0.21",  # Serves that mirror.
-        "scikit-learn",  # Optuna's fANOVA importances of the mirror.
+        "scikit-learn",  # Optuna's fANOVA importances of the mirror; the gmm latent sampler.
     ],
     extras_require={
         # TensorFlow (1.3 GB) only where it is used: tfds sources read through tf.data, and

@@ -74,6 +74,18 @@ def test_a_half_written_lock_belongs_to_nobody(tmp_path):
     pass
 
 
+@pytest.mark.parametrize("record", [
+    {"pid": "abc", "heartbeat": "now"}, {"pid": [1], "heartbeat": 1e12}, [1, 2], "x",
+    {"pid": -1}, {"pid": 0}])  # os.kill(-1 or 0, 0) succeeds: no pid says "alive".
+def test_a_lock_file_of_another_shape_belongs_to_nobody(tmp_path, record):
+  import socket  # pylint: disable=g-import-not-at-top
+  if isinstance(record, dict):
+    record.update(host=socket.gethostname(), heartbeat=record.get("heartbeat", time.time()))
+  (tmp_path / lock_lib.NAME).write_text(json.dumps(record))
+  with lock_lib.Lock(tmp_path, "trainer"):
+    pass
+
+
 # --- gs://: the same protocol on Cloud Storage's generation preconditions ----------------
 
 

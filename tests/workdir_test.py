@@ -72,3 +72,30 @@ def test_a_ledger_of_the_wrong_shape_is_refused_where_it_is_read_and_set_aside_b
   aside = workdir_lib.add_to_ledger(tmp_path, "s.py", {"t": {"config": "c"}})
   assert aside.read_text() == text
   assert workdir_lib.read_ledger(tmp_path)["trials"] == {"t": {"config": "c"}}
+
+
+@pytest.mark.parametrize("name", [workdir_lib.CONFIG, workdir_lib.METRICS, workdir_lib.SEARCH,
+                                  workdir_lib.LEDGER])
+def test_a_directory_where_a_json_file_goes_reads_as_one_line_and_is_set_aside(tmp_path, name):
+  (tmp_path / name).mkdir()
+  (tmp_path / name / "x").write_text("a person's")
+  with pytest.raises(ValueError, match="^Is a directory$"):
+    workdir_lib.read_json(tmp_path / name)
+  workdir_lib.write_json(tmp_path / name, {"a": 1})
+  assert workdir_lib.read_json(tmp_path / name) == {"a": 1}
+  [aside] = tmp_path.glob(f"{name}.directory-*")
+  assert (aside / "x").read_text() == "a person's"
+
+
+def test_an_unreadable_json_file_is_one_line_where_it_is_read(tmp_path, monkeypatch):
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  workdir_lib.write_json(tmp_path / workdir_lib.METRICS, GOOD)
+  workdir_lib.write_json(tmp_path / workdir_lib.LEDGER, {"sweeps": {}, "trials": {}})
+  def denied(self, *args, **kwargs):
+    raise PermissionError(13, "Permission denied", str(self))
+  monkeypatch.setattr(type(epath.Path(tmp_path)), "read_text", denied)
+  assert workdir_lib.load_record(tmp_path) == (None, "metrics.json unreadable: Permission denied")
+  assert workdir_lib.read_state(tmp_path).status == workdir_lib.CORRUPT
+  assert workdir_lib.read_record(tmp_path) == {}
+  with pytest.raises(ValueError, match="^Permission denied$"):
+    workdir_lib.read_ledger(tmp_path)

@@ -24,7 +24,6 @@ Values are the paper's; where it is silent they are the public code's (tolstikhi
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import os
 from typing import Any, Iterator, Mapping
@@ -258,10 +257,9 @@ def read(workdir) -> ml_collections.ConfigDict | None:
   """The config a trial directory was trained with (None if it has none); ConfigError, one
   line, if its config.json cannot be read."""
   path = epath.Path(workdir) / workdir_lib.CONFIG
-  if not path.exists():
-    return None
   try:
-    return from_dict(json.loads(path.read_text()))
+    saved = workdir_lib.read_json(path)
+    return None if saved is None else from_dict(saved)
   except (ValueError, TypeError, AttributeError, KeyError) as e:
     raise ConfigError(f"{path}: unreadable ({first_line(e)})") from None
 

@@ -155,9 +155,13 @@ class Lock:
       return None
     if not isinstance(record, dict):
       return None
-    fresh = time.time() - float(record.get("heartbeat", 0)) < STALE_S
+    try:
+      fresh = time.time() - float(record.get("heartbeat", 0)) < STALE_S
+      pid = int(record.get("pid", -1))
+    except (TypeError, ValueError):  # Not a lock's record (a person's edit): nobody.
+      return None
     if record.get("host") == socket.gethostname():  # A reused pid, or a recreated VM: stale.
-      return record if fresh and _alive(int(record.get("pid", -1))) else None
+      return record if fresh and pid > 0 and _alive(pid) else None
     return record if fresh else None
 
   def acquire(self) -> None:

@@ -37,9 +37,11 @@ HPARAMS = ("algo", "seed", "optim.lr", "lam", "prior_var", "recon.scale")
 
 
 def check_path(workdir: epath.PathLike) -> None:
-  """Refuses a trial directory that is a file (ConfigError)."""
+  """Refuses a trial directory that is a file, or whose checkpoints/ is (ConfigError)."""
   if problem := workdir_lib.not_a_directory(workdir):
     raise config_lib.ConfigError(problem)
+  if (checkpoints := epath.Path(workdir) / workdir_lib.CHECKPOINTS).is_file():
+    raise config_lib.ConfigError(f"{checkpoints} is a file, not a directory; move it aside")
 
 
 def check_directory(c: ml_collections.ConfigDict, workdir: epath.PathLike,

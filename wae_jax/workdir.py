@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any, Iterable, Mapping
 
+from absl import logging
 from etils import epath
 
 CONFIG = "config.json"
@@ -56,6 +57,10 @@ def write_json(path: epath.PathLike, obj: Any) -> None:
   durably (fsynced) on a local disk, as an object store's writes are."""
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
+  if path.is_dir():  # Put there by hand: kept for a look, out of the way.
+    aside = path.parent / f"{path.name}.directory-{time.strftime('%Y%m%d-%H%M%S')}"
+    path.rename(aside)
+    logging.warning("%s was a directory; moved to %s.", path, aside)
   tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
   text = json.dumps(obj, indent=1, sort_keys=True, default=_jsonable) + "\n"
   if is_local(path):
@@ -114,9 +119,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def read_json(path: epath.PathLike) -> Any:
-  """The JSON file at `path`, or None if it does not exist (ValueError if it is not JSON)."""
+  """The JSON file at `path`, or None if it does not exist; ValueError, one line, if it
+  cannot be read (a directory, no permission) or is not JSON."""
   path = epath.Path(path)
-  return json.loads(path.read_text()) if path.exists() else None
+  if not path.exists():
+    return None
+  try:
+    text = path.read_text()
+  except OSError as e:
+    raise ValueError(e.strerror or str(e)) from None
+  return json.loads(text)
 
 
 def read_metrics(workdir: epath.PathLike) -> dict[str, Any] | None:
@@ -273,10 +285,9 @@ def checkpoint_steps(workdir: epath.PathLike) -> list[int]:
 def read_ledger(sweep_dir: epath.PathLike) -> dict[str, Any] | None:
   """The ledger `W/sweep.json`, or None: {"sweeps": {spec: [ids]}, "trials": {id: trial},
   "search": {"name": .., **options}, "proposed": {spec: [ids the search made up]}}."""
-  path = epath.Path(sweep_dir) / LEDGER
-  if not path.exists():
+  ledger = read_json(epath.Path(sweep_dir) / LEDGER)
+  if ledger is None:
     return None
-  ledger = json.loads(path.read_text())
   shapes = {"sweeps": dict, "trials": dict, "search": (dict, type(None)),
             "proposed": dict, "launched_at": (int, float)}
   if not isinstance(ledger, dict) or not {"sweeps", "trials"} <= set(ledger):

@@ -13,6 +13,7 @@ import wae_jax
 from wae_jax import data
 from wae_jax import loop
 from wae_jax.errors import TrialError
+from wae_jax.samplers import gmm
 from loop_test import tiny
 
 # Loads a trial directory in a fresh process with one device; prints samples and codes.
@@ -124,3 +125,23 @@ def test_a_damaged_checkpoint_costs_one_line_not_tracebacks(workdir, tmp_path):
   assert p.stdout.split() == ["5"] * 3
   assert p.stderr.count("does not restore") == 3
   assert "Traceback" not in p.stderr and "Event loop is closed" not in p.stderr
+
+
+def test_samples_from_a_fitted_sampler_are_kept_beside_the_checkpoint(workdir, monkeypatch):
+  root, _ = workdir
+  monkeypatch.setattr(gmm.GMM, "settings", {**gmm.GMM.settings, "components": [1, 2]})
+  model = wae_jax.load(root)
+  x = model.sample(8, seed=1, sampler="gmm")
+  assert x.shape == (8, 28, 28, 1) and not np.array_equal(x, model.sample(8, seed=1))
+  saved = root / "samplers" / "10" / "gmm" / "sampler.json"
+  record = json.loads(saved.read_text())
+  assert (record["step"], record["codes"]) == (10, len(model.training_codes()))
+  stamp = saved.stat().st_mtime_ns
+  # Reused by another load of the same checkpoint; refitted only when asked.
+  np.testing.assert_array_equal(wae_jax.load(root).sample(8, seed=1, sampler="gmm"), x)
+  assert saved.stat().st_mtime_ns == stamp
+  model.sample(8, seed=1, sampler="gmm", refit=True)
+  assert saved.stat().st_mtime_ns != stamp
+  # The step-5 checkpoint's codes are another sampler's.
+  wae_jax.load(root, step=5).sample(8, sampler="gmm")
+  assert json.loads((root / "samplers" / "5" / "gmm" / "sampler.json").read_text())["step"] == 5

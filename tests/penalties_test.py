@@ -141,3 +141,18 @@ def test_cwae_and_rf_wae_are_algos_of_a_sweep():
       ("cwae", 0.0, 256), ("cwae", 0.5, 256), ("wae_rf", 0.0, 0), ("wae_rf", 0.0, 64)]
   with pytest.raises(hyper.SweepError, match="config.rf.num_features: must be an integer >= 1"):
     study.check_configs(by_id)
+
+
+def test_random_feature_sums_by_blocks_equal_the_whole(monkeypatch):
+  """Blocks (padded, masked, recomputed for the gradient) change neither value nor gradient."""
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(70, 8)), jnp.float32)
+  y = jnp.asarray(np.random.default_rng(3).normal(size=(70, 8)), jnp.float32)
+  w = random_features.frequencies(jax.random.key(0), 8, kernel="imq", scales=(0.5, 2.0),
+                                  num_features=32)
+  both = lambda prior_var: jax.value_and_grad(lambda x: random_features.rf_mmd(
+      x, y, w, num_scales=2, prior_var=prior_var))(x)
+  whole = [both(None), both(0.06)]
+  monkeypatch.setattr(random_features, "BLOCK", 16)
+  for (v, g), (v0, g0) in zip([both(None), both(0.06)], whole):
+    np.testing.assert_allclose(v, v0, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(g, g0, rtol=1e-4, atol=1e-7)

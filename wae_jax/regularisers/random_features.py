@@ -39,21 +39,20 @@ def frequencies(rng, dim: int, *, kernel: str, scales, num_features: int):
 BLOCK = 4096  # Rows per block of the feature sums: an (BLOCK, features) tile at a time.
 
 
-@jax.checkpoint
 def _block_sum(x, w, valid):
   proj = x @ w
   return jnp.sum(jnp.cos(proj) * valid, 0), jnp.sum(jnp.sin(proj) * valid, 0)
 
 
 def _embedding_sum(x, w):
-  """sum_i phi(x_i), cos and sin halves, unscaled; block by block, the blocks' features
-  recomputed for the gradient, so memory is O(BLOCK * features) at any row count."""
+  """sum_i phi(x_i), cos and sin halves, unscaled; past BLOCK rows block by block, each
+  block's features recomputed for the gradient, so memory is O(BLOCK * features)."""
   if len(x) <= BLOCK:
     return _block_sum(x, w, 1.0)
   pad = -len(x) % BLOCK
   blocks = jnp.pad(x, ((0, pad), (0, 0))).reshape(-1, BLOCK, x.shape[1])
   valid = (jnp.arange(len(x) + pad) < len(x)).reshape(-1, BLOCK, 1).astype(x.dtype)
-  cos, sin = jax.lax.map(lambda b: _block_sum(b[0], w, b[1]), (blocks, valid))
+  cos, sin = jax.lax.map(jax.checkpoint(lambda b: _block_sum(b[0], w, b[1])), (blocks, valid))
   return jnp.sum(cos, 0), jnp.sum(sin, 0)
 
 

@@ -4,9 +4,12 @@ Estimated from shapes alone (`jax.eval_shape`: nothing is computed or allocated)
 state (parameters, optimizer and regulariser states) with its gradients, the layer outputs
 a training step keeps for its backward pass, and the largest layer of the evaluation
 batch's forward pass. Against what a device has free: `memory_stats()` where the backend
-reports it (GPU, TPU), on CPU the host's available memory shared by its devices. XLA fuses
-and reuses buffers, so the estimate is rough: good to say that a config cannot fit (an
-evaluation batch of 73 GiB, a net whose kernels alone fill the device), not to the last GiB.
+reports it (GPU, TPU), on CPU the host's available memory shared by its devices. The
+estimate is rough and low: XLA:CPU's own count of the compiled programs' temporaries
+(`memory_analysis`) is 2.4x its activations for both MNIST nets, but compiling them takes
+seconds to tens of seconds a trial. So it refuses what cannot fit (an evaluation batch of
+73 GiB, a net whose kernels alone fill the device); a config within that factor of the
+limit may still run out.
 """
 
 from __future__ import annotations

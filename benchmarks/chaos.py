@@ -181,10 +181,15 @@ def driver(spec: str, workdir: str, log: str, cluster: Cluster | None = None,
 
 
 def in_final_window(workdir: str, trial: str) -> bool:
-  """The trial's final checkpoint exists but its record does not say `done` yet."""
-  final = os.path.join(workdir, trial, workdir_lib.CHECKPOINTS, str(NUM_STEPS))
-  return (os.path.isdir(final) and
-          workdir_lib.read_record(os.path.join(workdir, trial)).get("status") != "done")
+  """The trial's final checkpoint is being written (orbax's temporary directory) or exists,
+  but its record does not say `done` yet."""
+  checkpoints = os.path.join(workdir, trial, workdir_lib.CHECKPOINTS)
+  try:
+    final = any(n == str(NUM_STEPS) or n.startswith(f"{NUM_STEPS}.")
+                for n in os.listdir(checkpoints))
+  except OSError:
+    return False
+  return final and workdir_lib.read_record(os.path.join(workdir, trial)).get("status") != "done"
 
 
 def nap(seconds: float, workdir: str) -> int | None:

@@ -72,7 +72,7 @@ CASES = [
     ("recon.scale=inf", "exit 0, diverged at step 1", "",
      f"{TRAIN} --workdir=t --config.recon.scale=inf"),
     ("mmd.scales=inf", "exit 0, diverged at step 1", "",
-     f"{TRAIN} --workdir=t --config.mmd.scales='(1.0, inf)'"),
+     f"{TRAIN} --workdir=t --config.mmd.scales='(1.0, 1e999)'"),
     ("batch > training set", "refused after writing", "",
      f"{TRAIN} --workdir=t --config.batch_size=4096"),
     ("held-out leaves too little", "refused after writing", "",

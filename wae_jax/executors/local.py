@@ -31,12 +31,16 @@ def _serve(conn, body, setup) -> None:
     except EOFError:  # The driver is gone.
       return
     try:
-      conn.send(("ok", body(task)))
-    except supervise.TrialInterrupted as e:
-      conn.send(("retry", str(e)))
+      try:
+        answer = ("ok", body(task))
+      except supervise.TrialInterrupted as e:
+        conn.send(("retry", str(e)))
+        return
+      except Exception as e:  # pylint: disable=broad-except  # The task's error, one line.
+        answer = ("error", f"{type(e).__name__}: {errors.first_line(e)}")
+      conn.send(answer)
+    except (BrokenPipeError, ConnectionResetError):  # The driver died while it trained.
       return
-    except Exception as e:  # pylint: disable=broad-except  # The task's error, one line.
-      conn.send(("error", f"{type(e).__name__}: {errors.first_line(e)}"))
 
 
 @executors.register("local")

@@ -39,6 +39,8 @@ def test_proposals_fill_each_bracket_from_its_space_at_equal_compute():
   search = _search(trials=12)
   trials = _run(search, brackets=("f", "g"))
   assert len(trials) == 24 and len(set(map(study.trial_id, trials.values()))) == 24
+  assert search.planned() == 24
+  assert search.status()[0] == "  24 of 24 points drawn, the rest to be proposed by TPE"
   assert all(t["config.quality"] in SPACE["config.quality"] for t in trials.values())
   assert search.scheduler.spent("f") == search.scheduler.spent("g")
   assert all(search.scheduler.best(b) for b in ("f", "g"))

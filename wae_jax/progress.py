@@ -135,8 +135,9 @@ def status(s, workdir: epath.PathLike, out: TextIO | None = None) -> dict[str, i
   launched = recorded.get("launched_at")
   recent = sum(1 for st in final if launched and st.mtime and st.mtime >= launched)
   rate = recent / (time.time() - launched) if recent else 0.0
-  left = len(states) - len(final)
+  total = max(len(states), search.planned() or 0)  # With the points still to be proposed.
+  left = total - len(final)
   eta = left / rate if rate else math.inf if left else 0
-  print(f"{bar(len(final) / len(states))} {len(final)}/{len(states)} final  "
+  print(f"{bar(len(final) / total)} {len(final)}/{total} final  "
         f"{3600 * rate:.1f} trials/h  eta {duration(eta)}", file=out)
   return c

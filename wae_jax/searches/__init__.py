@@ -109,6 +109,10 @@ class Search:
     """Trials done at a step the search may still take further."""
     return set()
 
+  def planned(self) -> int | None:
+    """Trials the sweep will have in all, proposals to come included (None: the file's)."""
+    return None
+
   def spent(self) -> int | None:
     """Model-steps given out so far (None: the search does not count them)."""
     return None

@@ -96,8 +96,15 @@ class Tpe(asha.Asha):
 
   def restore(self, ledger: searches.Ledger) -> list[str]:
     lines = super().restore(ledger)
-    planned = sum(self.scheduler.sizes.values())
-    return [f"{lines[0]}; {len(ledger.trials)} of {planned} points drawn"]
+    return [f"{lines[0]}; {len(ledger.trials)} of {self.planned()} points drawn"]
+
+  def planned(self) -> int:
+    return sum(self.scheduler.sizes.values())
+
+  def status(self) -> list[str]:
+    drawn = sum(map(len, self.scheduler.brackets.values()))
+    return [f"  {drawn} of {self.planned()} points drawn, the rest to be proposed by TPE",
+            *super().status()]
 
   def next(self) -> searches.Job | None:
     job = super().next()

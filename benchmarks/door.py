@@ -108,21 +108,16 @@ CASES = [
      f"cat > sweep.py <<'EOF'\n{SWEEP}\nEOF\n{SWEEP_RUN}"),
     ("sweep.json a directory (results)", "(paths, item 7)", SWEPT + " && mv w/sweep.json "
      "w/s && mkdir w/sweep.json", f"{BIN}/wae-results w"),
-    ("search.json a directory (run)", "(paths, item 7)", SWEPT + " && d=$(ls -d w/*/ | "
-     "head -1) && mkdir $d/search.json && cat > sweep.py <<'EOF'\n"
-     + SWEEP.replace("\"config.num_steps\", 2", "\"config.num_steps\", 3") + "\nEOF",
-     SWEEP_RUN),
+
     ("config.json damaged (sweep)", "resumable trial made failed", SWEPT +
      " && d=$(ls -d w/*/ | head -1) && python -c \"import json; p='$d/metrics.json'; "
      "m=json.load(open(p)); m['status']='running'; json.dump(m, open(p, 'w'))\" && "
-     "echo '{broken' > $d/config.json && cat > sweep.py <<'EOF'\n"
-     + SWEEP.replace("\"config.num_steps\", 2", "\"config.num_steps\", 3") + "\nEOF",
+     "echo '{broken' > $d/config.json",
      f"{SWEEP_RUN} >/dev/null 2>&1; cat w/*/metrics.json | python -c \"import json,sys; "
      "print('trial status:', json.load(sys.stdin)['status'])\""),
     ("config.json and metrics.json damaged (sweep)", "resumable trial made failed", SWEPT +
      " && d=$(ls -d w/*/ | head -1) && echo '{broken' > $d/config.json && "
-     "echo '{broken' > $d/metrics.json && cat > sweep.py <<'EOF'\n"
-     + SWEEP.replace("\"config.num_steps\", 2", "\"config.num_steps\", 3") + "\nEOF",
+     "echo '{broken' > $d/metrics.json",
      f"{SWEEP_RUN} >/dev/null 2>&1; {SWEEP_RUN} 2>&1 | grep -m1 damaged"),
 ]
 

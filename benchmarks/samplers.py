@@ -2,6 +2,7 @@
 ex-post samplers (wae_jax/samplers/), mean +- sd over seeds, on MNIST and Fashion-MNIST.
 
   python benchmarks/samplers.py --out=/tmp/samplers [--steps=600] [--seeds=0,1,2]
+  python benchmarks/samplers.py --fit_cost=W [--codes=60000]   # seconds and bytes per sampler
 
 Each trial is trained by `wae-train` (the `:debug` config: width 1/16, batch 64) and scored
 by `wae-eval --sampler=prior,gmm,flow`, each in its own process; rows go to
@@ -85,13 +86,40 @@ def table(rows):
   return "\n".join(lines) + "\n"
 
 
+def fit_cost(workdir, count):
+  """Seconds to fit each sampler on `count` training codes of the trial in `workdir`, and
+  the bytes it adds to a trial directory; one JSON line each."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import wae_jax  # pylint: disable=g-import-not-at-top
+  from wae_jax import samplers  # pylint: disable=g-import-not-at-top
+  model = wae_jax.load(workdir)
+  start = time.time()
+  codes = model.training_codes()[:count]
+  encode_s = time.time() - start
+  for name in SAMPLERS[1:]:
+    with tempfile.TemporaryDirectory() as tmp:
+      start = time.time()
+      samplers.fitted(name, z_dim=model.config.z_dim, prior_var=model.config.prior_var,
+                      workdir=tmp, step=model.step, codes=lambda: codes)
+      seconds = time.time() - start
+      where = samplers.path(tmp, model.step, name)
+      size = sum(os.path.getsize(f) for f in where.iterdir())
+    print(json.dumps({"bench": "fit_cost", "sampler": name, "codes": len(codes),
+                      "fit_seconds": seconds, "bytes": size, "encode_seconds": encode_s,
+                      "settings": samplers.get(name).settings}), flush=True)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--out", required=True)
+  parser.add_argument("--out")
+  parser.add_argument("--fit_cost", help="a trial directory: time each sampler's fit instead")
+  parser.add_argument("--codes", type=int, default=60_000)
   parser.add_argument("--steps", type=int, default=600)
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--num_samples", type=int, default=2048)
   args = parser.parse_args()
+  if args.fit_cost:
+    return fit_cost(args.fit_cost, args.codes)
   os.makedirs(args.out, exist_ok=True)
   path = os.path.join(args.out, "samplers.jsonl")
   rows = [json.loads(line) for line in open(path)] if os.path.exists(path) else []

@@ -3,6 +3,7 @@ ex-post samplers (wae_jax/samplers/), mean +- sd over seeds, on MNIST and Fashio
 
   python benchmarks/samplers.py --out=/tmp/samplers [--steps=600] [--seeds=0,1,2]
   python benchmarks/samplers.py --fit_cost=W [--codes=60000]   # seconds and bytes per sampler
+  python benchmarks/samplers.py --figure=F.png W1 W2 ...        # each trial's grids, side by side
 
 Each trial is trained by `wae-train` (the `:debug` config: width 1/16, batch 64) and scored
 by `wae-eval --sampler=prior,gmm,flow`, each in its own process; rows go to
@@ -109,17 +110,33 @@ def fit_cost(workdir, count):
                       "settings": samplers.get(name).settings}), flush=True)
 
 
+def figure(path, workdirs):
+  """One row per trial: its `samples_<sampler>.png` grids (wae-eval's) left to right."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rows = []
+  for w in workdirs:
+    grids = [np.asarray(Image.open(os.path.join(w, f"samples_{s}.png"))) for s in SAMPLERS]
+    gap = np.full((grids[0].shape[0], 12) + grids[0].shape[2:], 255, np.uint8)
+    rows.append(np.concatenate([x for g in grids for x in (g, gap)][:-1], axis=1))
+  gap = np.full((12,) + rows[0].shape[1:], 255, np.uint8)
+  Image.fromarray(np.concatenate([x for r in rows for x in (r, gap)][:-1])).save(path)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out")
   parser.add_argument("--fit_cost", help="a trial directory: time each sampler's fit instead")
   parser.add_argument("--codes", type=int, default=60_000)
+  parser.add_argument("--figure", help="PNG: the trial directories' sample grids per sampler")
+  parser.add_argument("workdirs", nargs="*")
   parser.add_argument("--steps", type=int, default=600)
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--num_samples", type=int, default=2048)
   args = parser.parse_args()
   if args.fit_cost:
     return fit_cost(args.fit_cost, args.codes)
+  if args.figure:
+    return figure(args.figure, args.workdirs)
   os.makedirs(args.out, exist_ok=True)
   path = os.path.join(args.out, "samplers.jsonl")
   rows = [json.loads(line) for line in open(path)] if os.path.exists(path) else []

@@ -20,7 +20,7 @@ def test_symmetric_data_is_measured_on_minus_one_to_one():
   samples, real = rng.uniform(size=(2, 8, 8, 3)), rng.uniform(size=(3, 8, 8, 3))
   unit = lambda symmetric: evaluators.get("sharpness").fn(types.SimpleNamespace(
       inference=types.SimpleNamespace(pixels=data.Pixels(symmetric)), samples=samples,
-      real=real))
+      real=real, with_data=True))
   on_unit, on_model = unit(False), unit(True)
   assert on_unit["sharpness_mean"] == sharpness.sharpness(samples).mean()
   for key in on_unit:  # [-1, 1] is 2x [0, 1]: the variance of a linear filter is 4x.

@@ -84,6 +84,21 @@ def table(rows):
                 if r["dataset"] == d and r.get("domain_fid_data")] for d in DATASETS}
   lines.append("| held-out data | " + " | ".join(
       f"{np.mean(floors[d]):.1f}" if floors[d] else "-" for d, _ in cols) + " |")
+  # Paired: each trial's sampler against its own prior samples, then over seeds.
+  ratio = {}
+  for (d, a, seed, s), r in latest.items():
+    prior = latest.get((d, a, seed, "prior"), {}).get("domain_fid")
+    if s != "prior" and prior and r.get("domain_fid") is not None:
+      ratio.setdefault((a, d, s), []).append(r["domain_fid"] / prior)
+  cols = [(d, s) for d in DATASETS for s in SAMPLERS[1:]]
+  lines += ["", "Domain FID as a fraction of the same trial's prior samples' (mean ± sd over "
+            "seeds; below 1: the sampler helps)", "",
+            "| | " + " | ".join(f"{d} {s}" for d, s in cols) + " |",
+            "|---" * (len(cols) + 1) + "|"]
+  for algo in ALGOS:
+    lines.append(f"| {algo} | " + " | ".join(
+        f"{np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else float('nan'):.2f}"
+        if (v := ratio.get((algo, d, s))) else "-" for d, s in cols) + " |")
   return "\n".join(lines) + "\n"
 
 

@@ -44,3 +44,18 @@ def test_random_search_is_seeded_and_in_range():
   # A new key leaves the draws of the others alone.
   more = h.random_search(500, {**space, "config.extra": h.uniform(0, 1)}, seed=3)
   assert [{k: d[k] for k in space} for d in more] == draws
+
+
+def test_distributions_map_onto_optunas_and_a_space_keeps_them():
+  from optuna import distributions  # pylint: disable=g-import-not-at-top
+  lr, arch = hyper.loguniform(1e-4, 1e-2), hyper.choice(["dcgan", "resnet"])
+  assert lr.optuna() == distributions.FloatDistribution(1e-4, 1e-2, log=True)
+  assert hyper.uniform(0, 1).optuna() == distributions.FloatDistribution(0.0, 1.0)
+  assert arch.optuna() == distributions.CategoricalDistribution(("dcgan", "resnet"))
+  assert lr.value(0.0012345) == 0.00123 and 1e-3 in lr and 1.0 not in lr and "x" not in lr
+  assert "resnet" in arch and "vit" not in arch
+  assert str(lr) == "loguniform(0.0001, 0.01)" and str(arch) == "choice(['dcgan', 'resnet'])"
+  (template,) = hyper.product([hyper.fixed("config", "a"), hyper.space({"config.lr": lr})])
+  assert template == {"config": "a", "config.lr": lr} and hyper.is_template(template)
+  with pytest.raises(hyper.SweepError, match="space: 'config.lr' is not a distribution"):
+    hyper.space({"config.lr": 0.1})

@@ -235,16 +235,16 @@ def test_after_a_sigkill_metrics_json_names_no_step_past_the_newest_checkpoint(t
 
 
 def test_a_kill_in_the_final_window_leaves_no_checkpoint_past_keep_ckpts(tmp_path):
-  c = tiny(num_steps=30, ckpt_every=10, eval_every=30, keep_ckpts=2)
+  c = tiny(num_steps=3, log_every=1, ckpt_every=1, eval_every=3, keep_ckpts=2)
   loop.train(c, str(tmp_path))
   checkpoints = tmp_path / "checkpoints"
-  assert workdir_lib.checkpoint_steps(tmp_path) == [20, 30]
+  assert workdir_lib.checkpoint_steps(tmp_path) == [2, 3]
   # A kill after the final save, before orbax removed the oldest (and before `done`):
-  shutil.copytree(checkpoints / "20", checkpoints / "10")
+  shutil.copytree(checkpoints / "2", checkpoints / "1")
   workdir_lib.write_json(tmp_path / workdir_lib.METRICS, {
       **workdir_lib.read_metrics(tmp_path), "status": "running"})
   assert loop.train(c, str(tmp_path)).status == "done"
-  assert workdir_lib.checkpoint_steps(tmp_path) == [20, 30]
+  assert workdir_lib.checkpoint_steps(tmp_path) == [2, 3]
 
 
 def _hparams(workdir) -> set[str]:

@@ -111,6 +111,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(workdir, tmp_p
     wae_jax.load(copy)
 
 
+@pytest.mark.slow
 def test_a_damaged_checkpoint_costs_one_line_not_tracebacks(workdir, tmp_path):
   """TensorStore's reads still in flight after the failed restore print "Event loop is
   closed" tracebacks, dozens a load (in 5 of 6 loads of this directory): kept off stderr."""

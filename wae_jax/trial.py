@@ -88,8 +88,8 @@ def _config_of_record(workdir: epath.Path, error: config_lib.ConfigError
   flat = (record or {}).get("config")
   if not flat:
     raise Damaged(f"{error}, and {workdir_lib.METRICS} has no config to rebuild it from "
-                  f"({problem or 'none there'}); restore it, or rerun with --restart to start "
-                  "the trial over")
+                  f"({problem or 'none there'}); restore it, or start the trial over "
+                  "(wae-train --restart, or move the directory aside)")
   nested = {}
   for key, value in flat.items():
     *heads, last = key.split(".")

@@ -115,7 +115,7 @@ def test_each_decision_goes_to_the_bracket_given_the_fewest_model_steps():
 
 @pytest.mark.parametrize("spec,message", [
     ({"name": "hyperband"}, "search.name: unknown search 'hyperband'"),
-    ({"name": "asha", "eta": 3}, "search.min_steps: an asha search needs it"),
+    ({"name": "asha", "eta": 3}, "search.min_steps: the asha search needs it"),
     ({"name": "asha", "min_steps": 100, "eta": 1, "max_steps": 900, "metric": "domain_fid"},
      "search.eta: must be an integer >= 2, got 1"),
     ({"name": "asha", "min_steps": 900, "eta": 3, "max_steps": 100, "metric": "domain_fid"},

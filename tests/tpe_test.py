@@ -5,6 +5,7 @@ import statistics
 import pytest
 
 from wae_jax import hyper
+from wae_jax import replay
 from wae_jax import searches
 from wae_jax import study
 
@@ -58,7 +59,12 @@ def test_the_same_state_and_seed_propose_the_same_points():
   assert _run(_search(seed=3)) == _run(_search(seed=3)) != _run(_search(seed=4))
 
 
-def test_a_point_outside_its_space_or_a_bracket_without_one_is_refused():
+def test_a_replay_refuses_it():
+  with pytest.raises(ValueError, match="tpe search proposes new points, which a replay"):
+    replay.replay(_search(), {"f": ["a"]}, {"a": {1: 1.0, 3: 0.5}}, "domain_fid", 3)
+
+
+def test_a_point_outside_its_space_is_refused():
   trials = {"a": {"config": "f", "config.quality": 12.0}}
   ledger = searches.Ledger(trials, {"f": ["a"]}, {"a": {}}, {"a": None},
                            spaces={"f": {"config": "f", **SPACE}})

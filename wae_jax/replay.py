@@ -45,6 +45,10 @@ def replay(search: searches.Search, brackets: Mapping[str, Sequence[str]],
            curves: Mapping[str, Mapping[int, float]], metric: str, max_steps: int,
            workers: int = 1) -> Replay:
   """Runs `search` on `curves` ({trial: {step: metric}}) of brackets of trial ids."""
+  if search.proposes:
+    raise ValueError(f"the {search.name} search proposes new points, which a replay of "
+                     "recorded curves cannot train; run it live on a study and compare "
+                     "(benchmarks/searches.py)")
   trials = {t: {"config": b} for b, ids in brackets.items() for t in ids}
   # The recorded curves whole: a search reads a trial's only up to where it trained it.
   search.restore(searches.Ledger(trials, brackets, {t: {} for t in trials},
@@ -56,8 +60,8 @@ def replay(search: searches.Search, brackets: Mapping[str, Sequence[str]],
   best_so_far = {b: [] for b in brackets}
   while True:
     while free and (job := search.next()):
-      if job.proposed:
-        raise ValueError(f"the {search.name} search proposes new points; a replay can only "
+      if job.proposed:  # A search that did not say it proposes.
+        raise ValueError(f"the {search.name} search proposed new points; a replay can only "
                          "run the recorded trials")
       steps = job.num_steps or max_steps
       cost = max(steps - at[t] for t in job.tids)

@@ -190,7 +190,7 @@ class Asha(searches.Search):
   def __init__(self, options: Mapping[str, Any]):
     super().__init__(options)
     if missing := [f for f in OPTIONS if f not in options]:
-      raise SweepError(f"search.{missing[0]}: an {self.name} search needs it")
+      raise SweepError(f"search.{missing[0]}: the {self.name} search needs it")
     for field, lowest in (("min_steps", 1), ("eta", 2), ("max_steps", 1)):
       value = options[field]
       if not isinstance(value, int) or isinstance(value, bool) or value < lowest:

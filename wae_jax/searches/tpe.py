@@ -62,7 +62,7 @@ class Tpe(asha.Asha):
     own = {"trials": None, "startup": 6, "seed": 0} | {
         k: v for k, v in options.items() if k in ("trials", "startup", "seed")}
     if own["trials"] is None:
-      raise SweepError("search.trials: a tpe search needs it (points a bracket, the file's "
+      raise SweepError("search.trials: the tpe search needs it (points a bracket, the file's "
                        "included)")
     for field, lowest in (("trials", 1), ("startup", 2), ("seed", 0)):
       value = own[field]

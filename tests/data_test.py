@@ -126,3 +126,10 @@ def test_to_float_ranges():
   x = np.array([0, 255], np.uint8)
   np.testing.assert_allclose(data.to_float(x, False), [0.0, 1.0])
   np.testing.assert_allclose(data.to_float(x, True), [-1.0, 1.0])
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_a_source_counts_its_images_from_its_headers(tmp_path, compress):
+  assert data.parse_source(f"idx:{_idx_dir(tmp_path, n_train=30, compress=compress)}").num_images == 30
+  assert data.parse_source("bundled:mnist").num_images == 5000
+  assert data.parse_source("tfds:mnist").num_images is None  # Only tfds knows.

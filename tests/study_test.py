@@ -150,3 +150,16 @@ def test_a_sweep_that_names_an_outside_part_imports_it(tmp_path, monkeypatch):
       study.load_sweep(sweep_file(tmp_path, body % "[0]"))
   finally:
     sys.modules.pop("rff_mmd", None)  # Imported again, and registered, where next named.
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ('h.fixed("config.batch_size", 4096)', "config.batch_size: 4096 exceeds the 4000 training"),
+    ('h.fixed("config.data.heldout", 5000)', "config.data.heldout: 5000 must be between 1 and"),
+])
+def test_a_sweep_checks_its_trials_sizes_against_the_source_before_any_starts(
+    tmp_path, overrides, message):
+  spec = tmp_path / "s.py"
+  spec.write_text("def get_hyper(h):\n  return h.product([h.fixed('config', "
+                  f"'mnist_wae_mmd:debug'), {overrides}])\n")
+  with pytest.raises(hyper.SweepError, match=message):
+    study.load_sweep(str(spec))

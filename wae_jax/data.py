@@ -77,6 +77,18 @@ class Source:
         return _idx_header(f.read(16), path)[0][1:] + (1,)
     return IMAGE_SHAPES[self.name]
 
+  @property
+  def num_images(self) -> int | None:
+    """How many images the source holds, read from its headers (None: not without tfds)."""
+    if self.kind == "idx":
+      path = _idx_path(self.name, "train_images")
+      with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        return _idx_header(f.read(16), path)[0][0]
+    if self.kind == "bundled":
+      with np.load(BUNDLED_MNIST) as f:
+        return len(f["labels"])
+    return None
+
 
 def parse_source(source: str) -> Source:
   """The one parser of `config.data.source`; raises ConfigError naming the field."""
@@ -125,9 +137,7 @@ def load(source: str, heldout: int) -> Dataset:
     images, labels = _load_idx_dir(src.name)
   else:
     images, labels = _load_tfds(src.name)
-  if not 0 < heldout < len(images):
-    raise ConfigError(f"config.data.heldout: {heldout} must be between 1 and {len(images) - 1} "
-                      f"for {source} ({len(images)} images)")
+  _check_heldout(source, heldout, len(images))
   cut = len(images) - heldout
   split = lambda a, s: None if a is None else a[s]
   return Dataset(
@@ -231,10 +241,21 @@ def celeba_crop(image):
   return tf.cast(tf.clip_by_value(tf.round(small), 0, 255), tf.uint8)
 
 
-def check_fits(c, ds: Dataset) -> None:
-  """Refuses, before a trial writes anything, a batch that the training set left after
-  `data.heldout` cannot fill (ConfigError naming the field)."""
-  n = len(ds.train.images)
+def _check_heldout(source: str, heldout: int, n: int) -> None:
+  if not 0 < heldout < n:
+    raise ConfigError(f"config.data.heldout: {heldout} must be between 1 and {n - 1} "
+                      f"for {source} ({n} images)")
+
+
+def check_sizes(c, num_images: int) -> None:
+  """Refuses, before a trial writes anything (or a sweep starts one), a held-out split or a
+  batch that a source of `num_images` cannot give (ConfigError naming the field)."""
+  _check_heldout(c.data.source, c.data.heldout, num_images)
+  check_fits(c, num_images - c.data.heldout)
+
+
+def check_fits(c, n: int) -> None:
+  """Refuses a batch that the `n` training images left after `data.heldout` cannot fill."""
   fields = ["batch_size"] + ["pretrain.batch_size"] * (c.pretrain.max_steps > 0)
   for field in fields:
     size = c.batch_size if field == "batch_size" else c.pretrain.batch_size

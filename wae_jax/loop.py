@@ -172,7 +172,7 @@ def _train_owned(configs: list[ml_collections.ConfigDict], workdirs: list[str],
   c = configs[0]
   ds = data.load(c.data.source, c.data.heldout)
   for ck in configs:
-    data.check_fits(ck, ds)
+    data.check_fits(ck, len(ds.train.images))
   f = 2 ** (c.model.dec_layers - 1)
   if ds.image_shape[0] % f or ds.image_shape[1] % f:
     raise config_lib.ConfigError(

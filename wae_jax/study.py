@@ -64,14 +64,21 @@ def check_configs(trials: Mapping[str, hyper.Trial], num_devices: int = 1,
   """Builds every trial's config and validates it, so a typo fails before any launch.
 
   `num_devices` is what each trial will train on (the driver cannot ask: on a TPU VM,
-  initialising JAX here would hold the chips the trainers need). The trainer checks the
-  rest (data on disk) when it starts.
+  initialising JAX here would hold the chips the trainers need), so a trial's memory need is
+  checked by its trainer, before it writes anything. The data's sizes (held-out split and
+  batch against the source's images) are checked here where the source's headers say them
+  (bundled and IDX sources; tfds ones when their trainer starts).
   """
-  bases = {}
+  from wae_jax import data  # pylint: disable=g-import-not-at-top  # JAX: not for --help.
+  bases, sizes = {}, {}
   for tid, trial in trials.items():
     c = configs[tid] if configs else trial_config(trial, bases, tid)
     try:
       config_lib.validate(c, num_devices=num_devices)
+      if c.data.source not in sizes:  # Read from the source's headers, once each.
+        sizes[c.data.source] = data.parse_source(c.data.source).num_images
+      if sizes[c.data.source] is not None:
+        data.check_sizes(c, sizes[c.data.source])
     except (config_lib.ConfigError, TypeError) as e:
       raise hyper.SweepError(f"trial {tid} ({' '.join(flags_of(trial))}): "
                              f"{str(e).strip().splitlines()[0]}") from None

@@ -22,6 +22,7 @@ import math
 import pathlib
 
 from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.util import tensor_util
 
 from wae_jax import curves as curves_lib
 from wae_jax import replay as replay_lib
@@ -34,19 +35,25 @@ LADDER = {"min_steps": 150, "eta": 4, "metric": METRIC}
 SEARCHES = {
     "asha r150 eta4": {"name": "asha", **LADDER},
     "asha r300 eta4": {"name": "asha", **LADDER, "min_steps": 300},
-    "curve optimism 0": {"name": "curve", **LADDER, "optimism": 0},
-    "curve optimism 1": {"name": "curve", **LADDER, "optimism": 1},
-    "curve optimism 2": {"name": "curve", **LADDER, "optimism": 2},
+    "asha r150 eta3": {"name": "asha", **LADDER, "eta": 3},
+    "asha r75 eta3": {"name": "asha", **LADDER, "min_steps": 75, "eta": 3},
+    "curve r150 eta4 optimism 0": {"name": "curve", **LADDER, "optimism": 0},
+    "curve r150 eta4 optimism 1": {"name": "curve", **LADDER, "optimism": 1},
+    "curve r150 eta4 optimism 2": {"name": "curve", **LADDER, "optimism": 2},
+    "curve r150 eta3 optimism 1": {"name": "curve", **LADDER, "eta": 3, "optimism": 1},
 }
 
 
 def study(workdir: str):
-  """(brackets in the sweep's order, curves, full budget) of a finished full-budget study."""
-  results = results_lib.read_results(workdir)
-  trials = results.trials
-  done = trials[trials["status"] == "done"]
-  if len(done) < len(trials):
-    raise SystemExit(f"{workdir}: {len(trials) - len(done)} of {len(trials)} trials not done")
+  """(brackets in the sweep's order, curves, full budget) of a full-budget study: the
+  algorithms whose every trial is done (a study still running gives those it finished)."""
+  trials = results_lib.read_results(workdir).trials
+  finished = trials.groupby("base", sort=False)["status"].agg(lambda s: (s == "done").all())
+  if unfinished := list(finished.index[~finished]):
+    print(f"# {workdir}: left out, not every trial done yet: {', '.join(unfinished)}")
+  done = trials[trials["base"].isin(finished.index[finished])]
+  if done.empty:
+    raise SystemExit(f"{workdir}: no algorithm has every trial done")
   brackets = {b: list(g["trial"]) for b, g in done.groupby("base", sort=False)}
   return brackets, curves_lib.read_curves(workdir, done, METRIC), int(done["num_steps"].max())
 
@@ -77,8 +84,9 @@ def live_traces(workdir: str, max_steps: int) -> dict[str, list[tuple[int, float
     for path in glob.glob(f"{workdir}/{tid}/events.out.tfevents.*"):
       for e in event_file_loader.EventFileLoader(path).Load():
         for v in e.summary.value:
-          if v.tag == f"eval/{METRIC}":
-            evals.append((e.wall_time, tid, e.step, v.simple_value))
+          if v.tag == f"eval/{METRIC}":  # The loader hands scalars over as tensors.
+            value = tensor_util.make_ndarray(v.tensor) if v.HasField("tensor") else v.simple_value
+            evals.append((e.wall_time, tid, e.step, float(value)))
   steps, traces = collections.Counter(), {b: [] for b in base.values()}
   at = {}
   for _, tid, step, value in sorted(evals):
@@ -123,6 +131,8 @@ def main():
     for run in live.get(name, []):
       label = f"live {pathlib.Path(run).name}"
       for b, trace in live_traces(run, max_steps).items():
+        if b not in brackets:  # Not in the study's finished algorithms.
+          continue
         rows.append({"study": name, "search": label, "algo": b,
                      "share": _live_steps(run, b) / (max_steps * len(brackets[b])),
                      "ratio": trace[-1][1] / best[b] if trace else None,

@@ -172,10 +172,14 @@ def _table(name, rows, full) -> str:
   return "\n".join(lines)
 
 
+PLOTTED = ("random", "asha r150 eta4", "asha r150 eta3", "curve r150 eta4 optimism 1")
+
+
 def _plot(panels, best_of, path):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   rows = collections.defaultdict(list)  # A row of panels per study, one per algorithm.
   for s, b in panels:
     rows[s].append(b)
@@ -188,7 +192,7 @@ def _plot(panels, best_of, path):
                      for c, k in enumerate((s_, b_) for b_ in bs)):
     ax.set_visible(True)
     for i, (label, trace) in enumerate(panels[(s, b)].items()):
-      if trace:
+      if trace and (label in PLOTTED or label.startswith("live")):
         xs, ys = zip(*trace)
         ax.step([*xs, xs[-1] * 1.5], [*ys, ys[-1]], where="post", label=label, color=f"C{i}",
                 lw=2 if label.startswith("live") else 1.2,
@@ -196,9 +200,17 @@ def _plot(panels, best_of, path):
     ax.axhline(WITHIN * best_of[(s, b)], color="grey", lw=0.8, ls=":")
     ax.set(title=f"{s}: {b}", xlabel="model-steps given to the algorithm",
            ylabel=f"best {METRIC} so far", xscale="log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.grid(alpha=0.3)
-  axes.flat[0].legend(fontsize=7)
-  fig.tight_layout()
+  handles = {l: h for ax in axes.flat for h, l in zip(*ax.get_legend_handles_labels())}
+  ncol = min(len(handles), 2 * cols)
+  legend_rows = -(-len(handles) // ncol) + 1
+  fig.set_figheight(fig.get_figheight() + 0.22 * legend_rows)
+  fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=ncol, fontsize=8,
+             title=f"dotted: within {100 * (WITHIN - 1):.0f}% of random search's best",
+             title_fontsize=8)
+  fig.tight_layout(rect=(0, 0.22 * legend_rows / fig.get_figheight() + 0.02, 1, 1))
   fig.savefig(path, dpi=110)
   print(f"plot: {path}")
 

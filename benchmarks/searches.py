@@ -191,8 +191,9 @@ def _plot(panels, best_of, path):
   for (s, b), ax in ((k, axes[r][c]) for r, (s_, bs) in enumerate(rows.items())
                      for c, k in enumerate((s_, b_) for b_ in bs)):
     ax.set_visible(True)
-    for i, (label, trace) in enumerate(panels[(s, b)].items()):
-      if trace and (label in PLOTTED or label.startswith("live")):
+    shown = [l for l in panels[(s, b)] if l in PLOTTED or l.startswith("live")]
+    for i, label in enumerate(shown):
+      if trace := panels[(s, b)][label]:
         xs, ys = zip(*trace)
         ax.step([*xs, xs[-1] * 1.5], [*ys, ys[-1]], where="post", label=label, color=f"C{i}",
                 lw=2 if label.startswith("live") else 1.2,

@@ -163,3 +163,17 @@ def test_a_sweep_checks_its_trials_sizes_against_the_source_before_any_starts(
                   f"'mnist_wae_mmd:debug'), {overrides}])\n")
   with pytest.raises(hyper.SweepError, match=message):
     study.load_sweep(str(spec))
+
+
+def test_a_sweep_checks_every_trials_memory_before_any_starts(tmp_path):
+  spec = tmp_path / "s.py"
+  spec.write_text("def get_hyper(h):\n  return h.product([h.fixed('config', "
+                  "'mnist_wae_mmd:debug'), h.fixed('config.model.width', 1 / 64), "
+                  "h.sweep('config.eval.batch_size', [500, 50_000_000])])\n")
+  s = study.load_sweep(str(spec))
+  big = next(t for t, trial in s.trials.items() if trial["config.eval.batch_size"] > 500)
+  with pytest.raises(hyper.SweepError, match=f"trial {big}: config.eval.batch_size=50000000: "
+                     "needs ~.* GiB per device"):
+    study.check_memory(s)
+  study.check_memory(study.Sweep(s.spec, {t: v for t, v in s.trials.items() if t != big},
+                                 s.search))

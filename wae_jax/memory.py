@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
+from typing import Mapping
 
 import flax
 import jax
@@ -157,3 +159,27 @@ def _widest(configs, ds, mesh, free, train_batch, eval_batch) -> float:
     return 0.0
   unit = 10 ** (math.floor(low * math.log10(2)) - 1)
   return math.floor(2 ** low / unit) * unit
+
+
+def check_trials(configs: Mapping[str, ml_collections.ConfigDict]) -> str | None:
+  """Each distinct shape among `configs` (by trial id) against this host's devices: the
+  first refusal, as one line naming its trial, or None. `study.check_memory` runs it in a
+  process of its own before a sweep's first trial: it initialises JAX, and its exit hands
+  the devices back to the trainers."""
+  from wae_jax import pack  # pylint: disable=g-import-not-at-top  # The shapes' signature.
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  datasets, seen = {}, set()
+  for tid, c in configs.items():
+    key = json.dumps({**pack.signature(c), "eval.batch_size": c.eval.batch_size},
+                     sort_keys=True, default=str)
+    if key in seen:
+      continue
+    seen.add(key)
+    where = (c.data.source, c.data.heldout)
+    try:
+      if where not in datasets:
+        datasets[where] = data.load(*where)
+      check([c], datasets[where], mesh)
+    except ConfigError as e:
+      return f"trial {tid}: {str(e).splitlines()[0]}"
+  return None

@@ -64,9 +64,9 @@ def check_configs(trials: Mapping[str, hyper.Trial], num_devices: int = 1,
   """Builds every trial's config and validates it, so a typo fails before any launch.
 
   `num_devices` is what each trial will train on (the driver cannot ask: on a TPU VM,
-  initialising JAX here would hold the chips the trainers need), so a trial's memory need is
-  checked by its trainer, before it writes anything. The data's sizes (held-out split and
-  batch against the source's images) are checked here where the source's headers say them
+  initialising JAX here would hold the chips the trainers need): memory is `check_memory`'s,
+  in a process of its own, and each trainer's. The data's sizes (held-out split and batch
+  against the source's images) are checked here where the source's headers say them
   (bundled and IDX sources; tfds ones when their trainer starts).
   """
   from wae_jax import data  # pylint: disable=g-import-not-at-top  # JAX: not for --help.
@@ -82,6 +82,21 @@ def check_configs(trials: Mapping[str, hyper.Trial], num_devices: int = 1,
     except (config_lib.ConfigError, TypeError) as e:
       raise hyper.SweepError(f"trial {tid} ({' '.join(flags_of(trial))}): "
                              f"{str(e).strip().splitlines()[0]}") from None
+
+
+def check_memory(s: Sweep) -> None:
+  """Every trial's memory need against this host's devices, before the first trial starts
+  (`memory.check_trials`, in a spawned process: the driver never holds the devices its
+  trainers need); SweepError naming the first trial that cannot fit."""
+  import concurrent.futures  # pylint: disable=g-import-not-at-top
+  import multiprocessing  # pylint: disable=g-import-not-at-top
+  from wae_jax import memory  # pylint: disable=g-import-not-at-top  # JAX, imported only.
+  bases = {}
+  configs = {tid: trial_config(t, bases, tid) for tid, t in s.trials.items()}
+  context = multiprocessing.get_context("spawn")
+  with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+    if error := pool.submit(memory.check_trials, configs).result():
+      raise hyper.SweepError(error)
 
 
 def trial_config(trial: hyper.Trial,

@@ -105,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "status":
       progress.status(s, args.workdir)
     else:
+      if not args.nocheck and not args.ray_address:  # Trainers on this host: its memory.
+        study.check_memory(s)
       options = {k: getattr(args, k) for k in ("parallel", "max_retries", "ray_address",
                                                 "resources")}
       counts = runner.run_sweep(s, args.workdir, executor=args.executor, options=options,

@@ -59,6 +59,18 @@ def test_the_same_state_and_seed_propose_the_same_points():
   assert _run(_search(seed=3)) == _run(_search(seed=3)) != _run(_search(seed=4))
 
 
+def test_a_space_with_no_new_point_left_stops_proposing():
+  search = _search(trials=12)
+  search.restore(searches.Ledger({}, {"f": []}, {}, {}, spaces={
+      "f": {"config": "f", "config.quality": hyper.choice([1.0, 2.0, 3.0])}}))
+  starts = []
+  while job := search.next():
+    starts += [t["config.quality"] for t in job.proposed.values()]
+    search.finished(job, [{"status": "done", "step": job.num_steps, "num_steps": job.num_steps,
+                           "metrics": {"domain_fid": 1.0}}])
+  assert sorted(starts) == [1.0, 2.0, 3.0] and search.planned() == 3
+
+
 def test_a_replay_refuses_it():
   with pytest.raises(ValueError, match="tpe search proposes new points, which a replay"):
     replay.replay(_search(), {"f": ["a"]}, {"a": {1: 1.0, 3: 0.5}}, "domain_fid", 3)

@@ -44,8 +44,10 @@ class ProposingScheduler(asha.Scheduler):
   def fresh(self, bracket: str) -> str | None:
     tid = super().fresh(bracket)
     if tid is None and len(self.brackets[bracket]) < self.sizes.get(bracket, 0):
-      tid = self.propose(bracket)
-      self.add(bracket, tid)
+      if (tid := self.propose(bracket)) is None:  # The space has no new point to give.
+        self.sizes[bracket] = len(self.brackets[bracket])
+      else:
+        self.add(bracket, tid)
     return tid
 
 
@@ -113,7 +115,8 @@ class Tpe(asha.Asha):
       return dataclasses.replace(job, proposed={tid: self.proposed.pop(tid)})
     return job
 
-  def _propose(self, bracket: str) -> str:
+  def _propose(self, bracket: str) -> str | None:
+    """A new point of the bracket's space (None: every try repeated a known one)."""
     index = len(self.scheduler.brackets[bracket])
     seed = int(hashlib.sha256(f"{self.seed}:{bracket}:{index}".encode()).hexdigest()[:8], 16)
     template = self.spaces[bracket]
@@ -128,6 +131,8 @@ class Tpe(asha.Asha):
       trial = {**template, **params}
       if (tid := study.trial_id(trial)) not in self.trial_dicts:
         break
+    else:
+      return None
     self.trial_dicts[tid] = self.proposed[tid] = trial
     self.bracket[tid] = bracket
     return tid

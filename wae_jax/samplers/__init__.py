@@ -3,6 +3,7 @@
     prior  N(0, prior_var I), what the objective pulls the codes towards (no fit)
     gmm    a Gaussian mixture fitted on the training split's codes (samplers/gmm.py)
     flow   a RealNVP normalising flow fitted on them (samplers/flow.py)
+    two_stage  a second-stage VAE fitted on them, Dai & Wipf's (samplers/two_stage.py)
 
 A trial whose aggregate posterior misses the prior is judged on codes it never learned to
 decode when its samples come from the prior; an ex-post density of its own codes (Ghosh et
@@ -31,7 +32,7 @@ from wae_jax.errors import ConfigError
 
 DIR = "samplers"  # Under a trial directory: <step>/<name>/{sampler.json, arrays.npz}.
 PRIOR = "prior"
-_BUILTIN = {PRIOR: "prior", "gmm": "gmm", "flow": "flow"}
+_BUILTIN = {PRIOR: "prior", "gmm": "gmm", "flow": "flow", "two_stage": "two_stage"}
 _REGISTRY = registry.Registry(__name__, _BUILTIN, "sampler", ConfigError)
 register, get, names = _REGISTRY.register, _REGISTRY.get, _REGISTRY.names
 # The share of the training codes a sampler holds out to choose its settings (a mixture's

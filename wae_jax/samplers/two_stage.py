@@ -6,7 +6,11 @@ Why it works: where the first model's codes miss the prior, they still fill the 
 (d_z is small), and a VAE whose latent and data dimensions agree can match such a density
 closely; its own aggregate posterior then lands near N(0, I), so decoding N(0, I) draws gives
 codes like the training ones. As in the paper the decoder's variance gamma is one learned
-scalar (a VAE that fits well drives it down) and a sample is the decoder's mean.
+scalar. The paper samples the decoder's mean, exact as gamma goes to 0, which it does when
+codes lie on a thinner manifold than their space; 8-d WAE codes fill theirs, gamma stayed near
+0.15 (standardised), and the means alone had 0.70 of the codes' variance, further from them
+(energy distance) than the prior's draws on one MNIST WAE-MMD. So a sample is a draw of the
+whole second-stage model: the mean plus N(0, gamma I), the density whose likelihood is kept.
 
 Codes are standardised per dimension first. Training maximises the ELBO with optax; the
 parameters kept are those of the evaluation with the best held-out ELBO. The held-out
@@ -124,6 +128,8 @@ class TwoStage(samplers.Sampler):
   def sample(self, n, key):
     params = traverse_util.unflatten_dict(
         {k: v for k, v in self.arrays.items() if k not in ("mean", "std")}, sep="/")
-    u = jax.random.normal(key, (n, self.z_dim))
+    prior, noise = jax.random.split(key)
+    u = jax.random.normal(prior, (n, self.z_dim))
     x = jax.jit(lambda p, u: self.model.apply(p, u, method="decode"))(params, u)
+    x = x + jnp.exp(0.5 * params["params"]["log_gamma"]) * jax.random.normal(noise, x.shape)
     return (np.asarray(x) * self.arrays["std"] + self.arrays["mean"]).astype(np.float32)

@@ -60,13 +60,11 @@ def _owners_gone(workdir, deadline_s=120):
 
 @pytest.mark.slow
 def test_warm_workers_train_what_trainer_subprocesses_train_and_survive_kills(tmp_path):
+  """An uninterrupted sweep of trainer subprocesses against a warm one killed three times:
+  the same decisions and the same metrics, bit for bit."""
   spec = sweep_file(tmp_path, TINY)
-  runs = {}
-  for executor in ("local", "warm"):
-    sweep = _run(spec, tmp_path / executor, executor)
-    assert sweep.wait(timeout=600) == 0, sweep.stdout.read()
-    runs[executor] = _outcome(tmp_path / executor)
-  assert runs["warm"] == runs["local"]  # The same decisions and the same metrics, bit for bit.
+  sweep = _run(spec, tmp_path / "local", "local")
+  assert sweep.wait(timeout=600) == 0, sweep.stdout.read()
   rng, killed = random.Random(0), tmp_path / "killed"
   for _ in range(3):  # Each launch killed just after a rung's result: 7 climbs in all.
     sweep = _run(spec, killed, "warm")
@@ -78,7 +76,7 @@ def test_warm_workers_train_what_trainer_subprocesses_train_and_survive_kills(tm
     _owners_gone(killed)
   sweep = _run(spec, killed, "warm")
   assert sweep.wait(timeout=600) == 0, sweep.stdout.read()
-  assert _outcome(killed) == runs["local"]
+  assert _outcome(killed) == _outcome(tmp_path / "local")
 
 
 # The same trials to their own full budget, two to a pack.

@@ -241,3 +241,53 @@ def test_samples_decode_draws_of_the_prior_n_0_prior_var(prior_var):
     assert abs(z.mean()) < 0.05 * np.sqrt(prior_var)
     assert z.var() == pytest.approx(prior_var, rel=0.04)
   assert len(seen) == 2
+
+
+def test_wae_eval_of_a_sweep_directory_evaluates_each_trial_then_ranks_by_a_sampler(
+    tmp_path, capsys, monkeypatch):
+  """`wae-eval --workdir=SWEEP`: a line per trial in the ledger's order (skipped ones named),
+  a failing trial's error in one line while the others go on, exit 1 at the end; then
+  `wae-results SWEEP --metric domain_fid/gmm` ranks by what it recorded. (The evaluation
+  itself is stubbed: the slow test above runs the real one.)"""
+  from wae_jax.cli import results as results_cli  # pylint: disable=g-import-not-at-top
+  sweep = tmp_path / "sweep"
+  fids = {"a": 80.0, "b": 40.0, "bad": None, "c": 60.0}
+  ids = ["a", "unstarted", "bad", "b", "nockpt", "c"]
+  for tid in ids[:1] + ids[2:]:
+    (sweep / tid).mkdir(parents=True)
+    c = tiny(**{"seed": len(tid)})
+    (sweep / tid / workdir_lib.CONFIG).write_text(json.dumps(c.to_dict()))
+    workdir_lib.write_metrics(sweep / tid, status="done", step=10, num_steps=10, wall_s=1.0,
+                              metrics={"recon": 1.0}, config=c.to_dict())
+    if tid != "nockpt":
+      (sweep / tid / "checkpoints" / "10").mkdir(parents=True)
+  workdir_lib.write_json(sweep / workdir_lib.LEDGER, {
+      "sweeps": {"s.py": ids}, "trials": {t: {"config": "mnist_wae_mmd"} for t in ids}})
+
+  def fake_evaluate(workdir, **options):
+    assert options["sampler_names"] == ("gmm",)
+    if fids[workdir.name] is None:
+      raise RuntimeError("decoder blew up\nsecond line of a long story")
+    metrics = {"domain_fid/gmm": fids[workdir.name], "sharpness_mean/gmm": 0.05}
+    workdir_lib.update_metrics(workdir, metrics, {})
+    return metrics
+
+  monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+  with pytest.raises(SystemExit) as e:
+    evaluate_cli.main([f"--workdir={sweep}", "--sampler=gmm"])
+  assert e.value.code == 1
+  out, err = capsys.readouterr()
+  lines = [line for line in out.splitlines() if line.startswith("[")]
+  assert [line.split(":")[0] for line in lines] == [f"[{i}/6] {t}" for i, t in
+                                                   enumerate(ids, 1)]
+  assert "domain_fid/gmm=80" in lines[0] and "sharpness" not in lines[0]
+  assert lines[1].endswith("skipped: no config.json (not started)")
+  assert lines[2].endswith("error: RuntimeError: decoder blew up")
+  assert lines[4].endswith("skipped: no checkpoint") and "domain_fid/gmm=60" in lines[5]
+  assert "Traceback" not in out + err
+  assert err.strip().splitlines()[-1] == "wae-eval: error: 1 of 6 trials failed: bad"
+
+  results_cli.main([str(sweep), "--metric", "domain_fid/gmm"])
+  table = capsys.readouterr().out
+  order = [t for t in sorted(fids, key=lambda t: table.find(f"| {t} ")) if f"| {t} " in table]
+  assert order[:3] == ["b", "c", "a"], table

@@ -86,7 +86,8 @@ def sweep_trials(workdir: str) -> list[str] | None:
   try:
     ledger = workdir_lib.read_ledger(root) or {}
   except ValueError as e:
-    logging.warning("%s: unreadable (%s); evaluating every trial directory", workdir_lib.LEDGER, e)
+    logging.warning("%s: unreadable (%s); evaluating every trial directory",
+                    workdir_lib.LEDGER, e)
     ledger = {}
   ids = [t for ids in ledger.get("sweeps", {}).values() for t in ids]
   ids += [t for spec in ledger.get("sweeps", {}) for t in workdir_lib.proposals(ledger, spec)]
@@ -98,32 +99,40 @@ def sweep_trials(workdir: str) -> list[str] | None:
 def _run_sweep(root: epath.Path, trials: list[str], evaluate) -> None:
   """`evaluate` on each trial with a checkpoint, a line each; exits 1 at the end if any
   failed. Library logs drop to warnings, so the lines stay one per trial."""
-  logging.set_verbosity(logging.WARNING)
   from wae_jax import evaluators  # pylint: disable=g-import-not-at-top
-  shown = set(evaluators.ranking())
-  failed = []
-  for i, tid in enumerate(trials, 1):
-    where, start, head = root / tid, time.time(), f"[{i}/{len(trials)}] {tid}:"
-    if not (where / workdir_lib.CONFIG).exists():
-      print(f"{head} skipped: no {workdir_lib.CONFIG} (not started)", flush=True)
-      continue
-    if not workdir_lib.checkpoint_steps(where):
-      print(f"{head} skipped: no checkpoint", flush=True)
-      continue
-    try:
-      metrics = evaluate(where)
-    except inception_weights.WeightsError as e:  # The same for every trial: stop here.
-      common.fail("wae-eval", str(e))
-    except Exception as e:  # pylint: disable=broad-except  # One line; the others go on.
-      failed.append(tid)
-      text = str(e).strip().splitlines()
-      print(f"{head} error: {type(e).__name__}: {text[0] if text else ''}", flush=True)
-      continue
-    parts = [f"{k}={v:.4g}" for k, v in metrics.items() if k.split("/")[0] in shown]
-    print(f"{head} {', '.join(parts) or 'done'} ({time.time() - start:.0f} s)", flush=True)
+  shown, failed, verbosity = set(evaluators.ranking()), [], logging.get_verbosity()
+  logging.set_verbosity(logging.WARNING)
+  try:
+    for i, tid in enumerate(trials, 1):
+      _one(root, tid, f"[{i}/{len(trials)}] {tid}:", evaluate, shown, failed)
+  finally:
+    logging.set_verbosity(verbosity)
   if failed:
     common.fail("wae-eval", f"{len(failed)} of {len(trials)} trials failed: "
                 f"{', '.join(failed)}", code=workdir_lib.EXIT_CRASHED)
+
+
+def _one(root: epath.Path, tid: str, head: str, evaluate, shown: set[str],
+         failed: list[str]) -> None:
+  """One trial's evaluation and its line."""
+  where, start = root / tid, time.time()
+  if not (where / workdir_lib.CONFIG).exists():
+    print(f"{head} skipped: no {workdir_lib.CONFIG} (not started)", flush=True)
+    return
+  if not workdir_lib.checkpoint_steps(where):
+    print(f"{head} skipped: no checkpoint", flush=True)
+    return
+  try:
+    metrics = evaluate(where)
+  except inception_weights.WeightsError as e:  # The same for every trial: stop here.
+    common.fail("wae-eval", str(e))
+  except Exception as e:  # pylint: disable=broad-except  # One line; the others go on.
+    failed.append(tid)
+    text = str(e).strip().splitlines()
+    print(f"{head} error: {type(e).__name__}: {text[0] if text else ''}", flush=True)
+    return
+  parts = [f"{k}={v:.4g}" for k, v in metrics.items() if k.split("/")[0] in shown]
+  print(f"{head} {', '.join(parts) or 'done'} ({time.time() - start:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,20 @@ def table(rows):
     lines.append(f"| {algo} | " + " | ".join(
         f"{np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else float('nan'):.2f}"
         if (v := ratio.get((algo, d, s))) else "-" for d, s in cols) + " |")
+  # The fits themselves: held-out log-likelihood per code (the two-stage VAE's is its
+  # importance-weighted lower bound) and seconds, mean ± sd over seeds.
+  fits = {}
+  for (d, a, seed, s), r in latest.items():
+    if (r.get("fit") or {}).get("heldout_loglik") is not None:
+      fits.setdefault((a, d, s), []).append((r["fit"]["heldout_loglik"], r["fit_seconds"]))
+  lines += ["", "Held-out log-likelihood per code, and fit seconds (mean ± sd over seeds)", "",
+            "| | " + " | ".join(f"{d} {s}" for d, s in cols) + " |",
+            "|---" * (len(cols) + 1) + "|"]
+  for algo in ALGOS:
+    lines.append(f"| {algo} | " + " | ".join(
+        f"{np.mean(v[:, 0]):.2f} ± {np.std(v[:, 0], ddof=1) if len(v) > 1 else float('nan'):.2f}"
+        f", {np.mean(v[:, 1]):.0f} s" if len(v := np.array(fits.get((algo, d, s), []))) else "-"
+        for d, s in cols) + " |")
   return "\n".join(lines) + "\n"
 
 

@@ -33,7 +33,8 @@ from wae_jax.errors import TrialError
 def main(argv: Sequence[str] | None = None) -> None:
   parser = common.ArgumentParser(
       prog="wae-eval", description="Domain FID, FID, sharpness and held-out metrics of the "
-      "latest checkpoint of a trial directory, merged into its metrics.json.")
+      "latest checkpoint of a trial directory (or of each trial of a sweep directory), "
+      "merged into its metrics.json.")
   parser.add_argument("--workdir", required=True,
                       help="trial directory, or a sweep directory: each of its trials "
                            "(local or gs://)")

@@ -89,6 +89,23 @@ def test_a_settled_rung_sends_its_best_on_even_below_eta_results():
   assert s.best("x") == "b" and s.complete("x", 0) and s.complete("x", 1)
 
 
+def test_finalists_go_on_from_the_settled_rung_below_the_full_budget():
+  """With finalists=2 the runner-up of the last cut also reaches the full budget, once that
+  rung has every result it can get; the rungs below it keep ASHA's rule."""
+  search = searches.parse({"name": "asha", "min_steps": 1, "eta": 2, "max_steps": 4,
+                           "metric": "domain_fid", "finalists": 2})
+  assert search.options()["finalists"] == 2 and "2 to the last" in search.describe()
+  s = asha.Scheduler(search.rungs, search.eta, search.key, {"x": list("abcdef")},
+                     finalists=search.finalists)
+  curves = {t: {**c, 2: c.get(2, 9.0), 4: 0.1} for t, c in CURVES.items()}
+  # As in the hand-checked run until rung 2 settles as [d, b, f] (d up at once); then b,
+  # its runner-up, goes on too. Without finalists b stops at 2.
+  assert _serial(s, curves) == _serial(_scheduler(SEARCH, {"x": list("abcdef")}), curves) + [
+      ("b", 4)]
+  assert s.stopped("x", 1) == ["f"] and s.ranked("x", 4) == ["b", "d"]
+  assert s.complete("x", 0) and s.complete("x", 1)
+
+
 def test_a_trial_without_a_value_is_last_and_never_promoted():
   s = _scheduler(SEARCH, {"x": ["a", "b", "c", "d"]})
   curves = {"a": {1: None}, "b": {1: float("nan")}, "c": {1: None}, "d": {1: None}}
@@ -124,6 +141,8 @@ def test_each_decision_goes_to_the_bracket_given_the_fewest_model_steps():
      "search.metric: 'fidd' is not a declared score"),
     ({"name": "asha", "min_steps": 1, "eta": 3, "max_steps": 9, "metric": "fid", "r": 1},
      "search.r: the asha search has no such option"),
+    ({"name": "asha", "min_steps": 1, "eta": 3, "max_steps": 9, "metric": "fid",
+      "finalists": 0}, "search.finalists: must be an integer >= 1, got 0"),
     ({"name": "random", "eta": 3}, "search.eta: the random search has no such option"),
     ({"name": 3}, "search.name: must be a search's name"),
 ])

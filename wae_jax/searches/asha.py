@@ -6,6 +6,9 @@ metric decides the next climb. A trial goes up as soon as it is in the top 1/eta
 results its rung has so far, so no rung waits for stragglers. Each base config (an
 algorithm) is a bracket of its own, ranked only against itself, and the next job goes to
 the bracket that has been given the fewest model-steps, so algorithms get equal compute.
+With `finalists` > 1, the rung below the full budget sends at least that many of each
+bracket on once it is settled: its ranks are the noisiest cut that matters (one of four
+goes on at eta 4), and the second best there is often the best at the end.
 
 `Scheduler` is the promotion rule alone; `Asha` is the search around it: a trial's note
 (`search.json`) is the rung it was sent to and its metric at every rung it reached, written
@@ -24,6 +27,7 @@ from wae_jax import workdir as workdir_lib
 from wae_jax.hyper import SweepError
 
 OPTIONS = ("min_steps", "eta", "max_steps", "metric")  # What every ASHA variant needs.
+OPTIONAL = {"finalists": 1}  # ... and what it may set (default).
 
 
 def rungs_of(min_steps: int, eta: int, max_steps: int) -> tuple[int, ...]:
@@ -65,8 +69,9 @@ class Scheduler:
   """
 
   def __init__(self, rungs: Sequence[int], eta: int, key,
-               brackets: Mapping[str, Sequence[str]], sizes: Mapping[str, int] | None = None):
-    self.rungs, self.eta, self.key = tuple(rungs), eta, key
+               brackets: Mapping[str, Sequence[str]], sizes: Mapping[str, int] | None = None,
+               finalists: int = 1):
+    self.rungs, self.eta, self.key, self.finalists = tuple(rungs), eta, key, finalists
     self.brackets = {b: list(ids) for b, ids in brackets.items()}
     self.sizes = dict(sizes or {})
     self.order = {tid: i for ids in self.brackets.values() for i, tid in enumerate(ids)}
@@ -116,8 +121,10 @@ class Scheduler:
     steps = self.rungs[k]
     ranked = self.ranked(bracket, steps)
     # A rung that can get no further result sends its best on even when 1/eta of it rounds
-    # to none: each bracket's best of a finite trial set reaches the full budget.
-    top = ranked[:len(ranked) // self.eta or int(self._arrived(bracket, k))]
+    # to none (each bracket's best of a finite trial set reaches the full budget), and the
+    # rung below the full budget at least `finalists`.
+    least = (self.finalists if k == len(self.rungs) - 2 else 1) if self._arrived(bracket, k) else 0
+    top = ranked[:max(len(ranked) // self.eta, least)]
     return [t for t in top if self.target.get(t) == steps
             and math.isfinite(self.score(t, steps))]
 
@@ -184,14 +191,16 @@ def rung_value(metric: str, record: Mapping[str, Any], steps: int) -> float | No
 @searches.register("asha")
 class Asha(searches.Search):
   """Options: min_steps (r, the first rung), eta (1/eta of a rung goes up, with eta times
-  the steps), max_steps (R, every trial's full budget), metric (a declared score)."""
-  option_names = OPTIONS
+  the steps), max_steps (R, every trial's full budget), metric (a declared score), and
+  finalists (at least this many of a bracket reach R; default 1)."""
+  option_names = (*OPTIONS, *OPTIONAL)
 
   def __init__(self, options: Mapping[str, Any]):
     super().__init__(options)
     if missing := [f for f in OPTIONS if f not in options]:
       raise SweepError(f"search.{missing[0]}: the {self.name} search needs it")
-    for field, lowest in (("min_steps", 1), ("eta", 2), ("max_steps", 1)):
+    options = {**OPTIONAL, **options}
+    for field, lowest in (("min_steps", 1), ("eta", 2), ("max_steps", 1), ("finalists", 1)):
       value = options[field]
       if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
         raise SweepError(f"search.{field}: must be an integer >= {lowest}, got {value!r}")
@@ -201,14 +210,18 @@ class Asha(searches.Search):
     self.min_steps, self.eta = options["min_steps"], options["eta"]
     self.max_steps, self.metric = options["max_steps"], check_metric(options["metric"])
     self.rungs = rungs_of(self.min_steps, self.eta, self.max_steps)
+    self.finalists = options["finalists"]
     self.key = sort_key(self.metric)
 
   def options(self) -> dict[str, Any]:
-    return {f: getattr(self, f) for f in OPTIONS}
+    return {f: getattr(self, f) for f in (*OPTIONS, *OPTIONAL)}
 
   def describe(self) -> str:
-    return (f"asha by {self.metric} over rungs {', '.join(map(str, self.rungs))} "
-            f"(eta {self.eta}), a bracket per base config")
+    return (f"asha by {self.metric} over rungs {self._ladder()}, a bracket per base config")
+
+  def _ladder(self) -> str:
+    finalists = f", {self.finalists} to the last" if self.finalists > 1 else ""
+    return f"{', '.join(map(str, self.rungs))} (eta {self.eta}{finalists})"
 
   def check(self, configs: Mapping[str, Any]) -> None:
     """Every trial's full budget is the last rung, and its evaluators measure the metric."""
@@ -226,7 +239,8 @@ class Asha(searches.Search):
 
   def scheduler_for(self, ledger: searches.Ledger) -> Scheduler:
     """The promotion rule over the ledger's brackets (a variant's own rule here)."""
-    return Scheduler(self.rungs, self.eta, self.key, ledger.brackets)
+    return Scheduler(self.rungs, self.eta, self.key, ledger.brackets,
+                     finalists=self.finalists)
 
   def restore(self, ledger: searches.Ledger) -> list[str]:
     self.scheduler = self.scheduler_for(ledger)

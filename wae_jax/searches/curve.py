@@ -71,7 +71,7 @@ class Curve(asha.Asha):
   """Options: ASHA's (min_steps, eta, max_steps, metric), and optimism (how many standard
   deviations of its prediction a trial is credited with; default 1; 0 ranks by the
   prediction alone)."""
-  option_names = (*asha.OPTIONS, "optimism")
+  option_names = (*asha.Asha.option_names, "optimism")
 
   def __init__(self, options: Mapping[str, Any]):
     super().__init__(options)
@@ -88,8 +88,7 @@ class Curve(asha.Asha):
 
   def describe(self) -> str:
     return (f"curve by {self.metric}'s predicted value at {self.max_steps} steps (optimism "
-            f"{self.optimism:g}) over rungs {', '.join(map(str, self.rungs))} (eta "
-            f"{self.eta}), a bracket per base config")
+            f"{self.optimism:g}) over rungs {self._ladder()}, a bracket per base config")
 
   def scheduler_for(self, ledger: searches.Ledger) -> asha.Scheduler:
     self.curve, self.predictions = ledger.curve, {}
@@ -97,7 +96,8 @@ class Curve(asha.Asha):
       for steps, (mean, sd) in ((note or {}).get("predicted") or {}).items():
         self.predictions[(tid, int(steps))] = (float(mean), float(sd))
     return CurveScheduler(self.rungs, self.eta, self.key, ledger.brackets,
-                          predict=self._predict, optimism=self.optimism)
+                          finalists=self.finalists, predict=self._predict,
+                          optimism=self.optimism)
 
   def _predict(self, tid: str, steps: int) -> tuple[float, float]:
     """From the evaluations up to the rung (a replay's curves go further: cut here)."""

@@ -56,7 +56,7 @@ class Tpe(asha.Asha):
   """Options: ASHA's (min_steps, eta, max_steps, metric); trials (points per bracket, the
   file's included); startup (trials with a result before TPE models them; default 6); seed
   (default 0)."""
-  option_names = (*asha.OPTIONS, "trials", "startup", "seed")
+  option_names = (*asha.Asha.option_names, "trials", "startup", "seed")
   proposes = True
 
   def __init__(self, options: Mapping[str, Any]):
@@ -78,8 +78,7 @@ class Tpe(asha.Asha):
 
   def describe(self) -> str:
     return (f"tpe: {self.trials} points a bracket, proposed by TPE once {self.startup} "
-            f"have a result, climbing by {self.metric} over rungs "
-            f"{', '.join(map(str, self.rungs))} (eta {self.eta})")
+            f"have a result, climbing by {self.metric} over rungs {self._ladder()}")
 
   def scheduler_for(self, ledger: searches.Ledger) -> asha.Scheduler:
     for b, ids in ledger.brackets.items():
@@ -94,7 +93,7 @@ class Tpe(asha.Asha):
     sizes = {b: max(self.trials, len(ids)) if b in self.spaces else len(ids)
              for b, ids in ledger.brackets.items()}
     return ProposingScheduler(self.rungs, self.eta, self.key, ledger.brackets, sizes,
-                              propose=self._propose)
+                              finalists=self.finalists, propose=self._propose)
 
   def restore(self, ledger: searches.Ledger) -> list[str]:
     lines = super().restore(ledger)

@@ -73,7 +73,8 @@ def run_sweep(args, executor: str, workdir: pathlib.Path) -> dict:
       launched[m[2]] = (seconds(m[1]), int(m[3]))
     elif (m := END.match(line)) and m[2] in launched:
       t0, target = launched.pop(m[2])
-      jobs.append((target - reached.get(m[2], 0), seconds(m[1]) - t0))
+      # The driver's stamps are clock times: a job that crosses midnight ends "before" it began.
+      jobs.append((target - reached.get(m[2], 0), (seconds(m[1]) - t0) % 86400))
       reached[m[2]] = target
   return {"wall_s": wall, "model_steps": model_steps, "jobs": jobs}
 

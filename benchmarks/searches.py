@@ -35,12 +35,15 @@ LADDER = {"min_steps": 150, "eta": 4, "metric": METRIC}
 SEARCHES = {
     "asha r150 eta4": {"name": "asha", **LADDER},
     "asha r300 eta4": {"name": "asha", **LADDER, "min_steps": 300},
+    "asha r150 eta4 finalists 2": {"name": "asha", **LADDER, "finalists": 2},
     "asha r150 eta3": {"name": "asha", **LADDER, "eta": 3},
     "asha r75 eta3": {"name": "asha", **LADDER, "min_steps": 75, "eta": 3},
     "curve r150 eta4 optimism 0": {"name": "curve", **LADDER, "optimism": 0},
     "curve r150 eta4 optimism 1": {"name": "curve", **LADDER, "optimism": 1},
     "curve r150 eta4 optimism 2": {"name": "curve", **LADDER, "optimism": 2},
     "curve r150 eta3 optimism 1": {"name": "curve", **LADDER, "eta": 3, "optimism": 1},
+    "curve r150 eta4 optimism 1 finalists 2": {"name": "curve", **LADDER, "optimism": 1,
+                                               "finalists": 2},
 }
 
 

@@ -175,7 +175,7 @@ def _table(name, rows, full) -> str:
   return "\n".join(lines)
 
 
-PLOTTED = ("random", "asha r150 eta4", "asha r150 eta3", "curve r150 eta4 optimism 1")
+PLOTTED = ("random", "asha r150 eta4", "asha r150 eta4 finalists 2", "curve r150 eta4 optimism 1")
 
 
 def _plot(panels, best_of, path):
@@ -198,8 +198,9 @@ def _plot(panels, best_of, path):
     for i, label in enumerate(shown):
       if trace := panels[(s, b)][label]:
         xs, ys = zip(*trace)
+        # Replays often end on the same trial: earlier ones drawn wider, so none hides another.
         ax.step([*xs, xs[-1] * 1.5], [*ys, ys[-1]], where="post", label=label, color=f"C{i}",
-                lw=2 if label.startswith("live") else 1.2,
+                lw=2 if label.startswith("live") else 1.2 if label == "random" else 4.5 - i,
                 ls="--" if label == "random" else "-")
     ax.axhline(WITHIN * best_of[(s, b)], color="grey", lw=0.8, ls=":")
     ax.set(title=f"{s}: {b}", xlabel="model-steps given to the algorithm",

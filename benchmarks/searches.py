@@ -132,7 +132,8 @@ def main():
                      "reach": reach(r.best_so_far[b], best[b])})
         panels[(name, b)][label] = r.best_so_far[b]
     for run in live.get(name, []):
-      label = f"live {pathlib.Path(run).name}"
+      # "live tpe0": the study is the panel's (a run's directory is named <study>-tpe<seed>).
+      label = f"live {pathlib.Path(run).name.removeprefix(f'{name}-')}"
       for b, trace in live_traces(run, max_steps).items():
         if b not in brackets:  # Not in the study's finished algorithms.
           continue

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from absl import logging
 from etils import epath
+from flax import traverse_util
 import jax
 import numpy as np
 
@@ -74,6 +75,26 @@ def split(codes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.n
   order = rng.permutation(len(codes))
   cut = len(codes) - max(1, int(HOLDOUT * len(codes)))
   return codes[order[:cut]], codes[order[cut:]]
+
+
+def standardised(codes: np.ndarray, rng: np.random.Generator):
+  """(mean, std, fit, held-out): the split of `split`, each side standardised by the codes'
+  mean and std, as a network sampler trains on them."""
+  mean, std = codes.mean(0), codes.std(0) + 1e-6
+  fit, heldout = (jax.numpy.asarray((z - mean) / std) for z in split(codes, rng))
+  return mean, std, fit, heldout
+
+
+def network_arrays(mean: np.ndarray, std: np.ndarray, params) -> dict[str, np.ndarray]:
+  """A network sampler's arrays: the standardisation and its flattened parameters."""
+  return {"mean": mean, "std": std, **{
+      k: np.asarray(v) for k, v in traverse_util.flatten_dict(params, sep="/").items()}}
+
+
+def network_params(arrays: dict[str, np.ndarray]):
+  """The parameters `network_arrays` saved."""
+  return traverse_util.unflatten_dict(
+      {k: v for k, v in arrays.items() if k not in ("mean", "std")}, sep="/")
 
 
 def seed_of(key: jax.Array) -> int:

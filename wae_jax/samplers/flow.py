@@ -9,7 +9,6 @@ that every pair of dimensions meets within a few layers.
 """
 
 import flax.linen as nn
-from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,8 +78,7 @@ class Flow(samplers.Sampler):
     return RealNVP(self.z_dim, self.settings["layers"], self.settings["hidden"])
 
   def fit(self, codes, rng):
-    mean, std = codes.mean(0), codes.std(0) + 1e-6
-    fit, heldout = (jnp.asarray((z - mean) / std) for z in samplers.split(codes, rng))
+    mean, std, fit, heldout = samplers.standardised(codes, rng)
     model, cfg = self.model, self.settings
     key = jax.random.key(int(rng.integers(2**31 - 1)))
     params = model.init(key, fit[:1])
@@ -107,13 +105,11 @@ class Flow(samplers.Sampler):
         best, best_ll = params, curve[-1]
     # The density of the codes themselves: the standardisation's log |det| taken off.
     code_ll = best_ll - float(np.sum(np.log(std)))
-    self.arrays = {"mean": mean, "std": std, **{
-        k: np.asarray(v) for k, v in traverse_util.flatten_dict(best, sep="/").items()}}
+    self.arrays = samplers.network_arrays(mean, std, best)
     self.summary = {"heldout_loglik": code_ll, "heldout_curve": curve}
 
   def sample(self, n, key):
-    params = traverse_util.unflatten_dict(
-        {k: v for k, v in self.arrays.items() if k not in ("mean", "std")}, sep="/")
+    params = samplers.network_params(self.arrays)
     u = jax.random.normal(key, (n, self.z_dim))
     x = jax.jit(lambda p, u: self.model.apply(p, u, method="inverse"))(params, u)
     return (np.asarray(x) * self.arrays["std"] + self.arrays["mean"]).astype(np.float32)

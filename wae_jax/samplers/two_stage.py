@@ -20,7 +20,6 @@ tighter than the ELBO.
 """
 
 import flax.linen as nn
-from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,8 +87,7 @@ class TwoStage(samplers.Sampler):
     return SecondStage(self.z_dim, self.settings["hidden"], self.settings["layers"])
 
   def fit(self, codes, rng):
-    mean, std = codes.mean(0), codes.std(0) + 1e-6
-    fit, heldout = (jnp.asarray((z - mean) / std) for z in samplers.split(codes, rng))
+    mean, std, fit, heldout = samplers.standardised(codes, rng)
     model, cfg = self.model, self.settings
     key = jax.random.key(int(rng.integers(2**31 - 1)))
     params = model.init(key, fit[:1], key)
@@ -119,15 +117,13 @@ class TwoStage(samplers.Sampler):
     bound = float(jax.jit(lambda p: model.apply(p, heldout, key, cfg["iw_samples"])[1])(best))
     # The density of the codes themselves: the standardisation's log |det| taken off.
     shift = float(np.sum(np.log(std)))
-    self.arrays = {"mean": mean, "std": std, **{
-        k: np.asarray(v) for k, v in traverse_util.flatten_dict(best, sep="/").items()}}
+    self.arrays = samplers.network_arrays(mean, std, best)
     self.summary = {"heldout_loglik": bound - shift, "heldout_elbo": best_elbo - shift,
                     "gamma": float(np.exp(best["params"]["log_gamma"])),
                     "heldout_curve": curve}
 
   def sample(self, n, key):
-    params = traverse_util.unflatten_dict(
-        {k: v for k, v in self.arrays.items() if k not in ("mean", "std")}, sep="/")
+    params = samplers.network_params(self.arrays)
     prior, noise = jax.random.split(key)
     u = jax.random.normal(prior, (n, self.z_dim))
     x = jax.jit(lambda p, u: self.model.apply(p, u, method="decode"))(params, u)

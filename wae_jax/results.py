@@ -93,11 +93,7 @@ def read_results(workdir: epath.PathLike) -> Results:
                             "subdirectory"]
   search_metric = ((ledger or {}).get("search") or {}).get("metric")
   if ledger:
-    # The sweeps' own order (the live driver's; each sweep's proposals after its trials).
-    ordered = [t for spec, ids in ledger["sweeps"].items()
-               for t in [*ids, *workdir_lib.proposals(ledger, spec)]]
-    trials = {t: ledger["trials"][t] for t in dict.fromkeys([*ordered, *ledger["trials"]])
-              if t in ledger["trials"]}
+    trials = {t: ledger["trials"][t] for t in workdir_lib.ordered_ids(ledger)}
     _check_ledger_is_here(workdir, trials)
   else:
     trials = {p.name: None for p in sorted(workdir.iterdir()) if p.is_dir()}

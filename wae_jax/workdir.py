@@ -334,6 +334,13 @@ def add_proposals(sweep_dir: epath.PathLike, spec: str, trials: Mapping[str, Any
   write_json(epath.Path(sweep_dir) / LEDGER, ledger)
 
 
+def ordered_ids(ledger: Mapping[str, Any]) -> list[str]:
+  """The ledger's trial ids in the sweeps' own order (the live driver's; each sweep's
+  proposals after its trials), then any other trial it records."""
+  ordered = [t for spec, ids in ledger["sweeps"].items() for t in [*ids, *proposals(ledger, spec)]]
+  return [t for t in dict.fromkeys([*ordered, *ledger["trials"]]) if t in ledger["trials"]]
+
+
 def proposals(ledger: Mapping[str, Any] | None, spec: str) -> dict[str, Any]:
   """The trials a search proposed for the sweep `spec`, by id, in the order proposed."""
   ids = ((ledger or {}).get("proposed") or {}).get(spec) or []

@@ -85,14 +85,12 @@ def sweep_trials(workdir: str) -> list[str] | None:
   if not root.is_dir() or (root / workdir_lib.CONFIG).exists():
     return None
   try:
-    ledger = workdir_lib.read_ledger(root) or {}
+    ledger = workdir_lib.read_ledger(root)
   except ValueError as e:
     logging.warning("%s: unreadable (%s); evaluating every trial directory",
                     workdir_lib.LEDGER, e)
-    ledger = {}
-  ids = [t for ids in ledger.get("sweeps", {}).values() for t in ids]
-  ids += [t for spec in ledger.get("sweeps", {}) for t in workdir_lib.proposals(ledger, spec)]
-  ids += list(ledger.get("trials", {}))
+    ledger = None
+  ids = workdir_lib.ordered_ids(ledger) if ledger else []
   ids += sorted(p.name for p in root.iterdir() if (p / workdir_lib.CONFIG).exists())
   return list(dict.fromkeys(ids)) or None
 

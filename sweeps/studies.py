@@ -20,8 +20,11 @@ is on the recorded curves (`benchmarks/searches.py` replays every search on them
 
 `get_search` is the study's default search (`wae-sweep run` without `--search`);
 `:<study>-tpe<seed>` is the same study under the tpe search, its first 6 points a bracket
-the study's own and the other 10 proposed from the same space.
+the study's own and the other 10 proposed from the same space; `:<study>-pooled<seed>` the
+same with one TPE over all three brackets (`pool`).
 """
+
+import re
 
 import bigwae
 
@@ -40,16 +43,17 @@ STUDIES = {
 
 
 def _parse(arg):
-  """`study` (its random points), or `study-tpe<seed>` (the tpe search over its space)."""
-  name, _, tpe = arg.partition("-tpe")
-  if name not in STUDIES or (tpe and not tpe.isdigit()):
+  """(study, tpe seed or None, pooled): `study` (its random points), `study-tpe<seed>` or
+  `study-pooled<seed>` (the tpe search over its space)."""
+  name, variant, seed = re.fullmatch(r"(.*?)(?:-(tpe|pooled)(\d+))?", arg).groups()
+  if name not in STUDIES:
     raise ValueError(f"unknown argument {arg!r} (known: {', '.join(STUDIES)}, each "
-                     "optionally -tpe<seed>)")
-  return name, int(tpe) if tpe else None
+                     "optionally -tpe<seed> or -pooled<seed>)")
+  return name, None if seed is None else int(seed), variant == "pooled"
 
 
 def get_hyper(h, arg="mnist"):
-  name, tpe = _parse(arg)
+  name, tpe, _ = _parse(arg)
   source, algos, seed = STUDIES[name]
 
   def points(space, i):
@@ -73,10 +77,11 @@ def get_hyper(h, arg="mnist"):
 
 
 def get_search(arg="mnist"):
-  _, tpe = _parse(arg)
+  _, tpe, pool = _parse(arg)
   ladder = {"min_steps": 150, "eta": 4, "max_steps": NUM_STEPS, "metric": "domain_fid"}
   if tpe is not None:
-    return {"name": "tpe", **ladder, "trials": POINTS, "startup": STARTUP, "seed": tpe}
+    return {"name": "tpe", **ladder, "trials": POINTS, "startup": STARTUP, "seed": tpe,
+            "pool": pool}
   # Two finalists: the one ladder that kept 8 of the 9 algorithms' best trials at <= 31% of
   # random search's model-steps on the three studies (docs/sweeps.md).
   return {"name": "asha", **ladder, "finalists": 2}

@@ -18,19 +18,22 @@ def _search(**options):
                          "metric": "domain_fid", "trials": 40, "startup": 6, **options})
 
 
-def _run(search, brackets=("f",)):
+def _run(search, brackets=("f",), spaces=None, flat=()):
   """Drives the search serially on the objective |quality - BEST| (+ 1 / steps), from 6
-  random points a bracket; returns every trial it made, by id."""
+  random points a bracket (of `SPACE`, or its own in `spaces`), where a bracket in `flat`
+  scores every point alike; returns every trial it made, by id."""
+  spaces = {b: {"config": b, **(spaces or {}).get(b, SPACE)} for b in brackets}
   trials = {study.trial_id(t): t for b in brackets for t in hyper.product([
-      hyper.fixed("config", b), hyper.random_search(6, SPACE, seed=0)])}
-  spaces = {b: {"config": b, **SPACE} for b in brackets}
+      hyper.fixed("config", b), hyper.random_search(6, {k: v for k, v in spaces[b].items()
+                                                        if k != "config"}, seed=0)])}
   ledger = searches.Ledger(trials, study.brackets(trials), {t: {} for t in trials},
                            {t: None for t in trials}, spaces=spaces)
   search.restore(ledger)
   while job := search.next():
     trials.update(job.proposed)
     (tid,) = job.tids
-    value = abs(trials[tid]["config.quality"] - BEST) + 1 / job.num_steps
+    flat_value = 1000.0 if trials[tid]["config"] in flat else None
+    value = (flat_value or abs(trials[tid]["config.quality"] - BEST)) + 1 / job.num_steps
     search.finished(job, [{"status": "done", "step": job.num_steps, "num_steps": job.num_steps,
                            "metrics": {"domain_fid": value}}])
   return trials
@@ -53,6 +56,19 @@ def test_tpe_proposes_near_the_best_results_random_draws_do_not():
   drawn = [abs(t["config.quality"] - BEST)
            for t in hyper.random_search(34, SPACE, seed=1)]
   assert statistics.median(proposed) < 0.5 * statistics.median(drawn)
+
+
+def test_pooled_a_bracket_learns_a_parameter_it_shares_from_the_others():
+  # Bracket g's metric says nothing (every point alike, on another scale) and it has a
+  # parameter of its own; f's says where `quality` is good. Pooled, g proposes there too.
+  spaces = {"g": {**SPACE, "config.own": hyper.loguniform(1, 100)}}
+  def distance(pool):
+    trials = _run(_search(pool=pool), brackets=("f", "g"), spaces=spaces, flat=("g",))
+    proposed = [t for t in list(trials.values())[12:] if t["config"] == "g"]
+    assert len(proposed) == 34 and all(t["config.own"] in spaces["g"]["config.own"]
+                                       for t in proposed)
+    return statistics.median(abs(t["config.quality"] - BEST) for t in proposed)
+  assert distance(pool=True) < 0.5 * distance(pool=False)
 
 
 def test_the_same_state_and_seed_propose_the_same_points():
@@ -117,6 +133,7 @@ def test_a_sweep_file_with_spaces_is_checked(tmp_path, sweep, message):
     ({"trials": 0}, "search.trials: must be an integer >= 1"),
     ({"startup": 1}, "search.startup: must be an integer >= 2"),
     ({"seed": -1}, "search.seed: must be an integer >= 0"),
+    ({"pool": 1}, "search.pool: must be true or false, got 1"),
 ])
 def test_bad_options_name_the_field(options, message):
   with pytest.raises(hyper.SweepError, match=message):

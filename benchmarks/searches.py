@@ -12,6 +12,14 @@ model-steps (given to that algorithm) it took to get within 5% of random search'
 <study>-tpe<seed>`), read from its trial directories: the same figures, its model-steps
 counted from the evaluations' wall-clock order. One JSON line per (study, search,
 algorithm); then a markdown table per study, and the best-so-far plot.
+
+How the result moves with the number of points (`--orders N`): a search's decisions depend
+on which points a bracket has and on the order it takes them in, so each search is also
+replayed on N shuffled orders of every algorithm's points, with the first 8 points of each
+(a smaller study), all 16, and the points of every study with the same data and algorithm
+pooled (a larger study: their configs differ only in the random points): the share of the
+(algorithm, order) pairs whose best is kept within 5%, and the spread of the share of
+random search's model-steps.
 """
 
 import argparse
@@ -20,6 +28,9 @@ import glob
 import json
 import math
 import pathlib
+import random
+import statistics
+from typing import Any
 
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.util import tensor_util
@@ -31,6 +42,7 @@ from wae_jax import searches
 
 METRIC = "domain_fid"
 WITHIN = 1.05  # "Within 5% of random search's best" (a lower-is-better metric).
+POINTS = 16  # Random points an algorithm of each study (`sweeps/studies.py`).
 LADDER = {"min_steps": 150, "eta": 4, "metric": METRIC}
 SEARCHES = {
     "asha r150 eta4": {"name": "asha", **LADDER},
@@ -48,8 +60,9 @@ SEARCHES = {
 
 
 def study(workdir: str):
-  """(brackets in the sweep's order, curves, full budget) of a full-budget study: the
-  algorithms whose every trial is done (a study still running gives those it finished)."""
+  """(brackets in the sweep's order, curves, full budget, each bracket's data source) of a
+  full-budget study: the algorithms whose every trial is done (a study still running gives
+  those it finished)."""
   trials = results_lib.read_results(workdir).trials
   finished = trials.groupby("base", sort=False)["status"].agg(lambda s: (s == "done").all())
   if unfinished := list(finished.index[~finished]):
@@ -57,8 +70,10 @@ def study(workdir: str):
   done = trials[trials["base"].isin(finished.index[finished])]
   if done.empty:
     raise SystemExit(f"{workdir}: no algorithm has every trial done")
-  brackets = {b: list(g["trial"]) for b, g in done.groupby("base", sort=False)}
-  return brackets, curves_lib.read_curves(workdir, done, METRIC), int(done["num_steps"].max())
+  groups = done.groupby("base", sort=False)
+  return ({b: list(g["trial"]) for b, g in groups},
+          curves_lib.read_curves(workdir, done, METRIC), int(done["num_steps"].max()),
+          {b: g["data.source"].iloc[0] for b, g in groups})
 
 
 def reach(trace, target: float) -> int | None:
@@ -101,20 +116,56 @@ def live_traces(workdir: str, max_steps: int) -> dict[str, list[tuple[int, float
   return traces
 
 
+def robustness(spec, studies, orders: int) -> dict[str, dict[str, Any]]:
+  """Per study size ("8", "16", "pooled"): the share of (algorithm, shuffled order) pairs
+  whose best the search keeps within 5%, and the median and largest share of random
+  search's model-steps, over `orders` orders (the same ones for every search)."""
+  max_steps = studies[0][2]
+  pools, curves = collections.defaultdict(list), {}
+  for brackets, study_curves, _, sources in studies:
+    curves.update(study_curves)
+    for b, ids in brackets.items():
+      pools[f"{sources[b]} {b}"] += ids
+  sizes = {"8": ([brackets for brackets, *_ in studies], 8),
+           "16": ([brackets for brackets, *_ in studies], None),
+           "pooled": ([{b: ids for b, ids in pools.items() if len(ids) > POINTS}], None)}
+  figures = {}
+  for size, (groups, first) in sizes.items():
+    kept, shares, points = [], [], set()
+    for brackets in groups:
+      for i in range(orders):
+        rng = random.Random(i)
+        shuffled = {b: rng.sample(ids, len(ids))[:first] for b, ids in brackets.items()}
+        r = replay_lib.replay(searches.parse({**spec, "max_steps": max_steps}), shuffled,
+                              curves, METRIC, max_steps)
+        for b, ids in shuffled.items():
+          best = min(curves[t][max_steps] for t in ids)
+          kept.append(r.best[b][0] is not None and r.best[b][0] <= WITHIN * best)
+          shares.append(r.share[b])
+          points.add(len(ids))
+    figures[size] = {"kept": sum(kept) / len(kept), "pairs": len(kept),
+                     "median_share": statistics.median(shares), "max_share": max(shares),
+                     "points": "-".join(map(str, sorted({min(points), max(points)})))}
+  return figures
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("studies", nargs="+")
   parser.add_argument("--live", action="append", default=[], metavar="STUDY=DIR")
   parser.add_argument("--plot", default="")
+  parser.add_argument("--orders", type=int, default=0,
+                      help="shuffled orders of each study's points to replay every search on")
   args = parser.parse_args()
   live = collections.defaultdict(list)
   for item in args.live:
     name, _, workdir = item.partition("=")
     live[name].append(workdir)
-  panels = {}
+  panels, studies = {}, []
   for workdir in args.studies:
     name = pathlib.Path(workdir).name
-    brackets, curves, max_steps = study(workdir)
+    studies.append(study(workdir))
+    brackets, curves, max_steps, _ = studies[-1]
     randoms = {b: random_trace(ids, curves, max_steps) for b, ids in brackets.items()}
     best = {b: t[-1][1] for b, t in randoms.items()}
     rows = []
@@ -145,6 +196,17 @@ def main():
     for row in rows:
       print(json.dumps(row))
     print(_table(name, rows, {b: max_steps * len(ids) for b, ids in brackets.items()}))
+  if args.orders:
+    print(f"\n### Over {args.orders} shuffled orders: bests kept within 5%, median [largest] "
+          "share of random search's model-steps\n")
+    print("| search | 8 points | 16 points | pooled |\n|---|---|---|---|")
+    for label, spec in SEARCHES.items():
+      figures = robustness(spec, studies, args.orders)
+      print(json.dumps({"search": label, **figures}))
+      print(f"| {label} | " + " | ".join(
+          f"{100 * f['kept']:.0f}% of {f['pairs']}, {100 * f['median_share']:.1f}% "
+          f"[{100 * f['max_share']:.1f}%] ({f['points']} a bracket)"
+          for f in figures.values()) + " |")
   if args.plot:
     _plot(panels, best_of={k: v["random"][-1][1] for k, v in panels.items()}, path=args.plot)
 

@@ -112,7 +112,9 @@ def get_search(arg=None):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, options", [("curve", {}), ("tpe", {"trials": 4, "startup": 2})])
+@pytest.mark.parametrize("name, options", [
+    ("curve", {}), ("tpe", {"trials": 4, "startup": 2}),
+    ("tpe", {"trials": 4, "startup": 2, "pool": True})])
 def test_a_killed_sweep_relaunched_keeps_every_decision_and_proposal(tmp_path, name, options):
   """Three SIGKILLs of the driver; the end is the uninterrupted run's: the same points
   proposed (none lost, none twice), the same decisions, each climb trained once."""

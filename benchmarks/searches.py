@@ -20,6 +20,10 @@ replayed on N shuffled orders of every algorithm's points, with the first 8 poin
 pooled (a larger study: their configs differ only in the random points): the share of the
 (algorithm, order) pairs whose best is kept within 5%, and the spread of the share of
 random search's model-steps.
+
+What a pooled TPE (`tpe` with `pool`) builds on: per study and algorithm, Spearman's rho of
+each parameter every algorithm searches (the architecture as resnet = 1) with the final
+metric.
 """
 
 import argparse
@@ -116,6 +120,22 @@ def live_traces(workdir: str, max_steps: int) -> dict[str, list[tuple[int, float
   return traces
 
 
+SHARED = ("optim.lr", "batch_size", "z_dim", "model.arch")  # In every algorithm's space.
+
+
+def shared_params(name: str, workdir: str) -> str:
+  """A table row per algorithm: each shared parameter's rank correlation with the final
+  metric (negative: larger values end better, for a lower-is-better metric)."""
+  trials = results_lib.read_results(workdir).trials
+  trials = trials[trials["status"] == "done"].assign(
+      **{"model.arch": lambda t: (t["model.arch"] == "resnet").astype(float)})
+  rows = []
+  for b, g in trials.groupby("base", sort=False):
+    rho = [g[p].astype(float).corr(g[METRIC], method="spearman") for p in SHARED]
+    rows.append(f"| {name} | {b} | " + " | ".join(f"{r:+.2f}" for r in rho) + " |")
+  return "\n".join(rows)
+
+
 def robustness(spec, studies, orders: int) -> dict[str, dict[str, Any]]:
   """Per study size ("8", "16", "pooled"): the share of (algorithm, shuffled order) pairs
   whose best the search keeps within 5%, and the median and largest share of random
@@ -196,6 +216,10 @@ def main():
     for row in rows:
       print(json.dumps(row))
     print(_table(name, rows, {b: max_steps * len(ids) for b, ids in brackets.items()}))
+  print(f"\n### Spearman's rho of each shared parameter with the final {METRIC}\n")
+  print("| study | algorithm | " + " | ".join(SHARED) + " |\n|---|---" + "|---" * len(SHARED) + "|")
+  for workdir in args.studies:
+    print(shared_params(pathlib.Path(workdir).name, workdir))
   if args.orders:
     print(f"\n### Over {args.orders} shuffled orders: bests kept within 5%, median [largest] "
           "share of random search's model-steps\n")

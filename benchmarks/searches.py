@@ -190,17 +190,13 @@ def main():
     best = {b: t[-1][1] for b, t in randoms.items()}
     rows = []
     for b in brackets:
-      rows.append({"study": name, "search": "random", "algo": b, "share": 1.0, "ratio": 1.0,
-                   "reach": reach(randoms[b], best[b])})
+      rows.append(_row(name, "random", b, 1.0, randoms[b], best[b]))
       panels[(name, b)] = {"random": randoms[b]}
     for label, spec in SEARCHES.items():
       search = searches.parse({**spec, "max_steps": max_steps})
       r = replay_lib.replay(search, brackets, curves, METRIC, max_steps)
       for b in brackets:
-        mine = r.best[b][0]
-        rows.append({"study": name, "search": label, "algo": b, "share": r.share[b],
-                     "ratio": None if mine is None else mine / best[b],
-                     "reach": reach(r.best_so_far[b], best[b])})
+        rows.append(_row(name, label, b, r.share[b], r.best_so_far[b], best[b]))
         panels[(name, b)][label] = r.best_so_far[b]
     for run in live.get(name, []):
       # "live tpe0": the study is the panel's (a run's directory is named <study>-tpe<seed>).
@@ -208,10 +204,8 @@ def main():
       for b, trace in live_traces(run, max_steps).items():
         if b not in brackets:  # Not in the study's finished algorithms.
           continue
-        rows.append({"study": name, "search": label, "algo": b,
-                     "share": _live_steps(run, b) / (max_steps * len(brackets[b])),
-                     "ratio": trace[-1][1] / best[b] if trace else None,
-                     "reach": reach(trace, best[b])})
+        share = _live_steps(run, b) / (max_steps * len(brackets[b]))
+        rows.append(_row(name, label, b, share, trace, best[b]))
         panels[(name, b)][label] = trace
     for row in rows:
       print(json.dumps(row))
@@ -233,6 +227,15 @@ def main():
           for f in figures.values()) + " |")
   if args.plot:
     _plot(panels, best_of={k: v["random"][-1][1] for k, v in panels.items()}, path=args.plot)
+
+
+def _row(name, search, algo, share, trace, best) -> dict[str, Any]:
+  """A (study, search, algorithm)'s figures from its best-so-far trace: `first` is the
+  model-steps at its first full-budget result, below which no search on that ladder can
+  reach anything."""
+  return {"study": name, "search": search, "algo": algo, "share": share,
+          "ratio": trace[-1][1] / best if trace else None, "reach": reach(trace, best),
+          "first": trace[0][0] if trace else None}
 
 
 def _live_steps(workdir: str, bracket: str) -> int:

@@ -151,6 +151,8 @@ def robustness(spec, studies, orders: int) -> dict[str, dict[str, Any]]:
            "pooled": ([{b: ids for b, ids in pools.items() if len(ids) > POINTS}], None)}
   figures = {}
   for size, (groups, first) in sizes.items():
+    if not any(groups):  # No data set and algorithm in more than one study.
+      continue
     kept, shares, points = [], [], set()
     for brackets in groups:
       for i in range(orders):
@@ -223,8 +225,8 @@ def main():
       print(json.dumps({"search": label, **figures}))
       print(f"| {label} | " + " | ".join(
           f"{100 * f['kept']:.0f}% of {f['pairs']}, {100 * f['median_share']:.1f}% "
-          f"[{100 * f['max_share']:.1f}%] ({f['points']} a bracket)"
-          for f in figures.values()) + " |")
+          f"[{100 * f['max_share']:.1f}%] ({f['points']} a bracket)" if (f := figures.get(size))
+          else "none" for size in ("8", "16", "pooled")) + " |")
   if args.plot:
     _plot(panels, best_of={k: v["random"][-1][1] for k, v in panels.items()}, path=args.plot)
 

@@ -18,6 +18,10 @@ is on the recorded curves (`benchmarks/searches.py` replays every search on them
 - `heldout2`: WAE-SW, WAE-MMD and the VAE on the bundled MNIST at other random points, run
   only after the default was chosen again on the four above.
 
+`:<study>-<n>points` is the study with n random points an algorithm, its first 16 the
+study's: run into a copy of the study's directory, it trains only the new ones (the ledger
+is a union).
+
 `get_search` is the study's default search (`wae-sweep run` without `--search`);
 `:<study>-tpe<seed>` is the same study under the tpe search, its first 6 points a bracket
 the study's own and the other 10 proposed from the same space; `:<study>-pooled<seed>` the
@@ -43,22 +47,25 @@ STUDIES = {
 
 
 def _parse(arg):
-  """(study, tpe seed or None, pooled): `study` (its random points), `study-tpe<seed>` or
-  `study-pooled<seed>` (the tpe search over its space)."""
-  name, variant, seed = re.fullmatch(r"(.*?)(?:-(tpe|pooled)(\d+))?", arg).groups()
+  """(study, tpe seed or None, pooled, points): `study` (its random points), `study-tpe<seed>`
+  or `study-pooled<seed>` (the tpe search over its space), `study-<n>points` (n random
+  points an algorithm, the first POINTS of them the study's)."""
+  name, variant, seed, points = re.fullmatch(
+      r"(.*?)(?:-(tpe|pooled)(\d+)|-(\d+)points)?", arg).groups()
   if name not in STUDIES:
     raise ValueError(f"unknown argument {arg!r} (known: {', '.join(STUDIES)}, each "
-                     "optionally -tpe<seed> or -pooled<seed>)")
-  return name, None if seed is None else int(seed), variant == "pooled"
+                     "optionally -tpe<seed>, -pooled<seed> or -<n>points)")
+  return (name, None if seed is None else int(seed), variant == "pooled",
+          int(points) if points else POINTS)
 
 
 def get_hyper(h, arg="mnist"):
-  name, tpe, _ = _parse(arg)
+  name, tpe, _, n = _parse(arg)
   source, algos, seed = STUDIES[name]
 
   def points(space, i):
     if tpe is None:
-      return h.random_search(POINTS, space, seed=seed + i)
+      return h.random_search(n, space, seed=seed + i)
     # The study's first STARTUP points (the same draws), then TPE's proposals.
     return h.chainit([h.random_search(STARTUP, space, seed=seed + i), h.space(space)])
 
@@ -77,7 +84,7 @@ def get_hyper(h, arg="mnist"):
 
 
 def get_search(arg="mnist"):
-  _, tpe, pool = _parse(arg)
+  _, tpe, pool, _ = _parse(arg)
   ladder = {"min_steps": 150, "eta": 4, "max_steps": NUM_STEPS, "metric": "domain_fid"}
   if tpe is not None:
     return {"name": "tpe", **ladder, "trials": POINTS, "startup": STARTUP, "seed": tpe,

@@ -144,8 +144,8 @@ def robustness(spec, studies, orders: int) -> dict[str, dict[str, Any]]:
   pools, curves = collections.defaultdict(list), {}
   for brackets, study_curves, _, sources in studies:
     curves.update(study_curves)
-    for b, ids in brackets.items():
-      pools[f"{sources[b]} {b}"] += ids
+    for b, ids in brackets.items():  # A grown study shares its first points with its own.
+      pools[f"{sources[b]} {b}"] += [t for t in ids if t not in pools[f"{sources[b]} {b}"]]
   sizes = {"8": ([brackets for brackets, *_ in studies], 8),
            "16": ([brackets for brackets, *_ in studies], None),
            "pooled": ([{b: ids for b, ids in pools.items() if len(ids) > POINTS}], None)}

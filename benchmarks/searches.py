@@ -46,7 +46,6 @@ from wae_jax import searches
 
 METRIC = "domain_fid"
 WITHIN = 1.05  # "Within 5% of random search's best" (a lower-is-better metric).
-POINTS = 16  # Random points an algorithm of each study (`sweeps/studies.py`).
 LADDER = {"min_steps": 150, "eta": 4, "metric": METRIC}
 SEARCHES = {
     "asha r150 eta4": {"name": "asha", **LADDER},
@@ -137,7 +136,8 @@ def shared_params(name: str, workdir: str) -> str:
 
 
 def robustness(spec, studies, orders: int) -> dict[str, dict[str, Any]]:
-  """Per study size ("8", "16", "pooled"): the share of (algorithm, shuffled order) pairs
+  """Per study size ("8" points, "all" a study's, "pooled": the points of the studies with
+  the same data and algorithm): the share of (algorithm, shuffled order) pairs
   whose best the search keeps within 5%, and the median and largest share of random
   search's model-steps, over `orders` orders (the same ones for every search)."""
   max_steps = studies[0][2]
@@ -145,10 +145,12 @@ def robustness(spec, studies, orders: int) -> dict[str, dict[str, Any]]:
   for brackets, study_curves, _, sources in studies:
     curves.update(study_curves)
     for b, ids in brackets.items():  # A grown study shares its first points with its own.
-      pools[f"{sources[b]} {b}"] += [t for t in ids if t not in pools[f"{sources[b]} {b}"]]
+      pools[f"{sources[b]} {b}"].append(ids)
+  pooled = {b: list(dict.fromkeys(t for ids in lists for t in ids))
+            for b, lists in pools.items() if len(lists) > 1}
   sizes = {"8": ([brackets for brackets, *_ in studies], 8),
-           "16": ([brackets for brackets, *_ in studies], None),
-           "pooled": ([{b: ids for b, ids in pools.items() if len(ids) > POINTS}], None)}
+           "all": ([brackets for brackets, *_ in studies], None),
+           "pooled": ([pooled], None)}
   figures = {}
   for size, (groups, first) in sizes.items():
     if not any(groups):  # No data set and algorithm in more than one study.
@@ -219,14 +221,14 @@ def main():
   if args.orders:
     print(f"\n### Over {args.orders} shuffled orders: bests kept within 5%, median [largest] "
           "share of random search's model-steps\n")
-    print("| search | 8 points | 16 points | pooled |\n|---|---|---|---|")
+    print("| search | 8 points | a study's | pooled |\n|---|---|---|---|")
     for label, spec in SEARCHES.items():
       figures = robustness(spec, studies, args.orders)
       print(json.dumps({"search": label, **figures}))
       print(f"| {label} | " + " | ".join(
           f"{100 * f['kept']:.0f}% of {f['pairs']}, {100 * f['median_share']:.1f}% "
           f"[{100 * f['max_share']:.1f}%] ({f['points']} a bracket)" if (f := figures.get(size))
-          else "none" for size in ("8", "16", "pooled")) + " |")
+          else "none" for size in ("8", "all", "pooled")) + " |")
   if args.plot:
     _plot(panels, best_of={k: v["random"][-1][1] for k, v in panels.items()}, path=args.plot)
 

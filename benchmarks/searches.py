@@ -1,6 +1,6 @@
 r"""Every search checked on full-budget studies: replayed on their curves, or run live.
 
-  python benchmarks/searches.py runs/studies/mnist runs/studies/fashion ... \
+  python benchmarks/searches.py runs/studies/mnist runs/studies/fashion ... [--frontier] \
       [--live mnist=runs/searches/mnist-tpe0 ...] [--plot runs/searches/best.png]
 
 Each positional argument is a finished random-search study (`sweeps/studies.py`, run with
@@ -21,6 +21,15 @@ pooled (a larger study: their configs differ only in the random points): the sha
 (algorithm, order) pairs whose best is kept within 5%, and the spread of the share of
 random search's model-steps.
 
+What any cut on the value at a rung can do (`--frontier`): synchronous successive halving
+(every trial to the first rung, the best fraction of them to the next, ...), which depends
+on no order, for every ladder of `LADDERS` with every fraction of `FRACTIONS` at each rung,
+alone and hedged in twos (a trial goes on while either rule sends it, as Hyperband's
+brackets hedge). The rule that keeps most bests within 5% is chosen with hindsight, on the
+very curves it is scored on (what no search can beat by cutting on the value), and with
+each study left out in turn, chosen on the others within `BUDGET` and scored on the one
+left out (what choosing a rule on past studies is worth on a new one).
+
 What a pooled TPE (`tpe` with `pool`) builds on: per study and algorithm, Spearman's rho of
 each parameter every algorithm searches (the architecture as resnet = 1) with the final
 metric.
@@ -29,6 +38,7 @@ metric.
 import argparse
 import collections
 import glob
+import itertools
 import json
 import math
 import pathlib
@@ -36,6 +46,7 @@ import random
 import statistics
 from typing import Any
 
+import numpy as np
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.util import tensor_util
 
@@ -119,6 +130,73 @@ def live_traces(workdir: str, max_steps: int) -> dict[str, list[tuple[int, float
   return traces
 
 
+# --frontier's rules: ladders on the studies' evaluation grid (every 75 steps), and the
+# fractions a rung may send on (eta 2 to 6).
+LADDERS = ((150, 600), (150, 450), (75, 150, 600), (75, 150, 450), (75, 225, 675),
+           (75, 300, 900), (75, 300), (75, 600))
+FRACTIONS = (1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 6)
+BUDGET = 0.30  # The share of random search's model-steps the issue allows a search.
+
+
+def halving(ids, curves, max_steps: int, ladder, fractions) -> np.ndarray:
+  """Each trial's steps under synchronous successive halving by the value at each rung of
+  `ladder`, which sends on the best ceil(fraction * n) of the n trials there."""
+  alive, steps = list(ids), dict.fromkeys(ids, 0)
+  for rung, fraction in zip((*ladder, max_steps), (*fractions, None)):
+    steps.update(dict.fromkeys(alive, rung))
+    if fraction:
+      alive = sorted(alive, key=lambda t: curves[t][rung])[:math.ceil(fraction * len(alive))]
+  return np.array([steps[t] for t in ids])
+
+
+class Frontier:
+  """Every rule of LADDERS x FRACTIONS, and every hedge of two (a trial goes on while either
+  sends it), on every (study, algorithm): `kept[k]` and `share[k]` are (rule, rule) arrays
+  for pair k, the diagonal the rules alone."""
+
+  def __init__(self, studies):
+    self.rules = [(l, f) for l in LADDERS for f in itertools.product(FRACTIONS, repeat=len(l))]
+    self.study, self.kept, self.share = [], [], []
+    for i, (brackets, curves, max_steps, _) in enumerate(studies):
+      for ids in brackets.values():
+        if missing := next(((t, r) for t in ids for l in LADDERS for r in l
+                            if r not in curves[t]), None):
+          raise SystemExit(f"--frontier: trial {missing[0]} has no {METRIC} at step "
+                           f"{missing[1]}; the ladders need one every 75 steps")
+        steps = np.stack([halving(ids, curves, max_steps, *rule) for rule in self.rules])
+        hedged = np.maximum(steps[:, None], steps[None])  # (rule, rule, trial)
+        final = np.array([curves[t][max_steps] for t in ids])
+        kept_best = np.where(hedged == max_steps, final, np.inf).min(-1)
+        self.study.append(i)
+        self.kept.append(kept_best <= WITHIN * final.min())
+        self.share.append(hedged.sum(-1) / (max_steps * len(ids)))
+
+  def _pick(self, pairs, hedge: bool, budget: float = math.inf):
+    """The rule (a, a) or hedge (a, b) that keeps most of `pairs`' bests with every share
+    within `budget`, then with the smallest largest share."""
+    worst = np.max([self.share[k] for k in pairs], axis=0)
+    kept = np.where(worst <= budget, sum(self.kept[k].astype(int) for k in pairs), -1)
+    if not hedge:
+      kept = np.where(np.eye(len(kept), dtype=bool), kept, -1)
+    return np.unravel_index(np.lexsort((worst.ravel(), -kept.ravel()))[0], kept.shape)
+
+  def describe(self, a, b) -> str:
+    rule = lambda r: (f"{'/'.join(map(str, self.rules[r][0]))} eta "
+                      f"{','.join(str(round(1 / f)) for f in self.rules[r][1])}")
+    return rule(a) if a == b else f"{rule(a)} + {rule(b)}"
+
+  def chosen(self, hedge: bool, budget: float = math.inf, held_out: int | None = None
+             ) -> dict[str, Any]:
+    """The rule chosen on every study (with hindsight: scored on the curves it was chosen
+    on), or on all but `held_out` and scored on that one."""
+    on = [k for k, s in enumerate(self.study) if s != held_out]
+    a, b = self._pick(on, hedge, budget)
+    scored = on if held_out is None else [k for k, s in enumerate(self.study) if s == held_out]
+    return {"rule": self.describe(a, b), "pairs": len(scored),
+            "kept": sum(bool(self.kept[k][a, b]) for k in scored),
+            "max_share": max(self.share[k][a, b] for k in scored)}
+
+
 SHARED = ("optim.lr", "batch_size", "z_dim", "model.arch")  # In every algorithm's space.
 
 
@@ -180,6 +258,8 @@ def main():
   parser.add_argument("--plot", default="")
   parser.add_argument("--orders", type=int, default=0,
                       help="shuffled orders of each study's points to replay every search on")
+  parser.add_argument("--frontier", action="store_true",
+                      help="what any cut on the value at a rung can do on these studies")
   args = parser.parse_args()
   live = collections.defaultdict(list)
   for item in args.live:
@@ -229,8 +309,28 @@ def main():
           f"{100 * f['kept']:.0f}% of {f['pairs']}, {100 * f['median_share']:.1f}% "
           f"[{100 * f['max_share']:.1f}%] ({f['points']} a bracket)" if (f := figures.get(size))
           else "none" for size in ("8", "all", "pooled")) + " |")
+  if args.frontier:
+    _print_frontier(Frontier(studies), [pathlib.Path(w).name for w in args.studies])
   if args.plot:
     _plot(panels, best_of={k: v["random"][-1][1] for k, v in panels.items()}, path=args.plot)
+
+
+def _print_frontier(f: Frontier, names) -> None:
+  print("\n### What a cut on the value can do: synchronous successive halving, every rule of "
+        "LADDERS x FRACTIONS and every hedge of two\n")
+  print("| rules | chosen on | scored on | rule | bests kept within 5% | largest share |\n"
+        "|---|---|---|---|---|---|")
+  budget = f"{100 * BUDGET:.0f}%"
+  for hedge in (False, True):
+    kind = "a hedge of two" if hedge else "one"
+    rows = [("all, most kept", "the same", f.chosen(hedge)),
+            (f"all, most kept within {budget}", "the same", f.chosen(hedge, BUDGET))]
+    rows += [(f"the others, most kept within {budget}", names[s], f.chosen(hedge, BUDGET, s))
+             for s in range(len(names))]
+    for on, scored, row in rows:
+      print(json.dumps({"rules": kind, "chosen_on": on, "scored_on": scored, **row}))
+      print(f"| {kind} | {on} | {scored} | {row['rule']} | {row['kept']} of {row['pairs']} | "
+            f"{100 * row['max_share']:.1f}% |")
 
 
 def _row(name, search, algo, share, trace, best) -> dict[str, Any]:

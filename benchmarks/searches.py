@@ -157,6 +157,7 @@ class Frontier:
   def __init__(self, studies):
     self.rules = [(l, f) for l in LADDERS for f in itertools.product(FRACTIONS, repeat=len(l))]
     self.study, self.kept, self.share = [], [], []
+    self.names = [(i, b) for i, (brackets, *_) in enumerate(studies) for b in brackets]
     for i, (brackets, curves, max_steps, _) in enumerate(studies):
       for ids in brackets.values():
         if missing := next(((t, r) for t in ids for l in LADDERS for r in l
@@ -179,6 +180,11 @@ class Frontier:
     if not hedge:
       kept = np.where(np.eye(len(kept), dtype=bool), kept, -1)
     return np.unravel_index(np.lexsort((worst.ravel(), -kept.ravel()))[0], kept.shape)
+
+  def alone(self, k: int) -> tuple[str, float]:
+    """The single rule that keeps pair k's best at the smallest share, and that share."""
+    share = np.where(np.diag(self.kept[k]), np.diag(self.share[k]), np.inf)
+    return self.describe(share.argmin(), share.argmin()), float(share.min())
 
   def describe(self, a, b) -> str:
     rule = lambda r: (f"{'/'.join(map(str, self.rules[r][0]))} eta "
@@ -331,6 +337,10 @@ def _print_frontier(f: Frontier, names) -> None:
       print(json.dumps({"rules": kind, "chosen_on": on, "scored_on": scored, **row}))
       print(f"| {kind} | {on} | {scored} | {row['rule']} | {row['kept']} of {row['pairs']} | "
             f"{100 * row['max_share']:.1f}% |")
+  print("\n| study | algorithm | the cheapest rule that keeps its best | share |\n|---|---|---|---|")
+  for k, (s, algo) in enumerate(f.names):
+    rule, share = f.alone(k)
+    print(f"| {names[s]} | {algo} | {rule} | {100 * share:.1f}% |")
 
 
 def _row(name, search, algo, share, trace, best) -> dict[str, Any]:

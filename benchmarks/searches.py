@@ -156,9 +156,10 @@ class Frontier:
 
   def __init__(self, studies):
     self.rules = [(l, f) for l in LADDERS for f in itertools.product(FRACTIONS, repeat=len(l))]
-    self.study, self.kept, self.share = [], [], []
+    self.kept, self.share = [], []
+    # (study index, algorithm) of each pair.
     self.names = [(i, b) for i, (brackets, *_) in enumerate(studies) for b in brackets]
-    for i, (brackets, curves, max_steps, _) in enumerate(studies):
+    for brackets, curves, max_steps, _ in studies:
       for ids in brackets.values():
         if missing := next(((t, r) for t in ids for l in LADDERS for r in l
                             if r not in curves[t]), None):
@@ -168,7 +169,6 @@ class Frontier:
         hedged = np.maximum(steps[:, None], steps[None])  # (rule, rule, trial)
         final = np.array([curves[t][max_steps] for t in ids])
         kept_best = np.where(hedged == max_steps, final, np.inf).min(-1)
-        self.study.append(i)
         self.kept.append(kept_best <= WITHIN * final.min())
         self.share.append(hedged.sum(-1) / (max_steps * len(ids)))
 
@@ -195,9 +195,9 @@ class Frontier:
              ) -> dict[str, Any]:
     """The rule chosen on every study (with hindsight: scored on the curves it was chosen
     on), or on all but `held_out` and scored on that one."""
-    on = [k for k, s in enumerate(self.study) if s != held_out]
+    on = [k for k, (s, _) in enumerate(self.names) if s != held_out]
+    scored = [k for k, (s, _) in enumerate(self.names) if s == held_out] or on
     a, b = self._pick(on, hedge, budget)
-    scored = on if held_out is None else [k for k, s in enumerate(self.study) if s == held_out]
     return {"rule": self.describe(a, b), "pairs": len(scored),
             "kept": sum(bool(self.kept[k][a, b]) for k in scored),
             "max_share": max(self.share[k][a, b] for k in scored)}
@@ -337,7 +337,8 @@ def _print_frontier(f: Frontier, names) -> None:
       print(json.dumps({"rules": kind, "chosen_on": on, "scored_on": scored, **row}))
       print(f"| {kind} | {on} | {scored} | {row['rule']} | {row['kept']} of {row['pairs']} | "
             f"{100 * row['max_share']:.1f}% |")
-  print("\n| study | algorithm | the cheapest rule that keeps its best | share |\n|---|---|---|---|")
+  print("\n| study | algorithm | the cheapest rule that keeps its best | share |\n"
+        "|---|---|---|---|")
   for k, (s, algo) in enumerate(f.names):
     rule, share = f.alone(k)
     print(f"| {names[s]} | {algo} | {rule} | {100 * share:.1f}% |")

@@ -396,12 +396,15 @@ def _plot(panels, best_of, path):
                            squeeze=False)
   for ax in axes.flat:
     ax.set_visible(False)
+  # A colour and width per label over all panels: a panel without some live runs keeps the
+  # others' colours.
+  shown = list(dict.fromkeys(l for traces in panels.values() for l in traces
+                             if l in PLOTTED or l.startswith("live")))
   for (s, b), ax in ((k, axes[r][c]) for r, (s_, bs) in enumerate(rows.items())
                      for c, k in enumerate((s_, b_) for b_ in bs)):
     ax.set_visible(True)
-    shown = [l for l in panels[(s, b)] if l in PLOTTED or l.startswith("live")]
     for i, label in enumerate(shown):
-      if trace := panels[(s, b)][label]:
+      if trace := panels[(s, b)].get(label):
         xs, ys = zip(*trace)
         # Replays often end on the same trial: earlier ones drawn wider, so none hides another.
         ax.step([*xs, xs[-1] * 1.5], [*ys, ys[-1]], where="post", label=label, color=f"C{i}",

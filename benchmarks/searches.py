@@ -135,7 +135,7 @@ def live_traces(workdir: str, max_steps: int) -> dict[str, list[tuple[int, float
 LADDERS = ((150, 600), (150, 450), (75, 150, 600), (75, 150, 450), (75, 225, 675),
            (75, 300, 900), (75, 300), (75, 600))
 FRACTIONS = (1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 6)
-BUDGET = 0.30  # The share of random search's model-steps the issue allows a search.
+BUDGET = 0.30  # The share of random search's model-steps a search may spend on the studies.
 
 
 def halving(ids, curves, max_steps: int, ladder, fractions) -> np.ndarray:
